@@ -1,0 +1,44 @@
+"""The `experiments` command (also `python -m experiments`): Hydra composes and validates the config against
+the schema, then the pipeline runs. Returns execution accuracy so Hydra sweepers can optimise it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from experiments.config import register_schema, to_typed
+from experiments.paths import conf_dir
+
+log = logging.getLogger("experiments")
+register_schema()
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _main(dict_cfg: DictConfig) -> float | None:
+    from pathlib import Path
+
+    from experiments.pipeline import run_pipeline
+    from experiments.sweep import read_parent_run_id
+
+    hydra_cfg = HydraConfig.get()
+    cfg = to_typed(dict_cfg)
+    parent = read_parent_run_id(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    summary = run_pipeline(cfg, Path(hydra_cfg.runtime.output_dir), overrides=tuple(hydra_cfg.overrides.task),
+                           parent_run_id=parent)
+    accuracy = summary["stages"].get("eval", {}).get("execution_accuracy")
+    log.info("run directory: %s", summary["run_dir"])
+    if accuracy is not None:
+        log.info("execution accuracy: %.4f", accuracy)
+    return accuracy
+
+
+def main() -> None:
+    if not conf_dir().is_dir():
+        sys.exit(f"experiments: config directory {conf_dir()} not found; install the project from its "
+                 "repository with `pip install -e .` (see README)")
+    _main()

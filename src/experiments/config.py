@@ -1,0 +1,191 @@
+"""The structured-config schema: every YAML under conf/ and every command-line override is checked against it.
+
+Hydra composes `conf/config.yaml` on top of `ExperimentConfig`, so a typo'd key or a value of the wrong type fails
+at composition, before any work starts, with a message that names the key. The rest of the code reads config
+values only from these dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+
+class DataSource(str, Enum):
+    sample = "sample"
+    hub = "hub"
+    official = "official"
+
+
+class QuantMode(str, Enum):
+    none = "none"
+    nf4 = "nf4"
+    int8 = "int8"
+
+
+class LossOn(str, Enum):
+    all = "all"
+    completion = "completion"
+
+
+class Stage(str, Enum):
+    prepare = "prepare"
+    train = "train"
+    infer = "infer"
+    eval = "eval"
+
+
+STAGE_ORDER: tuple[Stage, ...] = (Stage.prepare, Stage.train, Stage.infer, Stage.eval)
+
+
+@dataclass
+class DataConfig:
+    """Where examples come from."""
+
+    source: DataSource = DataSource.sample
+    # official: a release directory, a data.tar.bz2 path or its URL; hub: a dataset id or local Parquet dir.
+    path: str | None = None
+    seed: int = 42
+    hub_revision: str = "refs/convert/parquet"
+    cache_dir: str | None = None  # where a downloaded release tarball is kept (default: ~/.cache/experiments)
+
+
+@dataclass
+class DataSizeConfig:
+    """How many examples per split (null = all) and how long a tokenised example may be."""
+
+    train: int | None = None
+    val: int | None = None
+    test: int | None = None
+    max_length: int = 256
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny_mistral"
+    name_or_path: str | None = None  # hub id or local dir; null = initialise from `init` (tiny models)
+    revision: str | None = None
+    tokenizer_path: str | None = None  # dir or tokenizer.model file; null = from name_or_path or mistral-common
+    init: dict[str, Any] | None = None  # MistralConfig kwargs for a config-initialised model
+    init_seed: int = 0
+    dtype: str = "auto"  # torch dtype of non-quantised weights: auto | float32 | bfloat16 | float16
+    attn_implementation: str | None = None
+
+
+@dataclass
+class QuantizationConfig:
+    mode: QuantMode = QuantMode.none
+    compute_dtype: str = "float16"  # float16 as in the notebooks; bfloat16 on GPUs that support it
+    double_quant: bool = True
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class TrainingConfig:
+    num_epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides num_epochs
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optimizer: str = "adamw_torch"
+    logging_steps: int = 10
+    eval_steps: int = 50
+    save_steps: int = 100
+    save_total_limit: int = 2
+    gradient_checkpointing: bool = True
+    loss_on: LossOn = LossOn.all
+    seed: int = 42
+    resume: bool = False
+    # Fast paths: group examples of similar length into a batch (padding to the batch's longest, not max_length).
+    group_by_length: bool = True
+    max_tokens_per_batch: int | None = None  # token-budgeted micro-batches; null = per_device_batch_size examples
+
+
+@dataclass
+class InferenceConfig:
+    batch_size: int = 32
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0 = greedy
+    stop_at_newline: bool = True
+    merge_adapter: bool = False  # merge LoRA into the base (only without quantisation)
+
+
+@dataclass
+class EvalConfig:
+    predictions: str | None = None  # a JSONL of {"id", "sql"}; null = this run's predictions.jsonl
+    timeout_s: float = 1.0
+    max_rows: int = 10000
+
+
+@dataclass
+class TrackingConfig:
+    backend: str = "mlflow"  # mlflow | none
+    uri: str | None = None  # null = sqlite:///<outputs>/mlflow.db
+    experiment_name: str = "text2sql-lora"
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole run: group configs plus run-level keys."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    data_size: DataSizeConfig = field(default_factory=DataSizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    preset: str = "custom"  # set by experiment/ presets; names the MLflow run
+    stages: list[Stage] = field(default_factory=lambda: list(STAGE_ORDER))
+    adapter: str | None = None  # infer: a saved adapter dir; null = this run's adapter/, or zero-shot without one
+    zero_shot: bool = False  # infer with the base model alone, even when an adapter exists
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    outputs_dir: str = "outputs"
+
+
+def register_schema() -> None:
+    """Make `config_schema` available to conf/config.yaml's defaults list."""
+    ConfigStore.instance().store(name="config_schema", node=ExperimentConfig)
+
+
+def to_typed(cfg: DictConfig | ExperimentConfig) -> ExperimentConfig:
+    """The composed DictConfig as the typed dataclass the stages take."""
+    if isinstance(cfg, ExperimentConfig):
+        return cfg
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def to_plain_dict(cfg: ExperimentConfig | DictConfig) -> dict[str, Any]:
+    """Resolved config as plain JSON-able values (enums as strings)."""
+    node = OmegaConf.structured(cfg) if isinstance(cfg, ExperimentConfig) else cfg
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def load_config(overrides: list[str] | None = None, config_dir: str | None = None) -> ExperimentConfig:
+    """Compose the config as the CLI would (for tests, notebooks and benchmarks)."""
+    from hydra import compose, initialize_config_dir
+
+    from experiments.paths import conf_dir
+
+    register_schema()
+    with initialize_config_dir(config_dir=config_dir or str(conf_dir()), version_base="1.3"):
+        return to_typed(compose(config_name="config", overrides=overrides or []))

@@ -1,0 +1,30 @@
+"""Stage 4: score predictions by executing them (and by logical form) against the test split's tables.
+
+Reads data/test.jsonl, data/tables.jsonl, data/tables.sqlite and predictions.jsonl (or eval.predictions=FILE:
+any JSONL of {"id", "sql"}, no model needed); writes results.jsonl, metrics.json, report.md and the official
+evaluator's files into the run directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from experiments.config import ExperimentConfig
+from experiments.data.prepared import read_prepared, read_tables
+from experiments.evaluation import evaluate, materialize_tables, read_predictions
+from experiments.paths import RunFiles
+
+
+def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
+    files = RunFiles(run_dir)
+    test = read_prepared(files.split("test"))
+    tables = read_tables(files.tables_jsonl)
+    if not files.tables_sqlite.is_file():
+        materialize_tables(tables.values(), files.tables_sqlite)
+    predictions_path = Path(cfg.eval.predictions).expanduser() if cfg.eval.predictions else files.predictions
+    if not predictions_path.is_file():
+        raise FileNotFoundError(f"{predictions_path}: no predictions to score; run the infer stage or pass "
+                                "eval.predictions=FILE (JSONL of {\"id\", \"sql\"})")
+    metrics = evaluate([p.example for p in test], tables, read_predictions(predictions_path), files.tables_sqlite,
+                       files.root, timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
+    return {"metrics": metrics, "results": files.results}

@@ -1,0 +1,28 @@
+"""Execution evaluation: materialise tables in SQLite, run untrusted SQL safely, score and report.
+
+    materialize_tables(tables, run_dir / "data" / "tables.sqlite")        # once per run
+    metrics = evaluate(examples, tables, read_predictions(path), db_path, out_dir)
+"""
+
+from experiments.evaluation.categories import CATEGORIES, EvalError
+from experiments.evaluation.evaluate import ExampleResult, evaluate, read_predictions
+from experiments.evaluation.executor import SafeExecutor
+from experiments.evaluation.logical_form import logical_forms_match, parse_logical_form
+from experiments.evaluation.results_compare import normalise_rows, results_match
+from experiments.evaluation.sqlite_tables import materialize_tables, sqlite_column_names, sqlite_table_name
+
+__all__ = [
+    "CATEGORIES",
+    "EvalError",
+    "ExampleResult",
+    "SafeExecutor",
+    "evaluate",
+    "logical_forms_match",
+    "materialize_tables",
+    "normalise_rows",
+    "parse_logical_form",
+    "read_predictions",
+    "results_match",
+    "sqlite_column_names",
+    "sqlite_table_name",
+]

@@ -1,0 +1,70 @@
+"""Our predictions in the format of WikiSQL's official `evaluate.py`, so anyone can re-score them with it.
+
+    python evaluate.py official_source.jsonl official_tables.db official_predictions.jsonl
+
+`official_source.jsonl` holds the evaluated examples in the release's format, `official_predictions.jsonl`
+the parsed logical forms (or `{"error": ...}`) line by line in the same order, `official_tables.jsonl` and
+`official_tables.db` their tables in the release's layouts (the .db: `table_<id with - as _>`, columns
+`col0..colN`, text lower-cased, which is what the official DBEngine reads).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from experiments.data.model import Example, Query, Table
+from experiments.evaluation.sqlite_tables import number_or_none
+from experiments.prompt import quote_identifier
+
+SOURCE_FILE = "official_source.jsonl"
+PREDICTIONS_FILE = "official_predictions.jsonl"
+TABLES_FILE = "official_tables.jsonl"
+DB_FILE = "official_tables.db"
+
+
+def _official_cell(value: object, column_type: str) -> object:
+    if value is None:
+        return None
+    if column_type == "real":
+        number = number_or_none(value)
+        return str(value).lower() if number is None else number
+    return str(value).lower()
+
+
+def _write_db(tables: Sequence[Table], path: Path) -> None:
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        for table in tables:
+            name = quote_identifier("table_" + table.id.replace("-", "_"))
+            columns = ", ".join(f"col{i} {kind.upper()}" for i, kind in enumerate(table.types))
+            conn.execute(f"CREATE TABLE {name} ({columns})")
+            if table.rows and table.header:
+                placeholders = ", ".join("?" * len(table.header))
+                conn.executemany(f"INSERT INTO {name} VALUES ({placeholders})",
+                                 ([_official_cell(v, t) for v, t in zip(row, table.types, strict=True)]
+                                  for row in table.rows))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def write_official_files(examples: Sequence[Example], tables: Mapping[str, Table],
+                         predicted: Sequence[Query | str], out_dir: Path) -> None:
+    """`predicted[i]` is example i's parsed logical form, or an error string where it has none."""
+    out_dir = Path(out_dir)
+    used = [tables[tid] for tid in dict.fromkeys(e.table_id for e in examples) if tid in tables]
+    with (out_dir / SOURCE_FILE).open("w", encoding="utf-8") as source, \
+            (out_dir / PREDICTIONS_FILE).open("w", encoding="utf-8") as preds:
+        for example, query in zip(examples, predicted, strict=True):
+            source.write(json.dumps({"phase": 1, "table_id": example.table_id, "question": example.question,
+                                     "sql": example.query.to_json()}, ensure_ascii=False) + "\n")
+            line = {"query": query.to_json()} if isinstance(query, Query) else {"error": query}
+            preds.write(json.dumps(line, ensure_ascii=False) + "\n")
+    with (out_dir / TABLES_FILE).open("w", encoding="utf-8") as out:
+        for table in used:
+            out.write(json.dumps(table.to_json(), ensure_ascii=False) + "\n")
+    _write_db(used, out_dir / DB_FILE)

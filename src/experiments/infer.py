@@ -1,0 +1,108 @@
+"""Stage 3: batched generation of SQL for the prepared test split -> predictions.jsonl.
+
+Prompts are sorted by length and generated in large left-padded batches; each sequence stops at EOS or at a
+newline (the SQL is one line). `adapter=null` with no train stage in this run scores the base model zero-shot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from experiments.config import ExperimentConfig, QuantMode, Stage
+from experiments.data.jsonl import write_json, write_jsonl
+from experiments.data.prepared import read_prepared
+from experiments.modeling import load_adapter, load_base_model, load_tokenizer, resolve_device
+from experiments.paths import RunFiles
+from experiments.tokenization import encode_prompt
+
+log = logging.getLogger(__name__)
+
+
+def resolve_adapter(cfg: ExperimentConfig, files: RunFiles) -> Path | None:
+    """adapter=PATH, else this run's adapter when this run trained one, else None (zero-shot)."""
+    if cfg.adapter:
+        return Path(cfg.adapter).expanduser()
+    if Stage.train in cfg.stages or files.adapter_dir.joinpath("adapter_config.json").is_file():
+        return files.adapter_dir
+    return None
+
+
+def newline_token_ids(tokenizer) -> list[int]:
+    """Ids of every token whose text holds a newline (SentencePiece byte token <0x0A>, BPE 'Ċ', ...)."""
+    ids = []
+    for token, index in tokenizer.get_vocab().items():
+        if "\n" in token or "<0x0A>" in token or "Ċ" in token:
+            ids.append(index)
+    return sorted(ids)
+
+
+def clean_generation(text: str) -> str:
+    """The first line of the continuation, stripped: the SQL."""
+    return text.split("\n", 1)[0].strip()
+
+
+@torch.inference_mode()
+def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, device: torch.device,
+                 progress: bool = True) -> tuple[list[str], int]:
+    """SQL per prompt (input order) and the number of generated tokens."""
+    inf = cfg.inference
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+    stop_ids = [tokenizer.eos_token_id] + (newline_token_ids(tokenizer) if inf.stop_at_newline else [])
+    outputs: list[str] = [""] * len(prompts)
+    generated_tokens = 0
+    pad_id = tokenizer.pad_token_id
+    batches = [order[i:i + inf.batch_size] for i in range(0, len(order), inf.batch_size)]
+    for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+        longest = max(len(encoded[i]) for i in batch)
+        input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), longest), dtype=torch.long)
+        for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
+            input_ids[row, longest - len(encoded[i]):] = torch.tensor(encoded[i])
+            attention[row, longest - len(encoded[i]):] = 1
+        sampling = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
+            {"do_sample": False}
+        sequences = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                   max_new_tokens=inf.max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id,
+                                   **sampling)
+        new_tokens = sequences[:, longest:].cpu()
+        for row, i in enumerate(batch):
+            tokens = new_tokens[row].tolist()
+            stop = next((k for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
+            generated_tokens += min(stop + 1, len(tokens))
+            outputs[i] = clean_generation(tokenizer.decode(tokens[:stop], skip_special_tokens=True))
+    return outputs, generated_tokens
+
+
+def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
+    files = RunFiles(run_dir)
+    device = resolve_device(cfg.device)
+    test = read_prepared(files.split("test"))
+    adapter = resolve_adapter(cfg, files)
+    tokenizer = load_tokenizer(cfg.model)
+    tokenizer.padding_side = "left"
+    model = load_base_model(cfg.model, cfg.quantization, device)
+    if adapter is None:
+        log.warning("infer: no adapter (adapter=null and no train stage in this run): scoring the base model "
+                    "zero-shot")
+    else:
+        merge = cfg.inference.merge_adapter and cfg.quantization.mode == QuantMode.none
+        model = load_adapter(model, adapter, merge=merge)
+    model.eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    started = time.perf_counter()
+    sqls, generated = generate_sql(model, tokenizer, [p.prompt for p in test], cfg, device)
+    seconds = time.perf_counter() - started
+    write_jsonl(files.predictions, ({"id": p.example.id, "sql": sql} for p, sql in zip(test, sqls, strict=True)))
+    summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "infer_seconds": seconds,
+               "generated_tokens": generated, "generated_tokens_per_s": generated / seconds if seconds else None}
+    if torch.cuda.is_available():
+        summary["infer_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    write_json(files.root / "infer_summary.json", summary)
+    return {"predictions": files.predictions, "summary": summary}

@@ -1,0 +1,149 @@
+"""Tokenizer, base model (plain, 8-bit or 4-bit NF4), LoRA: the one place models are built.
+
+The tokenizer always behaves like the Hub's Mistral tokenizer: BOS added, no EOS, pad = EOS.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+
+from experiments.config import LoraConfig, ModelConfig, QuantizationConfig, QuantMode
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> the first CUDA device if there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but no CUDA device is visible; use device=cpu or device=auto")
+    return resolved
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    except KeyError:
+        raise ValueError(f"dtype {name!r}: expected float32, bfloat16 or float16") from None
+
+
+def mistral_common_tokenizer_file() -> Path:
+    """Mistral's 32k SentencePiece model, shipped by the mistral-common package."""
+    return Path(str(files("mistral_common") / "data" / "tokenizer.model.v1"))
+
+
+def _sentencepiece_file(source: str | None) -> Path | None:
+    """A bare SentencePiece model to load (None when `source` is a tokenizer folder or a Hub id)."""
+    if source is None:
+        return mistral_common_tokenizer_file()
+    path = Path(source).expanduser()
+    if path.suffix == ".model":
+        return path
+    if (path / "tokenizer.model").is_file() and not (path / "tokenizer.json").is_file():
+        return path / "tokenizer.model"
+    return None
+
+
+def load_tokenizer(cfg: ModelConfig):
+    """Tokenizer with BOS added (as the Hub's Mistral tokenizer does), no EOS, pad = EOS."""
+    from transformers import AutoTokenizer, LlamaTokenizer
+
+    source = cfg.tokenizer_path or cfg.name_or_path
+    kwargs = {"add_bos_token": True, "add_eos_token": False}
+    model_file = _sentencepiece_file(source)
+    if model_file is not None:
+        if not model_file.is_file():
+            raise FileNotFoundError(f"model.tokenizer_path: {model_file} does not exist")
+        with tempfile.TemporaryDirectory() as tmp:  # LlamaTokenizer wants a directory holding tokenizer.model
+            shutil.copy(model_file, os.path.join(tmp, "tokenizer.model"))
+            tokenizer = LlamaTokenizer.from_pretrained(tmp, **kwargs)
+    else:
+        revision = cfg.revision if source == cfg.name_or_path else None
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(cfg: QuantizationConfig):
+    from transformers import BitsAndBytesConfig
+
+    if cfg.mode == QuantMode.nf4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=cfg.double_quant,
+                                  bnb_4bit_compute_dtype=torch_dtype(cfg.compute_dtype))
+    if cfg.mode == QuantMode.int8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_base_model(cfg: ModelConfig, quant: QuantizationConfig, device: torch.device):
+    """The base causal LM on `device`: from the Hub or a local dir, or initialised from `cfg.init` (tiny)."""
+    from transformers import AutoModelForCausalLM, MistralConfig, MistralForCausalLM
+
+    if quant.mode != QuantMode.none and device.type != "cuda":
+        raise RuntimeError(f"quantization={quant.mode.value} needs a CUDA GPU (bitsandbytes); this run's device "
+                           f"is {device}. Use quantization=none on the CPU.")
+    dtype = _weights_dtype(cfg, quant, device)
+    if cfg.name_or_path is None:
+        if not cfg.init:
+            raise ValueError("model: set model.name_or_path (hub id or directory) or model.init (a config)")
+        torch.manual_seed(cfg.init_seed)
+        config = MistralConfig(**cfg.init)
+        if cfg.attn_implementation:
+            config._attn_implementation = cfg.attn_implementation
+        model = MistralForCausalLM(config).to(device=device, dtype=dtype)
+        return model
+    kwargs = {}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.name_or_path, revision=cfg.revision, dtype=dtype, quantization_config=quantization_config(quant),
+        device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"}, **kwargs)
+    return model
+
+
+def _weights_dtype(cfg: ModelConfig, quant: QuantizationConfig, device: torch.device) -> torch.dtype:
+    if cfg.dtype != "auto":
+        return torch_dtype(cfg.dtype)
+    if device.type != "cuda":
+        return torch.float32
+    return torch_dtype(quant.compute_dtype)
+
+
+def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpointing: bool):
+    """Wrap the base model with trainable LoRA adapters (k-bit preparation first for quantised models)."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if quant.mode != QuantMode.none:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    peft_config = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                 target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, peft_config)
+
+
+def load_adapter(model, adapter_dir: Path, merge: bool = False):
+    """Base model + a saved LoRA adapter; merged into the weights when asked (not possible when quantised)."""
+    from peft import PeftModel
+
+    if not Path(adapter_dir, "adapter_config.json").is_file():
+        raise FileNotFoundError(f"adapter={adapter_dir}: no adapter_config.json there; point adapter= at a "
+                                "directory written by the train stage (run_dir/adapter)")
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
+    if merge:
+        model = model.merge_and_unload()
+    return model

@@ -1,0 +1,64 @@
+"""Where the project's files live: the config directory and the files a run directory holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def conf_dir() -> Path:
+    """conf/ at the repository root (the project is installed editable, as the README says)."""
+    return Path(__file__).resolve().parents[2] / "conf"
+
+
+class RunFiles:
+    """The files each stage writes into a run directory; later stages read them from here."""
+
+    def __init__(self, run_dir: str | Path):
+        self.root = Path(run_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    def split(self, name: str) -> Path:
+        return self.data_dir / f"{name}.jsonl"
+
+    @property
+    def tables_jsonl(self) -> Path:
+        return self.data_dir / "tables.jsonl"
+
+    @property
+    def tables_sqlite(self) -> Path:
+        return self.data_dir / "tables.sqlite"
+
+    @property
+    def data_report(self) -> Path:
+        return self.data_dir / "report.json"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predictions.jsonl"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def resolved_config(self) -> Path:
+        return self.root / "config.yaml"

@@ -1,0 +1,108 @@
+"""Runs the selected stages in order inside one run directory and one MLflow run.
+
+Whatever happens, the MLflow run is closed with the right status and GPU memory is released, so the next job
+of a sequential Hydra multirun starts clean.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, to_plain_dict
+from experiments.data.jsonl import write_json
+from experiments.paths import RunFiles
+from experiments.prompt import PROMPT_VERSION
+from experiments.tracking import flatten, git_commit, open_tracker
+
+log = logging.getLogger(__name__)
+
+
+def describe_device(device: str) -> str:
+    if torch.cuda.is_available() and device != "cpu":
+        return torch.cuda.get_device_name(0)
+    return "cpu"
+
+
+def release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, ...] = (),
+                 parent_run_id: str | None = None) -> dict[str, Any]:
+    """prepare -> train -> infer -> eval (those selected by cfg.stages); returns the run summary."""
+    files = RunFiles(run_dir)
+    files.root.mkdir(parents=True, exist_ok=True)
+    plain = to_plain_dict(cfg)
+    OmegaConf.save(OmegaConf.create(plain), files.resolved_config)
+    tags = {"preset": cfg.preset, "git_commit": git_commit(), "overrides": " ".join(overrides) or "(none)",
+            "device": describe_device(cfg.device), "prompt_version": PROMPT_VERSION, "run_dir": str(files.root)}
+    tracker = open_tracker(cfg.tracking, cfg.outputs_dir, cfg.preset, tags, parent_run_id)  # fails fast
+    release_memory()
+    summary: dict[str, Any] = {"run_dir": str(files.root), "mlflow_run_id": tracker.run_id, "stages": {}}
+    status = "FAILED"
+    try:
+        tracker.log_params(flatten(plain))
+        tracker.log_artifact(files.resolved_config)
+        for stage in (s for s in STAGE_ORDER if s in cfg.stages):
+            started = time.perf_counter()
+            log.info("stage %s: starting", stage.value)
+            summary["stages"][stage.value] = _run_stage(stage, cfg, files, tracker)
+            seconds = time.perf_counter() - started
+            summary[f"{stage.value}_seconds"] = seconds
+            tracker.log_metrics({f"time_{stage.value}_s": seconds})
+            log.info("stage %s: done in %.1f s", stage.value, seconds)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        write_json(files.root / "run_summary.json", {**summary, "status": status})
+        tracker.log_artifact(files.root / "run_summary.json")
+        tracker.finish(status)
+        release_memory()
+    return summary
+
+
+def _run_stage(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -> dict[str, Any]:
+    # Stage modules are imported on use: prepare/eval need no torch model code.
+    if stage == Stage.prepare:
+        from experiments.prepare import run_prepare
+
+        run_prepare(cfg, files.root)
+        tracker.log_artifact(files.data_report, "data")
+        return {"report": str(files.data_report)}
+    if stage == Stage.train:
+        from experiments.train import run_train
+        from experiments.tracking_callback import MetricsToTracker
+
+        result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
+        tracker.log_metrics({f"train_{k}": v for k, v in result["summary"].items()})
+        tracker.log_artifact(files.adapter_dir, "adapter")
+        tracker.log_artifact(files.root / "train_summary.json")
+        return result["summary"]
+    if stage == Stage.infer:
+        from experiments.infer import run_infer
+
+        result = run_infer(cfg, files.root)
+        tracker.log_metrics(result["summary"])
+        tracker.log_artifact(files.predictions)
+        return result["summary"]
+    from experiments.evaluate import run_eval
+
+    result = run_eval(cfg, files.root)
+    metrics = result["metrics"]
+    tracker.log_metrics(metrics)
+    tracker.log_metrics({f"category_{k}": v for k, v in metrics.get("categories", {}).items()})
+    for path in (files.results, files.metrics, files.report_md):
+        tracker.log_artifact(path)
+    return {k: v for k, v in metrics.items() if not isinstance(v, dict)}

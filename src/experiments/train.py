@@ -1,0 +1,169 @@
+"""Stage 2: LoRA fine-tuning, read top to bottom: tokenise with labels, plan batches, build the model, train,
+save the adapter.
+
+Writes adapter/ (PEFT adapter + tokenizer only), trainer_state.json, checkpoints/ at the save cadence and
+data/train_report.json (what was dropped for length, token counts). `training.resume=true` continues from the
+last checkpoint in the same run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches
+from experiments.config import ExperimentConfig, QuantMode
+from experiments.data.jsonl import write_json
+from experiments.data.prepared import read_prepared
+from experiments.modeling import add_lora, load_base_model, load_tokenizer, resolve_device
+from experiments.paths import RunFiles
+from experiments.tokenization import TokenizedExample, encode_example
+
+log = logging.getLogger(__name__)
+
+
+def tokenize_split(tokenizer, path: Path, cfg: ExperimentConfig) -> tuple[list[TokenizedExample], int]:
+    """Tokenised examples that fit max_length, and how many were dropped (never truncated through their SQL)."""
+    kept, dropped = [], 0
+    for prepared in read_prepared(path):
+        example = encode_example(tokenizer, prepared.prompt, prepared.target, cfg.training.loss_on)
+        if len(example.input_ids) > cfg.data_size.max_length:
+            dropped += 1
+            continue
+        kept.append(example)
+    return kept, dropped
+
+
+def make_dataset(examples: list[TokenizedExample], cfg: ExperimentConfig, seed: int) -> BatchDataset:
+    t = cfg.training
+    batches = plan_batches([len(e.input_ids) for e in examples], t.per_device_batch_size,
+                           max_tokens=t.max_tokens_per_batch, group_by_length=t.group_by_length, seed=seed)
+    return BatchDataset(examples, batches)
+
+
+class ThroughputCallback(TrainerCallback):
+    """Adds useful tokens/s and peak GPU memory to every log, and remembers the loss curve."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self._last_time = time.perf_counter()
+        self._last_tokens = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is None:
+            return
+        now = time.perf_counter()
+        seen = state.num_input_tokens_seen
+        if seen and now > self._last_time:
+            logs["tokens_per_s"] = (seen - self._last_tokens) / (now - self._last_time)
+        self._last_time, self._last_tokens = now, seen
+        if torch.cuda.is_available():
+            logs["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        if "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+
+
+def training_arguments(cfg: ExperimentConfig, files: RunFiles, device: torch.device, has_eval: bool):
+    t = cfg.training
+    on_gpu = device.type == "cuda"
+    half = cfg.quantization.compute_dtype if (on_gpu and (cfg.quantization.mode != QuantMode.none or
+                                                          cfg.model.dtype in ("auto", "float16", "bfloat16"))) \
+        else None
+    return TrainingArguments(
+        output_dir=str(files.checkpoints_dir),
+        per_device_train_batch_size=1,  # each item is a planned micro-batch
+        per_device_eval_batch_size=1,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optimizer,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        data_seed=t.seed,
+        fp16=half == "float16",
+        bf16=half == "bfloat16",
+        gradient_checkpointing=False,  # enabled on the model by add_lora (non-reentrant)
+        report_to="none",  # tracking goes through our own callback
+        remove_unused_columns=False,
+        use_cpu=not on_gpu,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=False,
+    )
+
+
+def last_checkpoint(checkpoints_dir: Path) -> str | None:
+    found = sorted(checkpoints_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(found[-1]) if found else None
+
+
+def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCallback, ...] = ()) -> dict:
+    files = RunFiles(run_dir)
+    device = resolve_device(cfg.device)
+    tokenizer = load_tokenizer(cfg.model)
+
+    train_examples, train_dropped = tokenize_split(tokenizer, files.split("train"), cfg)
+    val_examples, val_dropped = tokenize_split(tokenizer, files.split("val"), cfg)
+    if not train_examples:
+        raise ValueError(f"no training example fits data_size.max_length={cfg.data_size.max_length} "
+                         f"({train_dropped} dropped); raise max_length")
+    train_set = make_dataset(train_examples, cfg, seed=cfg.training.seed)
+    val_set = make_dataset(val_examples, cfg, seed=cfg.training.seed) if val_examples else None
+    log.info("train: %d examples in %d micro-batches (%d dropped as longer than %d tokens); val: %d",
+             len(train_examples), len(train_set), train_dropped, cfg.data_size.max_length, len(val_examples))
+
+    model = load_base_model(cfg.model, cfg.quantization, device)
+    model = add_lora(model, cfg.lora, cfg.quantization, cfg.training.gradient_checkpointing)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("LoRA: %s trainable of %s parameters", f"{trainable:,}", f"{total:,}")
+
+    throughput = ThroughputCallback()
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg, files, device, has_eval=val_set is not None),
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=PlannedBatchCollator(tokenizer.pad_token_id),
+        callbacks=[throughput, *callbacks],
+    )
+    resume_from = last_checkpoint(files.checkpoints_dir) if cfg.training.resume else None
+    if cfg.training.resume and resume_from is None:
+        log.warning("training.resume=true but %s holds no checkpoint: starting from scratch", files.checkpoints_dir)
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+
+    model.save_pretrained(str(files.adapter_dir))
+    tokenizer.save_pretrained(str(files.adapter_dir))
+    trainer.state.save_to_json(str(files.root / "trainer_state.json"))
+    useful_tokens = sum(e.loss_tokens for e in train_examples)
+    summary = {
+        "train_examples": len(train_examples), "train_dropped_too_long": train_dropped,
+        "val_examples": len(val_examples), "val_dropped_too_long": val_dropped,
+        "trainable_parameters": trainable, "total_parameters": total,
+        "global_steps": output.global_step, "train_seconds": seconds,
+        "train_loss_first": throughput.losses[0] if throughput.losses else None,
+        "train_loss_last": throughput.losses[-1] if throughput.losses else None,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+        "loss_tokens_per_epoch": useful_tokens,
+        "resumed_from": resume_from,
+    }
+    if torch.cuda.is_available():
+        summary["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    write_json(files.root / "train_summary.json", summary)
+    return {"adapter": files.adapter_dir, "summary": summary}

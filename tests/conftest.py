@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny WikiSQL release in the official layout, written per test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+TABLE = {
+    "id": "1-1000-1",
+    "header": ["Player", "No.", "School/Club Team", "Years in Toronto", "Height (ft)"],
+    "types": ["text", "real", "text", "text", "real"],
+    "rows": [
+        ["Antonio Lang", 21, "Duke", "1999-2000", 6.75],
+        ["Voshon Lenard", 2, "Minnesota", "2002-03", 6.33],
+        ["Martin Lewis", 32, "Butler CC (KS)", "1996-97", 6.5],
+        ["O'Neal Jones", 7, "Kansas", "1998", 6.9],
+    ],
+}
+
+
+def write_release(root: Path, examples_per_split: int = 4) -> Path:
+    """A valid release directory: the same table in each split (ids made distinct), simple questions."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        table = dict(TABLE, id=f"1-1000-{split}")
+        (root / f"{split}.tables.jsonl").write_text(json.dumps(table) + "\n")
+        lines = []
+        for n in range(examples_per_split):
+            row = TABLE["rows"][n % len(TABLE["rows"])]
+            lines.append(json.dumps({"phase": 1, "table_id": table["id"],
+                                     "question": f"What number does {row[0].lower()} wear?",
+                                     "sql": {"sel": 1, "agg": 0, "conds": [[0, 0, row[0].lower()]]}}))
+        (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def release_dir(tmp_path: Path) -> Path:
+    return write_release(tmp_path / "release")
