@@ -97,7 +97,6 @@ def training_arguments(cfg: ExperimentConfig, files: RunFiles, device: torch.dev
         data_seed=t.seed,
         fp16=half == "float16",
         bf16=half == "bfloat16",
-        gradient_checkpointing=False,  # enabled on the model by add_lora (non-reentrant)
         report_to="none",  # tracking goes through our own callback
         remove_unused_columns=False,
         use_cpu=not on_gpu,

@@ -7,7 +7,8 @@ Guards, all on one connection opened once per evaluation:
   ATTACH/DETACH and PRAGMA included, is refused while the statement is being prepared;
 - a progress handler interrupts a statement that runs past its time limit (endless recursive CTEs, huge
   cross joins), and at most `max_rows` rows are fetched;
-- strings and blobs are capped in length, so `printf('%.*c', 1e9, 'x')` fails instead of eating memory;
+- strings and blobs are capped in length, so `replace()` chains fail fast instead of eating memory (printf and
+  zeroblob, which build a huge value inside one uninterruptible call, are not on the list at all);
 - Python's sqlite3 refuses to run more than one statement per call.
 """
 
@@ -26,7 +27,7 @@ Row = tuple[object, ...]
 SAFE_FUNCTIONS = frozenset({
     "abs", "avg", "count", "max", "min", "sum", "total", "group_concat", "string_agg",
     "lower", "upper", "length", "octet_length", "substr", "substring", "trim", "ltrim", "rtrim", "replace",
-    "instr", "like", "glob", "printf", "format", "char", "unicode", "hex", "quote", "concat", "concat_ws",
+    "instr", "like", "glob", "char", "unicode", "hex", "quote", "concat", "concat_ws",
     "round", "coalesce", "ifnull", "nullif", "iif", "if", "typeof", "likely", "unlikely", "likelihood",
     "date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
     "sign", "ceil", "ceiling", "floor", "trunc", "ln", "log", "log10", "log2", "exp", "pow", "power",
@@ -59,7 +60,8 @@ class SafeExecutor:
         if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE):
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_READ:
-            ok = arg1 is not None and fold_identifier(arg1) == self._table
+            # Column "" is SQLite's marker for "table used, no value read" (count(*) over a table or CTE).
+            ok = arg1 is not None and (fold_identifier(arg1) == self._table or arg2 == "")
             return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
             ok = arg2 is not None and arg2.lower() in SAFE_FUNCTIONS
