@@ -31,7 +31,8 @@ def _table(i: int, rng: random.Random) -> Table:
 
 
 def _restyled(sql: str) -> str:
-    return sql.replace('"t"', "players").replace('"', "`").replace("SELECT", "select").replace(" WHERE ", " where ")
+    sql = sql.replace('"t"', "players").replace('"', "`")
+    return sql.replace("SELECT", "select").replace(" WHERE ", " where ")
 
 
 def build(n: int, seed: int = 0) -> tuple[list[Example], dict[str, Table], dict[str, str]]:

@@ -10,7 +10,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from experiments.evaluation.logical_form import column_index, logical_forms_matc
 from experiments.evaluation.official import write_official_files
 from experiments.evaluation.report import write_report
 from experiments.evaluation.results_compare import Normalised, is_empty, normalise_rows, results_match
-from experiments.evaluation.safe_sql import bind_to_table, check_columns, parse_single_query
+from experiments.evaluation.safe_sql import parse_single_query, prepare_query
 from experiments.evaluation.sqlite_tables import (
     fold_identifier,
     materialize_tables,
@@ -131,7 +131,7 @@ class _Scorer:
         return self._gold[key]
 
     def score(self, example: Example, pred_sql: str | None) -> tuple[ExampleResult, Query | str]:
-        """The example's result, and its prediction's logical form (or why it has none) for the official files."""
+        """The example's result, and its prediction's logical form (or why none) for the official files."""
         table = self.tables.get(example.table_id)
         if table is None:
             error = EvalError(GOLD_ERROR, f"table {example.table_id!r} is not among the tables")
@@ -153,8 +153,7 @@ class _Scorer:
         try:
             tree: exp.Query = parse_single_query(pred_sql)
             predicted = parse_logical_form(tree, table, info.index)
-            bound = bind_to_table(pred_sql, tree, info.name)
-            check_columns(tree, info.columns)
+            bound = prepare_query(pred_sql, tree, info.name, info.columns)
             rows: Normalised | EvalError = normalise_rows(self.executor.execute(bound, info.name))
         except EvalError as error:
             rows = error
@@ -236,7 +235,7 @@ def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictio
             result, logical_form = scorer.score(example, predictions.get(example.id))
             results.append(result)
             official.append(logical_form)
-    rows = [asdict(r) for r in results]
+    rows = [dict(vars(r)) for r in results]
     with (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as out:
         for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")

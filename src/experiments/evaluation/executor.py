@@ -33,6 +33,7 @@ SAFE_FUNCTIONS = frozenset({
     "sign", "ceil", "ceiling", "floor", "trunc", "ln", "log", "log10", "log2", "exp", "pow", "power",
     "sqrt", "mod", "pi", "random", "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "degrees", "radians",
 })
+_SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)
 _CHECK_EVERY = 1000  # SQLite VM instructions between deadline checks (~tens of microseconds)
 _MAX_VALUE_LENGTH = 100_000  # bytes in one string or blob; WikiSQL cells are short
 _MAX_SQL_LENGTH = 100_000
@@ -47,7 +48,7 @@ class SafeExecutor:
         self._table = ""
         self._deadline = math.inf
         uri = Path(db_path).resolve().as_uri() + "?mode=ro"
-        self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         if hasattr(self._conn, "setlimit"):  # Python >= 3.11
             self._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _MAX_VALUE_LENGTH)
             self._conn.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, _MAX_SQL_LENGTH)
@@ -57,7 +58,7 @@ class SafeExecutor:
 
     def _authorize(self, action: int, arg1: str | None, arg2: str | None, db: str | None,
                    trigger: str | None) -> int:
-        if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE):
+        if action in (sqlite3.SQLITE_SELECT, _SQLITE_RECURSIVE):
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_READ:
             # Column "" is SQLite's marker for "table used, no value read" (count(*) over a table or CTE).

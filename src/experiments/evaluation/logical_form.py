@@ -19,8 +19,9 @@ _AGG_NODES: dict[type[exp.Expression], int] = {
     exp.Sum: AGG_OPS.index("SUM"), exp.Avg: AGG_OPS.index("AVG"),
 }
 _OPS: dict[type[exp.Expression], int] = {exp.EQ: 0, exp.GT: 1, exp.LT: 2}
+_SEMICOLON = getattr(exp, "Semicolon", ())  # a trailing `; -- comment`, in recent sqlglot
 _FLIPPED = {0: 0, 1: 2, 2: 1}  # `5 < col` is `col > 5`
-_ALLOWED_SELECT_ARGS = {"expressions", "from_", "where"}
+_ALLOWED_SELECT_ARGS = {"expressions", "from_", "from", "where"}  # "from" in older sqlglot
 
 
 def column_index(table: Table) -> dict[str, int]:
@@ -92,7 +93,7 @@ def parse_logical_form(sql: str | exp.Expression, table: Table,
     if isinstance(sql, str):
         try:
             statements = [s for s in sqlglot.parse(sql, dialect="sqlite")
-                          if s is not None and not isinstance(s, exp.Semicolon)]
+                          if s is not None and not isinstance(s, _SEMICOLON)]
         except Exception:
             return None
         if len(statements) != 1:
@@ -102,8 +103,10 @@ def parse_logical_form(sql: str | exp.Expression, table: Table,
         tree = sql
     if not isinstance(tree, exp.Select) or set(k for k, v in tree.args.items() if v) - _ALLOWED_SELECT_ARGS:
         return None
-    source = tree.args.get("from_")
-    if source is None or not isinstance(source.this, exp.Table) or not isinstance(source.this.this, exp.Identifier):
+    source = tree.args.get("from_") or tree.args.get("from")
+    if source is None or not isinstance(source.this, exp.Table):
+        return None
+    if not isinstance(source.this.this, exp.Identifier):
         return None
     if len(tree.expressions) != 1:
         return None

@@ -37,8 +37,9 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
         "",
         "Execution accuracy: predicted and gold SQL run on the question's table and return the same rows "
         "(order-insensitive; text case-insensitive; numbers numerically). Logical-form accuracy: WikiSQL's "
-        "official metric (same column, aggregation and set of conditions). `gold_error`: the gold SQL failed "
-        "or returned nothing, so the example cannot be execution-matched; it still counts in n.",
+        "official metric (same column, aggregation and set of conditions). Valid SQL rate: share of examples "
+        "whose prediction ran without error (a missing prediction counts as invalid). `gold_error`: the gold "
+        "SQL failed or returned nothing, so the example cannot be execution-matched; it still counts in n.",
         "", "## Categories", "", "| category | count | share |", "| --- | ---: | ---: |",
     ]
     counts = metrics["categories"]
@@ -55,10 +56,10 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
         for i, result in enumerate(by_category.get(category, [])[:EXAMPLES_PER_CATEGORY]):
             if i == 0:
                 lines += ["", f"### {category} ({counts[category]})"]
+            predicted = result["pred_sql"] if result["pred_sql"] is not None else "(none)"
             lines += ["", f"**{result['id']}**: {_one_line(result['question'])}", "",
                       "gold:", _fenced(result["gold_sql"], "sql"), "",
-                      "predicted:", _fenced(result["pred_sql"] if result["pred_sql"] is not None else "(none)",
-                                            "sql")]
+                      "predicted:", _fenced(predicted, "sql")]
             if result["error"]:
                 lines += ["", f"error: {_one_line(result['error'])}"]
     return "\n".join(lines) + "\n"

@@ -8,15 +8,35 @@ would run and quietly compare two strings. Every column name is therefore checke
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
 
-from experiments.evaluation.categories import FORBIDDEN_STATEMENT, OTHER, SYNTAX_ERROR, UNKNOWN_COLUMN, EvalError
+from experiments.evaluation.categories import (
+    FORBIDDEN_STATEMENT,
+    OTHER,
+    SYNTAX_ERROR,
+    UNKNOWN_COLUMN,
+    EvalError,
+)
 from experiments.evaluation.sqlite_tables import ROWID_NAMES, fold_identifier
 from experiments.prompt import quote_identifier
 
+
+class _QuietFallback(logging.Filter):
+    """Drop sqlglot's warning for statements it can only parse as a raw command (we refuse those anyway);
+    otherwise every hostile prediction would print a warning mid-progress-bar."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_QuietFallback())
+
+_SEMICOLON = getattr(exp, "Semicolon", ())  # a trailing `; -- comment`, in recent sqlglot
 MAX_SQL_CHARS = 20_000  # generated WikiSQL queries are ~100 characters; anything this long is garbage
 _WRITES = (exp.DDL, exp.DML, exp.Pragma, exp.Attach, exp.Detach, exp.Command, exp.Transaction, exp.Commit,
            exp.Rollback, exp.Set, exp.Use)
@@ -31,39 +51,65 @@ def parse_single_query(sql: str) -> exp.Query:
     except Exception as error:  # ParseError, TokenError, RecursionError on absurd nesting...
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EvalError(SYNTAX_ERROR, f"cannot parse SQL: {first_line}") from None
-    statements = [s for s in parsed if s is not None and not isinstance(s, exp.Semicolon)]
+    statements = [s for s in parsed if s is not None and not isinstance(s, _SEMICOLON)]
     if not statements:
         raise EvalError(SYNTAX_ERROR, "empty SQL")
     if len(statements) > 1:
         raise EvalError(FORBIDDEN_STATEMENT, f"{len(statements)} statements; exactly one SELECT may run")
     tree = statements[0]
     if not isinstance(tree, exp.Query):
-        raise EvalError(FORBIDDEN_STATEMENT, f"only a SELECT may run, not {tree.key.upper()}")
-    for node in tree.walk():
-        if isinstance(node, _WRITES):
-            raise EvalError(FORBIDDEN_STATEMENT, f"{node.key.upper()} inside a query is not allowed")
+        kind = tree.this if isinstance(tree, exp.Command) and isinstance(tree.this, str) else tree.key
+        raise EvalError(FORBIDDEN_STATEMENT, f"only a SELECT may run, not {kind.upper()}")
     return tree
 
 
-def _cte_names(tree: exp.Expression) -> set[str]:
-    return {fold_identifier(cte.alias) for cte in tree.find_all(exp.CTE) if cte.alias}
+@dataclass
+class _Scan:
+    """What the checks need from a tree, gathered in one walk (walking is most of the cost after parsing)."""
+
+    tables: list[exp.Table] = field(default_factory=list)
+    columns: list[exp.Column] = field(default_factory=list)
+    ctes: set[str] = field(default_factory=set)
+    defined: set[str] = field(default_factory=set)  # select aliases, CTE/derived-table column lists
 
 
-def bind_to_table(sql: str, tree: exp.Query, table_name: str) -> str:
+def _scan(tree: exp.Query) -> _Scan:
+    scan = _Scan()
+    for node in tree.walk():
+        if isinstance(node, exp.Column):
+            scan.columns.append(node)
+        elif isinstance(node, exp.Table):
+            scan.tables.append(node)
+        elif isinstance(node, exp.Alias):
+            scan.defined.add(fold_identifier(node.alias))
+        elif isinstance(node, exp.TableAlias):  # `c(x)`: x is a column; c itself is a table name
+            scan.defined.update(fold_identifier(c.name) for c in node.columns)
+        elif isinstance(node, exp.CTE):
+            if node.alias:
+                scan.ctes.add(fold_identifier(node.alias))
+        elif isinstance(node, _WRITES):
+            raise EvalError(FORBIDDEN_STATEMENT, f"{node.key.upper()} inside a query is not allowed")
+    return scan
+
+
+def _is_cte(table: exp.Table, ctes: set[str]) -> bool:
+    return not table.args.get("db") and not table.args.get("catalog") and fold_identifier(table.name) in ctes
+
+
+def bind_to_table(sql: str, tree: exp.Query, table_name: str, scan: _Scan | None = None) -> str:
     """`sql` with the one table it reads replaced by `table_name`, whatever the prediction called it.
 
     WikiSQL asks about one given table; which name the model writes in FROM is not what is measured. The
     name is spliced into the original text (the model's alias, or its table name as an alias, is kept, so
     qualified columns like `t.col` still resolve). A query naming two different tables is an error.
     """
-    ctes = _cte_names(tree)
+    scan = scan or _scan(tree)
     refs: list[exp.Table] = []
-    for table in tree.find_all(exp.Table):
+    for table in scan.tables:
         if not isinstance(table.this, exp.Identifier):
             raise EvalError(FORBIDDEN_STATEMENT, f"table-valued function {table.this.sql()!r} is not allowed")
-        if not table.args.get("db") and not table.args.get("catalog") and fold_identifier(table.name) in ctes:
-            continue
-        refs.append(table)
+        if not _is_cte(table, scan.ctes):
+            refs.append(table)
     names = sorted({fold_identifier(t.name) for t in refs})
     if len(names) > 1:
         raise EvalError(OTHER, f"query names {len(names)} tables ({', '.join(names)}); the question has one")
@@ -73,7 +119,7 @@ def bind_to_table(sql: str, tree: exp.Query, table_name: str) -> str:
         starts = [p.meta.get("start") for p in parts]
         ends = [p.meta.get("end") for p in parts]
         if None in starts or None in ends:  # positions unknown: rebuild the SQL from the tree instead
-            return _rebuilt(tree, table_name)
+            return _rebuilt(tree, table_name, scan.ctes)
         replacement = quote_identifier(table_name)
         if not table.alias:
             replacement += " AS " + quote_identifier(table.name)
@@ -83,11 +129,10 @@ def bind_to_table(sql: str, tree: exp.Query, table_name: str) -> str:
     return sql
 
 
-def _rebuilt(tree: exp.Query, table_name: str) -> str:
-    ctes = _cte_names(tree)
+def _rebuilt(tree: exp.Query, table_name: str, ctes: set[str]) -> str:
     tree = tree.copy()
     for table in list(tree.find_all(exp.Table)):
-        if not table.args.get("db") and not table.args.get("catalog") and fold_identifier(table.name) in ctes:
+        if _is_cte(table, ctes):
             continue
         alias = table.alias or table.name
         table.replace(exp.alias_(exp.to_table(quote_identifier(table_name), dialect="sqlite"), alias,
@@ -95,30 +140,24 @@ def _rebuilt(tree: exp.Query, table_name: str) -> str:
     return tree.sql(dialect="sqlite")
 
 
-def check_columns(tree: exp.Query, columns: Collection[str]) -> None:
-    """Raise EvalError(unknown_column) for a column name that is neither in `columns` nor an alias.
+def check_columns(tree: exp.Query, columns: Collection[str], scan: _Scan | None = None) -> None:
+    """Raise EvalError(unknown_column) for a column name neither in `columns` nor defined by the query.
 
     `columns` are folded with `fold_identifier`. Names the query defines itself (select aliases, CTE and
     derived-table columns) and SQLite's rowid are allowed.
     """
-    defined: set[str] = set()
-    for node in tree.find_all(exp.Alias, exp.TableAlias):
-        if isinstance(node, exp.Alias):
-            defined.add(fold_identifier(node.alias))
-        else:
-            defined.add(fold_identifier(node.name))
-            defined.update(fold_identifier(c.name) for c in node.columns)
-    for column in tree.find_all(exp.Column):
+    scan = scan or _scan(tree)
+    for column in scan.columns:
         if isinstance(column.this, exp.Star):
             continue
         name = fold_identifier(column.name)
-        if name not in columns and name not in defined and name not in ROWID_NAMES:
+        if name not in columns and name not in scan.defined and name not in ROWID_NAMES:
             raise EvalError(UNKNOWN_COLUMN, f"no such column: {column.name}")
 
 
-def prepare_prediction(sql: str, table_name: str, columns: Collection[str]) -> tuple[exp.Query, str]:
-    """Parse and check a prediction; return its tree (for the logical form) and the SQL to run."""
-    tree = parse_single_query(sql)
-    bound = bind_to_table(sql, tree, table_name)
-    check_columns(tree, columns)
-    return tree, bound
+def prepare_query(sql: str, tree: exp.Query, table_name: str, columns: Collection[str]) -> str:
+    """Check a parsed prediction (no writes, one table, real columns); return the SQL to run on the table."""
+    scan = _scan(tree)
+    bound = bind_to_table(sql, tree, table_name, scan)
+    check_columns(tree, columns, scan)
+    return bound

@@ -59,7 +59,7 @@ def sqlite_column_names(header: Iterable[str]) -> tuple[str, ...]:
 
 
 def number_or_none(value: object) -> float | None:
-    """A finite number from a number or numeric text (thousands separators allowed, as render_sql reads it)."""
+    """A finite number from a number or numeric text (thousands separators allowed, as render_sql does)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -130,7 +130,8 @@ def materialize_tables(tables: Iterable[Table], db_path: Path) -> None:
                     f"INSERT INTO {quote_identifier(name)} VALUES ({placeholders})",
                     ([_cell(v, t) for v, t in zip(row, table.types, strict=True)] for row in table.rows),
                 )
-            conn.execute(f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?, ?)", (table.id, name, fingerprint))
+            conn.execute(f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?, ?)",
+                         (table.id, name, fingerprint))
         conn.execute("COMMIT")
     finally:
         conn.close()

@@ -1,0 +1,120 @@
+"""What an evaluation leaves behind: results, metrics, report, the official evaluator's files; and
+predictions files that are wrong say where."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from experiments.data.model import DataError, Example, Query, Table
+from experiments.evaluation import evaluate, read_predictions
+from experiments.prompt import render_sql
+
+TABLE = Table(
+    id="1-10015132-11",
+    header=("Player", "No.", "School/Club Team", "Height (ft)"),
+    types=("text", "real", "text", "real"),
+    rows=(("Antonio Lang", 21, "Duke", 6.75), ("Voshon Lenard", 2, "Minnesota", 6.33),
+          ("Martin Lewis", 32, "Butler CC (KS)", 6.5)),
+)
+EXAMPLES = [
+    Example("test-0", TABLE.id, "What number did Antonio Lang wear?", Query(1, 0, ((0, 0, "Antonio Lang"),))),
+    Example("test-1", TABLE.id, "Tallest player from Duke?", Query(3, 1, ((2, 0, "Duke"),))),
+    Example("test-2", TABLE.id, "Who wore 32?", Query(0, 0, ((1, 0, 32),))),
+    Example("test-3", TABLE.id, "Who is from Minnesota?", Query(0, 0, ((2, 0, "Minnesota"),))),
+]
+PREDICTIONS = {
+    "test-0": render_sql(EXAMPLES[0].query, TABLE),
+    "test-1": 'SELECT MIN("Height (ft)") FROM t WHERE "School/Club Team" = \'Duke\' AND Player = "x"',
+    "test-2": "SELECT Player FROM t WHERE `No.` = 2",
+    "ghost-7": "SELECT 1",
+}
+KEYS = {"id", "question", "gold_sql", "pred_sql", "exec_match", "lf_match", "error", "category"}
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> tuple[Path, dict]:
+    out_dir = tmp_path / "run"
+    metrics = evaluate(EXAMPLES, {TABLE.id: TABLE}, PREDICTIONS, tmp_path / "run" / "data" / "tables.sqlite",
+                       out_dir, progress=False)
+    return out_dir, metrics
+
+
+def test_results_and_metrics(out: tuple[Path, dict]) -> None:
+    out_dir, metrics = out
+    results = [json.loads(line) for line in (out_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in results] == [e.id for e in EXAMPLES]
+    assert all(set(r) >= KEYS for r in results)
+    categories = ["correct", "unknown_column", "wrong_where", "missing_prediction"]
+    assert [r["category"] for r in results] == categories
+    assert results[0]["gold_sql"] == render_sql(EXAMPLES[0].query, TABLE)
+    assert json.loads((out_dir / "metrics.json").read_text()) == metrics
+    assert metrics["execution_accuracy"] == 0.25
+    assert metrics["logical_form_accuracy"] == 0.25
+    assert metrics["valid_sql_rate"] == 0.5
+    assert metrics["n"] == 4
+    assert metrics["unknown_prediction_ids"] == 1
+    assert sum(metrics["categories"].values()) == 4
+    assert metrics["eval_seconds"] >= 0
+
+
+def test_report(out: tuple[Path, dict]) -> None:
+    report = (out[0] / "report.md").read_text()
+    assert "execution accuracy | 0.2500" in report
+    assert "| unknown_column | 1 |" in report
+    assert "### wrong_where (1)" in report
+    assert "Who wore 32?" in report and "no such column: x" in report
+
+
+def test_official_files_line_up(out: tuple[Path, dict]) -> None:
+    out_dir = out[0]
+    source = [json.loads(line) for line in (out_dir / "official_source.jsonl").read_text().splitlines()]
+    preds = [json.loads(line) for line in (out_dir / "official_predictions.jsonl").read_text().splitlines()]
+    tables = [json.loads(line) for line in (out_dir / "official_tables.jsonl").read_text().splitlines()]
+    assert len(source) == len(preds) == len(EXAMPLES)
+    assert source[0] == {"phase": 1, "table_id": TABLE.id, "question": EXAMPLES[0].question,
+                         "sql": {"sel": 1, "agg": 0, "conds": [[0, 0, "Antonio Lang"]]}}
+    assert preds[0] == {"query": {"sel": 1, "agg": 0, "conds": [[0, 0, "Antonio Lang"]]}}
+    assert "error" in preds[1] and "error" in preds[3]
+    assert preds[2] == {"query": {"sel": 0, "agg": 0, "conds": [[1, 0, 2]]}}
+    assert tables == [TABLE.to_json()]
+    conn = sqlite3.connect(out_dir / "official_tables.db")
+    rows = conn.execute("SELECT col0, col1 FROM table_1_10015132_11 ORDER BY col1").fetchall()
+    conn.close()
+    assert rows[0] == ("voshon lenard", 2.0)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "predictions.jsonl"
+    path.write_text(text)
+    return path
+
+
+def test_read_predictions(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"id": "test-0", "sql": "SELECT 1"}\n\n{"id": "test-1", "sql": ""}\n')
+    assert read_predictions(path) == {"test-0": "SELECT 1", "test-1": ""}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"id": "test-0", "sql": "SELECT 1"}\n{"id": "test-1", "sql": \n', "line 2: not valid JSON"),
+    ('{"id": "test-0"}\n', "line 1: expected an object with keys 'id' and 'sql'"),
+    ('["test-0", "SELECT 1"]\n', "line 1: expected an object"),
+    ('{"id": "test-0", "sql": null}\n', "line 1: 'sql' must be a string"),
+    ('{"id": "a", "sql": "x"}\n{"id": "b", "sql": "y"}\n{"id": "a", "sql": "z"}\n',
+     "line 3: duplicate id 'a' (first seen on line 1)"),
+])
+def test_read_predictions_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(DataError) as raised:
+        read_predictions(path)
+    assert str(path) in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_duplicate_example_ids_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="test-0"):
+        evaluate([EXAMPLES[0], EXAMPLES[0]], {TABLE.id: TABLE}, {}, tmp_path / "db.sqlite", tmp_path / "out",
+                 progress=False)

@@ -1,0 +1,159 @@
+"""Hostile predictions: nothing a prediction does changes a table, escapes the file or stops the run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.data.model import Example, Query, Table
+from experiments.evaluation import EvalError, SafeExecutor, evaluate, materialize_tables, sqlite_table_name
+
+TABLE = Table(
+    id="1-10015132-11",
+    header=("Player", "No.", "School/Club Team", "Height (ft)"),
+    types=("text", "real", "text", "real"),
+    rows=(("Antonio Lang", 21, "Duke", 6.75), ("Voshon Lenard", 2, "Minnesota", 6.33),
+          ("Martin Lewis", 32, "Butler CC (KS)", 6.5), ("Brad Lohaus", 33, "Iowa", 7.0),
+          ("Art Long", 42, "Cincinnati", 6.75), ("O'Neal Jones", 7, "Kansas", 6.9)),
+)
+OTHER = Table(id="1-999-1", header=("Secret",), types=("text",), rows=(("hidden",),))
+EXAMPLE = Example("test-0", TABLE.id, "What number did Antonio Lang wear?",
+                  Query(1, 0, ((0, 0, "Antonio Lang"),)))
+NAME = sqlite_table_name(TABLE.id)
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c)"
+
+
+def snapshot(db: Path) -> tuple[list, list, list]:
+    conn = sqlite3.connect(db)
+    try:
+        schema = conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall()
+        rows = conn.execute(f'SELECT * FROM "{NAME}" ORDER BY rowid').fetchall()
+        other = conn.execute(f'SELECT * FROM "{sqlite_table_name(OTHER.id)}"').fetchall()
+    finally:
+        conn.close()
+    return schema, rows, other
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "data" / "tables.sqlite"
+    materialize_tables([TABLE, OTHER], path)
+    return path
+
+
+HOSTILE = [
+    ("DROP TABLE t", {"forbidden_statement"}),
+    (f'DROP TABLE "{NAME}"', {"forbidden_statement"}),
+    ("DELETE FROM t", {"forbidden_statement"}),
+    ("INSERT INTO t VALUES ('x', 1, 'y', 2)", {"forbidden_statement"}),
+    ("REPLACE INTO t VALUES ('x', 1, 'y', 2)", {"forbidden_statement"}),
+    ("UPDATE t SET \"No.\" = 0", {"forbidden_statement"}),
+    ("CREATE TABLE evil (x)", {"forbidden_statement"}),
+    ("ALTER TABLE t RENAME TO u", {"forbidden_statement"}),
+    ("ATTACH DATABASE '{tmp}/evil.db' AS evil", {"forbidden_statement"}),
+    ("DETACH DATABASE main", {"forbidden_statement"}),
+    ("PRAGMA writable_schema=1", {"forbidden_statement"}),
+    ("PRAGMA query_only=0", {"forbidden_statement"}),
+    ("VACUUM INTO '{tmp}/copy.db'", {"forbidden_statement"}),
+    ("SELECT 1; DROP TABLE t", {"forbidden_statement"}),
+    ("SELECT \"No.\" FROM t WHERE Player = 'Antonio Lang'; DELETE FROM t", {"forbidden_statement"}),
+    ("SELECT load_extension('{tmp}/evil.so')", {"forbidden_statement"}),
+    ("SELECT writefile('{tmp}/out.txt', 'x')", {"forbidden_statement", "other"}),
+    ("SELECT readfile('/etc/passwd')", {"forbidden_statement", "other"}),
+    ("SELECT fts3_tokenizer('simple')", {"forbidden_statement", "other"}),
+    ("SELECT * FROM pragma_table_info('t')", {"forbidden_statement"}),
+    ("SELECT printf('%.*c', 1000000000, 'x')", {"forbidden_statement"}),
+    ("SELECT zeroblob(1000000000)", {"forbidden_statement"}),
+    ("SELECT \"No.\" FROM t WHERE Player = (SELECT Secret FROM secrets)", {"other"}),  # two tables
+    (ENDLESS + " SELECT count(*) FROM c", {"timeout"}),
+    (ENDLESS + " SELECT x FROM c", {"timeout", "too_many_rows"}),
+    ("SELECT count(*) FROM t a, t b, t c, t d, t e, t f, t g, t h, t i, t j, t k", {"timeout"}),
+    ("SELECT * FROM t a, t b, t c, t d, t e, t f", {"timeout", "too_many_rows"}),
+    ("SELECT " + "(" * 3000 + "1" + ")" * 3000, {"syntax_error", "other"}),
+    ("SELECT '" + "x" * 30000 + "'", {"other"}),
+    ("SELECT 'a\x00b'", {"other", "syntax_error"}),
+]
+
+
+@pytest.mark.parametrize(("sql", "categories"), HOSTILE)
+def test_hostile_sql_is_recorded_and_changes_nothing(db: Path, tmp_path: Path, sql: str,
+                                                     categories: set[str]) -> None:
+    sql = sql.replace("{tmp}", str(tmp_path))
+    before = snapshot(db)
+    start = time.perf_counter()
+    metrics = evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: sql}, db, tmp_path / "out",
+                       timeout_s=0.3, progress=False)
+    elapsed = time.perf_counter() - start
+    result = json.loads((tmp_path / "out" / "results.jsonl").read_text())
+    assert result["category"] in categories, result
+    assert result["error"]
+    assert result["valid_sql"] is False
+    assert metrics["execution_accuracy"] == 0.0
+    assert metrics["valid_sql_rate"] == 0.0
+    assert snapshot(db) == before
+    assert not any(p.name in ("evil.db", "copy.db", "out.txt") for p in tmp_path.iterdir())
+    assert elapsed < 3.0
+
+
+def test_endless_recursive_cte_stops_within_the_time_limit(db: Path, tmp_path: Path) -> None:
+    sql = ENDLESS + " SELECT count(*) FROM c"
+    start = time.perf_counter()
+    metrics = evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: sql}, db, tmp_path / "out", progress=False)
+    assert time.perf_counter() - start < 1.5
+    assert metrics["categories"]["timeout"] == 1
+
+
+def test_hostile_predictions_in_one_run_do_not_stop_it(db: Path, tmp_path: Path) -> None:
+    examples = [Example(f"test-{i}", TABLE.id, "q", EXAMPLE.query) for i in range(len(HOSTILE) + 1)]
+    predictions = {f"test-{i}": sql.replace("{tmp}", str(tmp_path)) for i, (sql, _) in enumerate(HOSTILE)}
+    predictions[f"test-{len(HOSTILE)}"] = "SELECT \"No.\" FROM t WHERE \"Player\" = 'Antonio Lang'"
+    before = snapshot(db)
+    metrics = evaluate(examples, {TABLE.id: TABLE}, predictions, db, tmp_path / "out", timeout_s=0.2,
+                       progress=False)
+    assert metrics["n"] == len(examples)
+    assert metrics["categories"]["correct"] == 1  # the one honest query after all the hostile ones
+    assert snapshot(db) == before
+
+
+RAW = [  # what SQLite's own guards refuse if the static checks were bypassed
+    f'DELETE FROM "{NAME}"',
+    f'DROP TABLE "{NAME}"',
+    f'INSERT INTO "{NAME}" VALUES (1, 2, 3, 4)',
+    f'UPDATE "{NAME}" SET "No." = 0',
+    "CREATE TEMP TABLE x (a)",
+    "ATTACH DATABASE ':memory:' AS other",
+    "PRAGMA writable_schema=1",
+    f'SELECT * FROM "{sqlite_table_name(OTHER.id)}"',  # a table other than the example's
+    "SELECT * FROM sqlite_master",
+    "SELECT load_extension('x')",
+]
+
+
+@pytest.mark.parametrize("sql", RAW)
+def test_executor_refuses_everything_but_reading_the_table(db: Path, sql: str) -> None:
+    before = snapshot(db)
+    with SafeExecutor(db) as executor, pytest.raises(EvalError) as raised:
+        executor.execute(sql, NAME)
+    assert raised.value.category == "forbidden_statement", str(raised.value)
+    assert snapshot(db) == before
+
+
+def test_connection_is_read_only_even_without_the_authorizer(db: Path) -> None:
+    before = snapshot(db)
+    with SafeExecutor(db) as executor:
+        executor._conn.set_authorizer(None)
+        with pytest.raises(EvalError, match="readonly"):
+            executor.execute(f'DELETE FROM "{NAME}"', NAME)
+    assert snapshot(db) == before
+
+
+def test_executor_caps_rows(db: Path) -> None:
+    with SafeExecutor(db, max_rows=5) as executor:
+        assert len(executor.execute(f'SELECT * FROM "{NAME}" LIMIT 5', NAME)) == 5
+        with pytest.raises(EvalError) as raised:
+            executor.execute(f'SELECT * FROM "{NAME}"', NAME)
+    assert raised.value.category == "too_many_rows"
