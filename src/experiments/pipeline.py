@@ -82,8 +82,8 @@ def _run_stage(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) ->
         tracker.log_artifact(files.data_report, "data")
         return {"report": str(files.data_report)}
     if stage == Stage.train:
-        from experiments.train import run_train
         from experiments.tracking_callback import MetricsToTracker
+        from experiments.train import run_train
 
         result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
         tracker.log_metrics({f"train_{k}": v for k, v in result["summary"].items()})

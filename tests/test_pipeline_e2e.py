@@ -1,0 +1,69 @@
+"""The default smoke run end to end (offline, CPU) and a two-job multirun, both checked in MLflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900)
+
+
+def only_experiment_runs(client: MlflowClient, name: str = "text2sql-lora"):
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id])
+
+
+def test_default_smoke_run_learns_and_lands_in_mlflow(tmp_path):
+    result = run_cli(f"outputs_dir={tmp_path / 'outputs'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run_dir = tmp_path / "run"
+    for name in ("data/train.jsonl", "data/tables.sqlite", "adapter/adapter_config.json", "predictions.jsonl",
+                 "results.jsonl", "metrics.json", "report.md", "config.yaml"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "adapter" / "model.safetensors").exists()  # the adapter only, never the base model
+    train = json.loads((run_dir / "train_summary.json").read_text())
+    assert train["train_loss_last"] < 0.5 * train["train_loss_first"]  # it visibly learns
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    (run,) = only_experiment_runs(client)
+    assert run.info.run_name == "smoke" and run.info.status == "FINISHED"
+    assert run.data.params["training.learning_rate"] == "0.005"
+    assert run.data.params["model.name"] == "tiny_mistral"
+    assert run.data.tags["preset"] == "smoke" and run.data.tags["device"] == "cpu"
+    for metric in ("execution_accuracy", "logical_form_accuracy", "valid_sql_rate", "time_train_s", "eval_loss"):
+        assert metric in run.data.metrics, metric
+    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert len(losses) >= 5 and losses[-1].step > losses[0].step
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"adapter", "predictions.jsonl", "results.jsonl", "metrics.json", "report.md", "config.yaml"} <= artifacts
+    assert "adapter/adapter_config.json" in {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+
+
+def test_multirun_nests_children_under_one_parent_with_a_comparison(tmp_path):
+    result = run_cli("-m", "experiment=smoke", "training.learning_rate=1e-3,3e-3", "training.max_steps=3",
+                     "data_size.train=24", "data_size.val=8", "data_size.test=8", "inference.max_new_tokens=8",
+                     f"outputs_dir={tmp_path / 'outputs'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = only_experiment_runs(client)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(c.data.params["training.learning_rate"] for c in children) == ["0.001", "0.003"]
+    assert parent.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "comparison.md" in artifacts
+    table = (tmp_path / "sweep" / "comparison.md").read_text()
+    assert table.count("| smoke |") == 2 and "execution_accuracy" in table
