@@ -121,7 +121,8 @@ class TrainingConfig:
 @dataclass
 class InferenceConfig:
     batch_size: int = 32
-    max_new_tokens: int = 128
+    max_new_tokens: int = 128  # cap; lowered to the longest training SQL (+ margin) when that is known
+    bound_by_train_targets: bool = True
     temperature: float = 0.0  # 0 = greedy
     stop_at_newline: bool = True
     merge_adapter: bool = False  # merge LoRA into the base (only without quantisation)

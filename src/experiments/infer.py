@@ -22,6 +22,8 @@ from experiments.tokenization import encode_prompt
 
 log = logging.getLogger(__name__)
 
+TARGET_MARGIN_TOKENS = 8
+
 
 def resolve_adapter(cfg: ExperimentConfig, files: RunFiles) -> Path | None:
     """adapter=PATH, else this run's adapter when this run trained one, else None (zero-shot)."""
@@ -46,9 +48,22 @@ def clean_generation(text: str) -> str:
     return text.split("\n", 1)[0].strip()
 
 
+def max_new_tokens(cfg: ExperimentConfig, tokenizer, files: RunFiles) -> int:
+    """The configured cap, lowered to the longest training SQL (+ EOS and a margin) when training data exists:
+    a model never learned to write longer SQL, and random or diverging models would otherwise run to the cap."""
+    cap = cfg.inference.max_new_tokens
+    if not cfg.inference.bound_by_train_targets or not files.split("train").is_file():
+        return cap
+    targets = [p.target for p in read_prepared(files.split("train"))]
+    if not targets:
+        return cap
+    longest = max(len(ids) for ids in tokenizer(targets, add_special_tokens=False).input_ids)
+    return min(cap, longest + 1 + TARGET_MARGIN_TOKENS)
+
+
 @torch.inference_mode()
 def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, device: torch.device,
-                 progress: bool = True) -> tuple[list[str], int]:
+                 new_tokens_cap: int, progress: bool = True) -> tuple[list[str], int]:
     """SQL per prompt (input order) and the number of generated tokens."""
     inf = cfg.inference
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
@@ -68,7 +83,7 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
         sampling = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
             {"do_sample": False}
         sequences = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                   max_new_tokens=inf.max_new_tokens, eos_token_id=stop_ids, pad_token_id=pad_id,
+                                   max_new_tokens=new_tokens_cap, eos_token_id=stop_ids, pad_token_id=pad_id,
                                    **sampling)
         new_tokens = sequences[:, longest:].cpu()
         for row, i in enumerate(batch):
@@ -96,11 +111,14 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
+    cap = max_new_tokens(cfg, tokenizer, files)
+    log.info("infer: %d prompts, batch %d, at most %d new tokens", len(test), cfg.inference.batch_size, cap)
     started = time.perf_counter()
-    sqls, generated = generate_sql(model, tokenizer, [p.prompt for p in test], cfg, device)
+    sqls, generated = generate_sql(model, tokenizer, [p.prompt for p in test], cfg, device, cap)
     seconds = time.perf_counter() - started
     write_jsonl(files.predictions, ({"id": p.example.id, "sql": sql} for p, sql in zip(test, sqls, strict=True)))
-    summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "infer_seconds": seconds,
+    summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "max_new_tokens": cap,
+               "infer_seconds": seconds,
                "generated_tokens": generated, "generated_tokens_per_s": generated / seconds if seconds else None}
     if torch.cuda.is_available():
         summary["infer_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
