@@ -15,28 +15,15 @@ import torch
 from experiments.tokenization import IGNORE_INDEX, TokenizedExample
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int, *, max_tokens: int | None = None,
-                 group_by_length: bool = True, seed: int = 0) -> list[list[int]]:
-    """Indices per micro-batch: at most `batch_size` examples and, if set, at most `max_tokens` padded tokens."""
+def plan_batches(lengths: Sequence[int], batch_size: int, *, group_by_length: bool = True,
+                 seed: int = 0) -> list[list[int]]:
+    """Indices per micro-batch of `batch_size` examples: a seeded shuffle, then (if grouping) sorted by length so
+    each batch holds examples of similar length."""
     order = list(range(len(lengths)))
     random.Random(seed).shuffle(order)
     if group_by_length:
         order.sort(key=lambda i: lengths[i])  # stable: ties keep their shuffled order
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for index in order:
-        new_longest = max(longest, lengths[index])
-        too_many = len(current) >= batch_size
-        too_long = max_tokens is not None and current and new_longest * (len(current) + 1) > max_tokens
-        if current and (too_many or too_long):
-            batches.append(current)
-            current, new_longest = [], lengths[index]
-        current.append(index)
-        longest = new_longest
-    if current:
-        batches.append(current)
-    return batches
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 class BatchDataset(torch.utils.data.Dataset):

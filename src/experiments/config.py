@@ -113,9 +113,13 @@ class TrainingConfig:
     loss_on: LossOn = LossOn.all
     seed: int = 42
     resume: bool = False
-    # Fast paths: group examples of similar length into a batch (padding to the batch's longest, not max_length).
+    # Fast paths (same maths as per_device_batch_size x gradient_accumulation_steps, less overhead):
+    # group examples of similar length and pad each micro-batch to its own longest example, not max_length...
     group_by_length: bool = True
-    max_tokens_per_batch: int | None = None  # token-budgeted micro-batches; null = per_device_batch_size examples
+    # ...and run all examples of one optimizer step as one micro-batch instead of accumulating several small
+    # ones (the loss is normalised over all loss tokens of the step either way). false = the low-memory setting.
+    fuse_accumulation: bool = True
+    max_tokens_per_batch: int | None = 16384  # padded tokens per micro-batch; a fused step over it is split
 
 
 @dataclass

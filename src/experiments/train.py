@@ -9,6 +9,7 @@ last checkpoint in the same run directory.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches
-from experiments.config import ExperimentConfig, QuantMode
+from experiments.config import ExperimentConfig, QuantMode, TrainingConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared
 from experiments.modeling import add_lora, load_base_model, load_tokenizer, resolve_device
@@ -38,10 +39,25 @@ def tokenize_split(tokenizer, path: Path, cfg: ExperimentConfig) -> tuple[list[T
     return kept, dropped
 
 
-def make_dataset(examples: list[TokenizedExample], cfg: ExperimentConfig, seed: int) -> BatchDataset:
-    t = cfg.training
-    batches = plan_batches([len(e.input_ids) for e in examples], t.per_device_batch_size,
-                           max_tokens=t.max_tokens_per_batch, group_by_length=t.group_by_length, seed=seed)
+def micro_batching(t: TrainingConfig, max_length: int) -> tuple[int, int]:
+    """(examples per micro-batch, accumulation steps) for one optimizer step of per_device x accumulation examples.
+
+    Fused (default): the whole step in as few micro-batches as keep max_length-long examples under
+    max_tokens_per_batch, with the step's size kept exact. Not fused: the configured arrangement.
+    """
+    if not t.fuse_accumulation:
+        return t.per_device_batch_size, t.gradient_accumulation_steps
+    per_step = t.per_device_batch_size * t.gradient_accumulation_steps
+    splits = 1 if t.max_tokens_per_batch is None else max(1, math.ceil(per_step * max_length / t.max_tokens_per_batch))
+    while per_step % splits:
+        splits += 1
+    return per_step // splits, splits
+
+
+def make_dataset(examples: list[TokenizedExample], examples_per_batch: int, group_by_length: bool,
+                 seed: int) -> BatchDataset:
+    batches = plan_batches([len(e.input_ids) for e in examples], examples_per_batch,
+                           group_by_length=group_by_length, seed=seed)
     return BatchDataset(examples, batches)
 
 
@@ -67,17 +83,18 @@ class ThroughputCallback(TrainerCallback):
             self.losses.append(float(logs["loss"]))
 
 
-def training_arguments(cfg: ExperimentConfig, files: RunFiles, device: torch.device, has_eval: bool):
+def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.device, has_eval: bool,
+                       accumulation_steps: int) -> TrainingArguments:
     t = cfg.training
     on_gpu = device.type == "cuda"
     half = cfg.quantization.compute_dtype if (on_gpu and (cfg.quantization.mode != QuantMode.none or
                                                           cfg.model.dtype in ("auto", "float16", "bfloat16"))) \
         else None
     return TrainingArguments(
-        output_dir=str(files.checkpoints_dir),
+        output_dir=str(output_dir),
         per_device_train_batch_size=1,  # each item is a planned micro-batch
         per_device_eval_batch_size=1,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation_steps,
         num_train_epochs=t.num_epochs,
         max_steps=t.max_steps,
         learning_rate=t.learning_rate,
@@ -121,10 +138,13 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     if not train_examples:
         raise ValueError(f"no training example fits data_size.max_length={cfg.data_size.max_length} "
                          f"({train_dropped} dropped); raise max_length")
-    train_set = make_dataset(train_examples, cfg, seed=cfg.training.seed)
-    val_set = make_dataset(val_examples, cfg, seed=cfg.training.seed) if val_examples else None
-    log.info("train: %d examples in %d micro-batches (%d dropped as longer than %d tokens); val: %d",
-             len(train_examples), len(train_set), train_dropped, cfg.data_size.max_length, len(val_examples))
+    t = cfg.training
+    per_batch, accumulation = micro_batching(t, cfg.data_size.max_length)
+    train_set = make_dataset(train_examples, per_batch, t.group_by_length, seed=t.seed)
+    val_set = make_dataset(val_examples, per_batch, True, seed=t.seed) if val_examples else None
+    log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %d x %d accumulation; "
+             "val: %d", len(train_examples), train_dropped, cfg.data_size.max_length, len(train_set), per_batch,
+             accumulation, len(val_examples))
 
     model = load_base_model(cfg.model, cfg.quantization, device)
     model = add_lora(model, cfg.lora, cfg.quantization, cfg.training.gradient_checkpointing)
@@ -134,7 +154,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     throughput = ThroughputCallback()
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, files, device, has_eval=val_set is not None),
+        args=training_arguments(cfg, files.checkpoints_dir, device, val_set is not None, accumulation),
         train_dataset=train_set,
         eval_dataset=val_set,
         data_collator=PlannedBatchCollator(tokenizer.pad_token_id),
@@ -160,7 +180,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "train_loss_last": throughput.losses[-1] if throughput.losses else None,
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "loss_tokens_per_epoch": useful_tokens,
-        "resumed_from": resume_from,
+        "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
     }
     if torch.cuda.is_available():
         summary["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30

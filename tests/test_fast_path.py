@@ -1,0 +1,99 @@
+"""The fast training path (length-grouped, padded to the batch's longest, accumulation fused into one
+micro-batch) computes the same loss and gradients as the notebooks' path (every example padded to max_length,
+small micro-batches with gradient accumulation)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import MistralConfig, MistralForCausalLM
+
+from experiments.batching import collate_padded, plan_batches
+from experiments.config import DataConfig, LossOn, ModelConfig, TrainingConfig
+from experiments.data.prepared import PreparedExample
+from experiments.data.sources import load_source
+from experiments.modeling import load_tokenizer
+from experiments.tokenization import IGNORE_INDEX, TokenizedExample
+from experiments.train import micro_batching
+
+MAX_LENGTH = 256
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[TokenizedExample]:
+    from experiments.tokenization import encode_example
+
+    tokenizer = load_tokenizer(ModelConfig())
+    split = load_source(DataConfig())["train"]
+    prepared = [PreparedExample.build(e, split.tables[e.table_id]) for e in split.examples[:8]]
+    return [encode_example(tokenizer, p.prompt, p.target, LossOn.all) for p in prepared]
+
+
+def tiny_lora_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3)
+    config._attn_implementation = "sdpa"
+    model = MistralForCausalLM(config)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"])
+    model = get_peft_model(model, lora)
+    for name, param in model.named_parameters():  # non-zero B so LoRA gradients are not trivially equal
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.02)
+    return model.double()
+
+
+def pad_to(examples: list[TokenizedExample], length: int) -> dict[str, torch.Tensor]:
+    batch = collate_padded(examples, pad_id=2)
+    extra = length - batch["input_ids"].shape[1]
+    return {"input_ids": torch.nn.functional.pad(batch["input_ids"], (0, extra), value=2),
+            "attention_mask": torch.nn.functional.pad(batch["attention_mask"], (0, extra), value=0),
+            "labels": torch.nn.functional.pad(batch["labels"], (0, extra), value=IGNORE_INDEX)}
+
+
+def loss_tokens(batch: dict[str, torch.Tensor]) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def lora_grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_fused_dynamic_padding_equals_padded_accumulation(examples):
+    model = tiny_lora_model()
+    # notebooks: micro-batches of 2 padded to max_length, 4 accumulation steps, loss over all tokens of the step
+    micro = [pad_to(examples[i:i + 2], MAX_LENGTH) for i in range(0, 8, 2)]
+    total_tokens = sum(loss_tokens(b) for b in micro)
+    padded_loss = 0.0
+    for batch in micro:
+        out = model(**batch, num_items_in_batch=total_tokens)
+        out.loss.backward()
+        padded_loss += out.loss.item()
+    padded_grads = lora_grads(model)
+    model.zero_grad()
+
+    # ours: one length-grouped micro-batch, padded to its own longest
+    order = plan_batches([len(e.input_ids) for e in examples], batch_size=8, group_by_length=True)[0]
+    fused = collate_padded([examples[i] for i in order], pad_id=2)
+    assert fused["input_ids"].shape[1] < MAX_LENGTH  # far less padding
+    out = model(**fused)
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx(padded_loss, rel=1e-6)  # the loss upcasts logits to float32
+    for name, grad in lora_grads(model).items():
+        torch.testing.assert_close(grad, padded_grads[name], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize(("batch", "accumulation", "cap", "fuse", "expected"), [
+    (4, 4, 16384, True, (16, 1)),      # baseline at 256: one micro-batch per step
+    (8, 2, 16384, True, (16, 1)),      # extended at 512: 16 x 512 = 8192 tokens fit
+    (8, 2, 4096, True, (8, 2)),        # a low cap splits the step, keeping 16 examples per step
+    (4, 3, 2048, True, (4, 3)),        # 12 x 512 / 2048 -> 3 splits of 4
+    (4, 4, 16384, False, (4, 4)),      # not fused: the configured arrangement
+])
+def test_micro_batching_keeps_examples_per_step(batch, accumulation, cap, fuse, expected):
+    t = TrainingConfig(per_device_batch_size=batch, gradient_accumulation_steps=accumulation,
+                       max_tokens_per_batch=cap, fuse_accumulation=fuse)
+    per_batch, steps = micro_batching(t, max_length=512)
+    assert (per_batch, steps) == expected
+    assert per_batch * steps == batch * accumulation
