@@ -63,8 +63,9 @@ def max_new_tokens(cfg: ExperimentConfig, tokenizer, files: RunFiles) -> int:
 
 @torch.inference_mode()
 def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, device: torch.device,
-                 new_tokens_cap: int, progress: bool = True) -> tuple[list[str], int]:
-    """SQL per prompt (input order) and the number of generated tokens."""
+                 new_tokens_cap: int, progress: bool = True, min_new_tokens: int = 0) -> tuple[list[str], int]:
+    """SQL per prompt (input order) and the number of generated tokens. `min_new_tokens` exists for benchmarks:
+    random weights never stop by themselves, so both paths are made to generate the same number of tokens."""
     inf = cfg.inference
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
@@ -83,8 +84,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
         sampling = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
             {"do_sample": False}
         sequences = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                   max_new_tokens=new_tokens_cap, eos_token_id=stop_ids, pad_token_id=pad_id,
-                                   **sampling)
+                                   max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
+                                   eos_token_id=stop_ids, pad_token_id=pad_id, **sampling)
         new_tokens = sequences[:, longest:].cpu()
         for row, i in enumerate(batch):
             tokens = new_tokens[row].tolist()

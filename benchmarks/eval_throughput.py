@@ -1,6 +1,6 @@
-"""Hand-run timing check: how many predictions per second `evaluate` scores on one CPU core.
+"""Evaluation benchmark: how many predictions per second `evaluate` scores on one CPU core.
 
-    python -m experiments.evaluation.benchmark [n_examples]
+    python benchmarks/eval_throughput.py [n_examples]      # prints the rate; gpu_benchmark.py reuses measure()
 
 Synthetic WikiSQL-like tables and examples; predictions are a mix of verbatim gold, restyled gold (other
 quoting, case, table name, condition order) and wrong SQL, so every code path is timed. Not a test: rates
@@ -58,8 +58,8 @@ def build(n: int, seed: int = 0) -> tuple[list[Example], dict[str, Table], dict[
     return examples, tables, predictions
 
 
-def main(argv: list[str]) -> None:
-    n = int(argv[0]) if argv else 1000
+def measure(n: int = 1000) -> dict:
+    """Seconds and predictions/s for scoring n predictions (tables materialised beforehand, as in a run)."""
     examples, tables, predictions = build(n)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "tables.sqlite"
@@ -69,9 +69,18 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         metrics = evaluate(examples, tables, predictions, db, Path(tmp) / "out", progress=False)
         seconds = time.perf_counter() - start
+    return {"predictions": n, "seconds": seconds, "predictions_per_s": n / seconds, "materialise_s": materialise_s,
+            "execution_accuracy": metrics["execution_accuracy"],
+            "logical_form_accuracy": metrics["logical_form_accuracy"]}
+
+
+def main(argv: list[str]) -> None:
+    n = int(argv[0]) if argv else 1000
+    result = measure(n)
+    seconds, materialise_s = result["seconds"], result["materialise_s"]
     print(f"{n} predictions in {seconds:.2f} s: {n / seconds:,.0f} predictions/s "
           f"(tables materialised once in {materialise_s:.2f} s, incl. scoring missing predictions); "
-          f"exec acc {metrics['execution_accuracy']:.3f}, LF acc {metrics['logical_form_accuracy']:.3f}")
+          f"exec acc {result['execution_accuracy']:.3f}, LF acc {result['logical_form_accuracy']:.3f}")
 
 
 if __name__ == "__main__":
