@@ -1,8 +1,12 @@
-"""Shared fixtures: a tiny WikiSQL release in the official layout, written per test."""
+"""Shared fixtures: a tiny WikiSQL release in the official layout, written per test; the default smoke run,
+run once per session through the real command line."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,24 @@ def write_release(root: Path, examples_per_split: int = 4) -> Path:
 @pytest.fixture
 def release_dir(tmp_path: Path) -> Path:
     return write_release(tmp_path / "release")
+
+
+def run_cli(*args: str, cwd: Path, launcher: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`python -m experiments ARGS` (or under `launcher`, e.g. torchrun) as a user would type it."""
+    command = [*launcher, "-m", "experiments", *args] if launcher else [sys.executable, "-m", "experiments", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+@dataclass
+class SmokeRun:
+    result: subprocess.CompletedProcess
+    run_dir: Path
+    outputs_dir: Path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """`experiments` with no arguments but where to write: the default smoke preset, single process, on CPU."""
+    root = tmp_path_factory.mktemp("smoke")
+    result = run_cli(f"outputs_dir={root / 'outputs'}", f"hydra.run.dir={root / 'run'}", cwd=root)
+    return SmokeRun(result, root / "run", root / "outputs")

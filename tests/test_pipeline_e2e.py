@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "experiments", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=900)
 
 
 def only_experiment_runs(client: MlflowClient, name: str = "text2sql-lora"):
@@ -23,10 +16,9 @@ def only_experiment_runs(client: MlflowClient, name: str = "text2sql-lora"):
     return client.search_runs([experiment.experiment_id])
 
 
-def test_default_smoke_run_learns_and_lands_in_mlflow(tmp_path):
-    result = run_cli(f"outputs_dir={tmp_path / 'outputs'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-4000:]
-    run_dir = tmp_path / "run"
+def test_default_smoke_run_learns_and_lands_in_mlflow(smoke_run):
+    assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
+    run_dir = smoke_run.run_dir
     for name in ("data/train.jsonl", "data/tables.sqlite", "adapter/adapter_config.json", "predictions.jsonl",
                  "results.jsonl", "metrics.json", "report.md", "config.yaml"):
         assert (run_dir / name).is_file(), name
@@ -34,7 +26,7 @@ def test_default_smoke_run_learns_and_lands_in_mlflow(tmp_path):
     train = json.loads((run_dir / "train_summary.json").read_text())
     assert train["train_loss_last"] < 0.5 * train["train_loss_first"]  # it visibly learns
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{smoke_run.outputs_dir / 'mlflow.db'}")
     (run,) = only_experiment_runs(client)
     assert run.info.run_name == "smoke" and run.info.status == "FINISHED"
     assert run.data.params["training.learning_rate"] == "0.005"

@@ -1,9 +1,11 @@
-"""The `experiments` command (also `python -m experiments`): Hydra composes and validates the config against
-the schema, then the pipeline runs. Returns execution accuracy so Hydra sweepers can optimise it."""
+"""The `experiments` command (also `python -m experiments`, `torchrun ... -m experiments`, `accelerate launch -m
+experiments`): Hydra composes and validates the config against the schema, then the pipeline runs. Returns
+execution accuracy so Hydra sweepers can optimise it."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -12,7 +14,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from experiments.config import register_schema, to_typed
-from experiments.paths import conf_dir
+from experiments.distributed import (
+    adopt_slurm_tasks,
+    broadcast_from_main,
+    dist_context,
+    init_distributed,
+    shutdown_distributed,
+)
+from experiments.paths import RUN_STAMP_ENV, conf_dir, run_stamp
 
 log = logging.getLogger("experiments")
 register_schema()
@@ -25,6 +34,8 @@ def _main(dict_cfg: DictConfig) -> float | None:
     from experiments.pipeline import run_pipeline
     from experiments.sweep import read_parent_run_id
 
+    adopt_slurm_tasks()  # a multi-task SLURM job (submitit launcher): one rank per task
+    init_distributed(dist_context())  # no-op unless launched data-parallel; done already under torchrun
     hydra_cfg = HydraConfig.get()
     cfg = to_typed(dict_cfg)
     parent = read_parent_run_id(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
@@ -41,4 +52,16 @@ def main() -> None:
     if not conf_dir().is_dir():
         sys.exit(f"experiments: config directory {conf_dir()} not found; install the project from its "
                  "repository with `pip install -e .` (see README)")
-    _main()
+    ctx = dist_context()
+    if ctx.distributed:  # one run directory for all ranks; only rank 0 writes Hydra's files and main log
+        init_distributed(ctx)
+        os.environ[RUN_STAMP_ENV] = broadcast_from_main(ctx, run_stamp())
+        if not ctx.is_main:
+            sys.argv += ["hydra.output_subdir=null",
+                         f"hydra.job_logging.handlers.file.filename=${{hydra.runtime.output_dir}}/rank{ctx.rank}.log",
+                         "++hydra.job_logging.handlers.console.level=WARNING",
+                         "~hydra.callbacks.mlflow_sweep"]
+    try:
+        _main()
+    finally:
+        shutdown_distributed()

@@ -120,6 +120,10 @@ class TrainingConfig:
     # ones (the loss is normalised over all loss tokens of the step either way). false = the low-memory setting.
     fuse_accumulation: bool = True
     max_tokens_per_batch: int | None = 16384  # padded tokens per micro-batch; a fused step over it is split
+    # Data-parallel runs (torchrun/accelerate): true = the optimizer step keeps per_device_batch_size x
+    # gradient_accumulation_steps examples in all (split over the ranks), so N GPUs reproduce the preset;
+    # false = every rank takes that many (the global batch grows N-fold).
+    keep_global_batch: bool = True
 
 
 @dataclass
@@ -168,8 +172,12 @@ class ExperimentConfig:
 
 
 def register_schema() -> None:
-    """Make `config_schema` available to conf/config.yaml's defaults list."""
+    """Make `config_schema` available to conf/config.yaml's defaults list, and the `run_stamp` resolver its
+    run-directory names use (one stamp for all ranks of a data-parallel job)."""
+    from experiments.paths import run_stamp
+
     ConfigStore.instance().store(name="config_schema", node=ExperimentConfig)
+    OmegaConf.register_new_resolver("run_stamp", run_stamp, replace=True, use_cache=True)
 
 
 def to_typed(cfg: DictConfig | ExperimentConfig) -> ExperimentConfig:

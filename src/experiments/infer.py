@@ -2,6 +2,7 @@
 
 Prompts are sorted by length and generated in large left-padded batches; each sequence stops at EOS or at a
 newline (the SQL is one line). `adapter=null` with no train stage in this run scores the base model zero-shot.
+In a data-parallel job every rank generates for its shard of the prompts; rank 0 gathers them in example order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from tqdm.auto import tqdm
 from experiments.config import ExperimentConfig, QuantMode, Stage
 from experiments.data.jsonl import write_json, write_jsonl
 from experiments.data.prepared import read_prepared
-from experiments.modeling import load_adapter, load_base_model, load_tokenizer, resolve_device
+from experiments.distributed import dist_context, gather_to_main, shard, unshard
+from experiments.modeling import load_adapter, load_base_model, load_tokenizer, peak_gpu_memory_gib, resolve_device
 from experiments.paths import RunFiles
 from experiments.tokenization import encode_prompt
 
@@ -97,7 +99,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
 
 def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     files = RunFiles(run_dir)
-    device = resolve_device(cfg.device)
+    ctx = dist_context()
+    device = resolve_device(cfg.device, ctx.local_rank)
     test = read_prepared(files.split("test"))
     adapter = resolve_adapter(cfg, files)
     tokenizer = load_tokenizer(cfg.model)
@@ -113,15 +116,23 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
     cap = max_new_tokens(cfg, tokenizer, files)
-    log.info("infer: %d prompts, batch %d, at most %d new tokens", len(test), cfg.inference.batch_size, cap)
+    log.info("infer: %d prompts (%d on this rank of %d), batch %d, at most %d new tokens", len(test),
+             len(shard(test, ctx)), ctx.world_size, cfg.inference.batch_size, cap)
     started = time.perf_counter()
-    sqls, generated = generate_sql(model, tokenizer, [p.prompt for p in test], cfg, device, cap)
+    sqls, generated = generate_sql(model, tokenizer, [p.prompt for p in shard(test, ctx)], cfg, device, cap,
+                                   progress=ctx.is_main)
     seconds = time.perf_counter() - started
+    gathered = gather_to_main(ctx, (sqls, generated, seconds, peak_gpu_memory_gib()))
+    if not ctx.is_main:
+        return {"predictions": files.predictions, "summary": {}}
+    sqls = unshard([g[0] for g in gathered])
+    generated = sum(g[1] for g in gathered)
+    seconds = max(g[2] for g in gathered)
     write_jsonl(files.predictions, ({"id": p.example.id, "sql": sql} for p, sql in zip(test, sqls, strict=True)))
     summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "max_new_tokens": cap,
                "infer_seconds": seconds,
                "generated_tokens": generated, "generated_tokens_per_s": generated / seconds if seconds else None}
     if torch.cuda.is_available():
-        summary["infer_peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        summary["infer_peak_memory_gib"] = max(g[3] for g in gathered)
     write_json(files.root / "infer_summary.json", summary)
     return {"predictions": files.predictions, "summary": summary}

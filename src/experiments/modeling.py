@@ -19,14 +19,22 @@ from experiments.config import LoraConfig, ModelConfig, QuantizationConfig, Quan
 log = logging.getLogger(__name__)
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> the first CUDA device if there is one, else the CPU."""
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> this process's CUDA device if there is one (cuda:LOCAL_RANK in a data-parallel job), else the
+    CPU; a bare 'cuda' also means this process's GPU."""
     if device == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={device!r} but no CUDA device is visible; use device=cpu or device=auto")
+    if resolved.type == "cuda" and resolved.index is None:
+        resolved = torch.device("cuda", local_rank)
     return resolved
+
+
+def peak_gpu_memory_gib() -> float | None:
+    """Peak memory allocated by tensors on this process's GPU since the last reset (None without CUDA)."""
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
 def torch_dtype(name: str) -> torch.dtype:

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
+import os
 from pathlib import Path
+
+RUN_STAMP_ENV = "EXPERIMENTS_RUN_STAMP"
+
+
+def run_stamp() -> str:
+    """The run-directory timestamp (`${run_stamp:}` in conf/config.yaml): rank 0's for every rank of a
+    data-parallel job (passed through the environment), else now."""
+    return os.environ.get(RUN_STAMP_ENV) or datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
 
 
 def conf_dir() -> Path:

@@ -1,7 +1,8 @@
 """Runs the selected stages in order inside one run directory and one MLflow run.
 
 Whatever happens, the MLflow run is closed with the right status and GPU memory is released, so the next job
-of a sequential Hydra multirun starts clean.
+of a sequential Hydra multirun starts clean. In a data-parallel job (torchrun / accelerate launch) every rank
+runs this; rank 0 alone writes the run directory's files and the MLflow run, prepares the data and scores.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from omegaconf import OmegaConf
 
 from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, to_plain_dict
 from experiments.data.jsonl import write_json
+from experiments.distributed import DistContext, dist_context, run_on_main
 from experiments.paths import RunFiles
 from experiments.prompt import PROMPT_VERSION
-from experiments.tracking import flatten, git_commit, open_tracker
+from experiments.tracking import NullTracker, flatten, git_commit, open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +42,19 @@ def release_memory() -> None:
 def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, ...] = (),
                  parent_run_id: str | None = None) -> dict[str, Any]:
     """prepare -> train -> infer -> eval (those selected by cfg.stages); returns the run summary."""
+    ctx = dist_context()
     files = RunFiles(run_dir)
-    files.root.mkdir(parents=True, exist_ok=True)
     plain = to_plain_dict(cfg)
-    OmegaConf.save(OmegaConf.create(plain), files.resolved_config)
     tags = {"preset": cfg.preset, "git_commit": git_commit(), "overrides": " ".join(overrides) or "(none)",
-            "device": describe_device(cfg.device), "prompt_version": PROMPT_VERSION, "run_dir": str(files.root)}
-    tracker = open_tracker(cfg.tracking, cfg.outputs_dir, cfg.preset, tags, parent_run_id)  # fails fast
+            "device": describe_device(cfg.device), "prompt_version": PROMPT_VERSION, "run_dir": str(files.root),
+            "world_size": str(ctx.world_size)}
+
+    def start():
+        files.root.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(plain), files.resolved_config)
+        return open_tracker(cfg.tracking, cfg.outputs_dir, cfg.preset, tags, parent_run_id)  # fails fast
+
+    tracker = run_on_main(ctx, start) or NullTracker()
     release_memory()
     summary: dict[str, Any] = {"run_dir": str(files.root), "mlflow_run_id": tracker.run_id, "stages": {}}
     status = "FAILED"
@@ -56,7 +64,7 @@ def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, 
         for stage in (s for s in STAGE_ORDER if s in cfg.stages):
             started = time.perf_counter()
             log.info("stage %s: starting", stage.value)
-            summary["stages"][stage.value] = _run_stage(stage, cfg, files, tracker)
+            summary["stages"][stage.value] = _run_stage(stage, cfg, files, tracker, ctx)
             seconds = time.perf_counter() - started
             summary[f"{stage.value}_seconds"] = seconds
             tracker.log_metrics({f"time_{stage.value}_s": seconds})
@@ -66,14 +74,25 @@ def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, 
         status = "KILLED"
         raise
     finally:
-        write_json(files.root / "run_summary.json", {**summary, "status": status})
-        tracker.log_artifact(files.root / "run_summary.json")
+        if ctx.is_main:
+            write_json(files.root / "run_summary.json", {**summary, "status": status})
+            tracker.log_artifact(files.root / "run_summary.json")
         tracker.finish(status)
         release_memory()
     return summary
 
 
-def _run_stage(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -> dict[str, Any]:
+# Stages that only rank 0 runs in a data-parallel job; train and infer run on every rank.
+MAIN_ONLY_STAGES = (Stage.prepare, Stage.eval)
+
+
+def _run_stage(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker, ctx: DistContext) -> dict[str, Any]:
+    if stage in MAIN_ONLY_STAGES:
+        return run_on_main(ctx, lambda: _stage_work(stage, cfg, files, tracker)) or {}
+    return _stage_work(stage, cfg, files, tracker)
+
+
+def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -> dict[str, Any]:
     # Stage modules are imported on use: prepare/eval need no torch model code.
     if stage == Stage.prepare:
         from experiments.prepare import run_prepare

@@ -20,7 +20,8 @@ from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batche
 from experiments.config import ExperimentConfig, QuantMode, TrainingConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared
-from experiments.modeling import add_lora, load_base_model, load_tokenizer, resolve_device
+from experiments.distributed import barrier, dist_context, gather_to_main
+from experiments.modeling import add_lora, load_base_model, load_tokenizer, peak_gpu_memory_gib, resolve_device
 from experiments.paths import RunFiles
 from experiments.tokenization import TokenizedExample, encode_example
 
@@ -39,15 +40,29 @@ def tokenize_split(tokenizer, path: Path, cfg: ExperimentConfig) -> tuple[list[T
     return kept, dropped
 
 
-def micro_batching(t: TrainingConfig, max_length: int) -> tuple[int, int]:
-    """(examples per micro-batch, accumulation steps) for one optimizer step of per_device x accumulation examples.
+def micro_batching(t: TrainingConfig, max_length: int, world_size: int = 1) -> tuple[int, int]:
+    """(examples per micro-batch, accumulation steps) of one rank for an optimizer step of per_device x
+    accumulation examples (on each of `world_size` ranks unless keep_global_batch splits them over the ranks).
 
-    Fused (default): the whole step in as few micro-batches as keep max_length-long examples under
+    Fused (default): the rank's share of the step in as few micro-batches as keep max_length-long examples under
     max_tokens_per_batch, with the step's size kept exact. Not fused: the configured arrangement.
     """
+    split_over_ranks = world_size > 1 and t.keep_global_batch
     if not t.fuse_accumulation:
-        return t.per_device_batch_size, t.gradient_accumulation_steps
+        if not split_over_ranks:
+            return t.per_device_batch_size, t.gradient_accumulation_steps
+        if t.gradient_accumulation_steps % world_size:
+            raise ValueError(f"training.keep_global_batch=true: training.gradient_accumulation_steps="
+                             f"{t.gradient_accumulation_steps} does not split over {world_size} ranks; choose a "
+                             "multiple of the rank count or set training.keep_global_batch=false")
+        return t.per_device_batch_size, t.gradient_accumulation_steps // world_size
     per_step = t.per_device_batch_size * t.gradient_accumulation_steps
+    if split_over_ranks:
+        if per_step % world_size:
+            raise ValueError(f"training.keep_global_batch=true: per_device_batch_size x gradient_accumulation_steps"
+                             f" = {per_step} examples per step do not split over {world_size} ranks; choose a "
+                             "multiple of the rank count or set training.keep_global_batch=false")
+        per_step //= world_size
     splits = 1 if t.max_tokens_per_batch is None else max(1, math.ceil(per_step * max_length / t.max_tokens_per_batch))
     while per_step % splits:
         splits += 1
@@ -78,13 +93,13 @@ class ThroughputCallback(TrainerCallback):
             logs["tokens_per_s"] = (seen - self._last_tokens) / (now - self._last_time)
         self._last_time, self._last_tokens = now, seen
         if torch.cuda.is_available():
-            logs["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            logs["peak_memory_gib"] = peak_gpu_memory_gib()
         if "loss" in logs:
             self.losses.append(float(logs["loss"]))
 
 
 def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.device, has_eval: bool,
-                       accumulation_steps: int) -> TrainingArguments:
+                       accumulation_steps: int, world_size: int = 1) -> TrainingArguments:
     t = cfg.training
     on_gpu = device.type == "cuda"
     half = cfg.quantization.compute_dtype if (on_gpu and (cfg.quantization.mode != QuantMode.none or
@@ -120,6 +135,8 @@ def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.de
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=False,
+        # DDP: LoRA leaves no parameter unused, so skip the per-step search for unused ones.
+        ddp_find_unused_parameters=False if world_size > 1 else None,
     )
 
 
@@ -130,7 +147,8 @@ def last_checkpoint(checkpoints_dir: Path) -> str | None:
 
 def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCallback, ...] = ()) -> dict:
     files = RunFiles(run_dir)
-    device = resolve_device(cfg.device)
+    ctx = dist_context()
+    device = resolve_device(cfg.device, ctx.local_rank)
     tokenizer = load_tokenizer(cfg.model)
 
     train_examples, train_dropped = tokenize_split(tokenizer, files.split("train"), cfg)
@@ -139,12 +157,14 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         raise ValueError(f"no training example fits data_size.max_length={cfg.data_size.max_length} "
                          f"({train_dropped} dropped); raise max_length")
     t = cfg.training
-    per_batch, accumulation = micro_batching(t, cfg.data_size.max_length)
+    per_batch, accumulation = micro_batching(t, cfg.data_size.max_length, ctx.world_size)
+    effective_batch = per_batch * accumulation * ctx.world_size
     train_set = make_dataset(train_examples, per_batch, t.group_by_length, seed=t.seed)
     val_set = make_dataset(val_examples, per_batch, True, seed=t.seed) if val_examples else None
-    log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %d x %d accumulation; "
-             "val: %d", len(train_examples), train_dropped, cfg.data_size.max_length, len(train_set), per_batch,
-             accumulation, len(val_examples))
+    log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %d x %d accumulation"
+             " x %d ranks = %d examples per optimizer step; val: %d", len(train_examples), train_dropped,
+             cfg.data_size.max_length, len(train_set), per_batch, accumulation, ctx.world_size, effective_batch,
+             len(val_examples))
 
     model = load_base_model(cfg.model, cfg.quantization, device)
     model = add_lora(model, cfg.lora, cfg.quantization, cfg.training.gradient_checkpointing)
@@ -154,7 +174,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     throughput = ThroughputCallback()
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, files.checkpoints_dir, device, val_set is not None, accumulation),
+        args=training_arguments(cfg, files.checkpoints_dir, device, val_set is not None, accumulation,
+                                ctx.world_size),
         train_dataset=train_set,
         eval_dataset=val_set,
         data_collator=PlannedBatchCollator(tokenizer.pad_token_id),
@@ -167,6 +188,10 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
 
+    peaks = gather_to_main(ctx, peak_gpu_memory_gib())
+    if not ctx.is_main:  # rank 0 writes the adapter and the summaries; the others wait for it (infer reads them)
+        barrier(ctx)
+        return {"adapter": files.adapter_dir, "summary": {}}
     model.save_pretrained(str(files.adapter_dir))
     tokenizer.save_pretrained(str(files.adapter_dir))
     trainer.state.save_to_json(str(files.root / "trainer_state.json"))
@@ -181,8 +206,12 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "loss_tokens_per_epoch": useful_tokens,
         "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
+        "world_size": ctx.world_size, "effective_batch": effective_batch,
+        "tokens_per_s": trainer.state.num_input_tokens_seen / seconds if seconds else None,
     }
     if torch.cuda.is_available():
-        summary["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        summary["peak_memory_gib"] = max(peaks)
+        summary.update({f"peak_memory_gib_rank{rank}": peak for rank, peak in enumerate(peaks)})
     write_json(files.root / "train_summary.json", summary)
+    barrier(ctx)
     return {"adapter": files.adapter_dir, "summary": summary}

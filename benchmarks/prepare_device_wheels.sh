@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Here (not on the GPU machine): fill .whl/ with what the device tool's GPU image lacks, small enough to carry.
+# ../shared/device/fetch-wheels.sh fetches the pipeline's wheels; bitsandbytes' wheel holds libraries for every
+# CUDA/ROCm/XPU version (43 MB), so it is repacked with the CUDA 13 and CPU ones only (the image has torch cu130),
+# and TRL (for benchmarks/gpu_benchmark.py) is added. Then carry .whl and .device (tokenizer.model) and
+# `source benchmarks/device_setup.sh` there.
+set -euo pipefail
+top=$(git rev-parse --show-toplevel)
+cd "$top"
+[ -d .whl ] || bash ../shared/device/fetch-wheels.sh
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform any -d .whl trl==1.16.0
+rm -f .whl/greenlet-*.whl  # SQLAlchemy needs it only for asyncio
+wheel=$(ls .whl/bitsandbytes-*.whl)
+if [ "$(unzip -Z1 "$wheel" | grep -c libbitsandbytes_cuda118.so)" -gt 0 ]; then
+  work=$(mktemp -d)
+  unzip -q "$wheel" -d "$work"
+  find "$work/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name '*cuda13*' ! -name '*_cpu.so' -delete
+  rm "$wheel"
+  (cd "$work" && zip -q -r -X "$top/$wheel" .)
+  rm -rf "$work"
+fi
+mkdir -p .device
+grep -qx '/.device/' .gitignore || echo '/.device/' >> .gitignore
+[ -f .device/tokenizer.model ] || python3 -c "import shutil, mistral_common, pathlib; \
+shutil.copy(pathlib.Path(mistral_common.__file__).parent / 'data/tokenizer.model.v1', '.device/tokenizer.model')"
+du -sh .whl .device
