@@ -10,6 +10,7 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
   ours        the project's train stage with its defaults (length-grouped, fused accumulation)
   ours_lowmem ours with fuse_accumulation=false (the low-memory setting)
   ours_no_gc  ours without gradient checkpointing (its cost)
+  ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
 Useful tokens are loss-bearing tokens; rates are medians over the timed steps, after warm-up steps.
 """
 
@@ -105,7 +106,8 @@ class StepClock(TrainerCallback):
 
 
 def summarise(name: str, clock: StepClock, counter: CountingCollator, accumulation: int, warmup: int,
-              params: int, gc_on: bool, examples_per_step: float, epoch_examples: int) -> dict[str, Any]:
+              params: int, gc_on: bool, examples_per_step: float, epoch_examples: int,
+              compute_dtype: str) -> dict[str, Any]:
     durations = [b - a for a, b in zip(clock.ends, clock.ends[1:], strict=False)]
     rows = []
     for step, seconds in enumerate(durations):
@@ -120,7 +122,7 @@ def summarise(name: str, clock: StepClock, counter: CountingCollator, accumulati
     step_seconds = statistics.median(s for s, _, _ in rows)
     flops_per_token = (6 if gc_on else 4) * params
     return {
-        "variant": name, "timed_steps": len(rows), "step_seconds": step_seconds,
+        "variant": name, "compute_dtype": compute_dtype, "timed_steps": len(rows), "step_seconds": step_seconds,
         "useful_tokens_per_s": useful_rate, "total_tokens_per_s": total_rate,
         "useful_fraction": sum(u for _, u, _ in rows) / sum(t for _, _, t in rows),
         "tflops_useful": useful_rate * flops_per_token / 1e12, "peak_memory_gib": peak_gib(),
@@ -164,7 +166,7 @@ def train_seed(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     params = model.get_nb_trainable_parameters()[1]
     per_step = t.per_device_batch_size * t.gradient_accumulation_steps
     return summarise("seed", clock, counter, t.gradient_accumulation_steps, warmup, params, True, per_step,
-                     cfg.data_size.train or len(examples))
+                     cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
 
 
 def train_trl(cfg: ExperimentConfig, device, examples, steps: int, warmup: int, workdir: Path) -> dict:
@@ -173,6 +175,9 @@ def train_trl(cfg: ExperimentConfig, device, examples, steps: int, warmup: int, 
     from peft import LoraConfig as PeftLoraConfig
     from trl import SFTConfig, SFTTrainer
 
+    # TRL casts QLoRA adapter weights to bf16 (QLoRA paper's recipe), which fp16's gradient scaler cannot
+    # unscale: TRL runs with bf16 compute, as its docs do.
+    cfg.quantization.compute_dtype = "bfloat16"
     tokenizer = load_tokenizer(cfg.model)
     t = cfg.training
     dataset = datasets.Dataset.from_dict({"prompt": [p.prompt for p in examples],
@@ -197,7 +202,7 @@ def train_trl(cfg: ExperimentConfig, device, examples, steps: int, warmup: int, 
     per_step = len(examples) / max(1, len(trainer.train_dataset)) * t.per_device_batch_size * \
         t.gradient_accumulation_steps  # packed rows hold several examples
     return summarise("trl_packed", clock, counter, t.gradient_accumulation_steps, warmup, params, True, per_step,
-                     cfg.data_size.train or len(examples))
+                     cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
 
 
 def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int, workdir: Path,
@@ -217,7 +222,7 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     Trainer(model=model, args=args, train_dataset=dataset, data_collator=counter, callbacks=[clock]).train()
     params = model.get_nb_trainable_parameters()[1]
     return summarise(name, clock, counter, accumulation, warmup, params, t.gradient_checkpointing,
-                     per_batch * accumulation, cfg.data_size.train or len(examples))
+                     per_batch * accumulation, cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
 
 
 # ------------------------------------------------------------------------------------- generation, execution
@@ -344,7 +349,8 @@ def main() -> None:
                 variants = list(args.variants) + (["ours_no_gc"] if preset == args.extra_variants_preset else [])
                 for variant in variants:
                     extra = {"ours_lowmem": ["training.fuse_accumulation=false"],
-                             "ours_no_gc": ["training.gradient_checkpointing=false"]}.get(variant, [])
+                             "ours_no_gc": ["training.gradient_checkpointing=false"],
+                             "ours_bf16": ["quantization.compute_dtype=bfloat16"]}.get(variant, [])
                     cfg = preset_config(preset, args.model, args.dry_run, extra)
                     run = VARIANTS.get(variant, train_ours)
                     release()

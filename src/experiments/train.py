@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -81,6 +82,7 @@ class ThroughputCallback(TrainerCallback):
 
     def __init__(self) -> None:
         self.losses: list[float] = []
+        self.rates: list[float] = []
         self._last_time = time.perf_counter()
         self._last_tokens = 0
 
@@ -89,9 +91,10 @@ class ThroughputCallback(TrainerCallback):
             return
         now = time.perf_counter()
         seen = state.num_input_tokens_seen
-        if seen and now > self._last_time:
+        if "loss" in logs and seen and now > self._last_time:  # training windows (eval time included), not eval logs
             logs["tokens_per_s"] = (seen - self._last_tokens) / (now - self._last_time)
-        self._last_time, self._last_tokens = now, seen
+            self.rates.append(logs["tokens_per_s"])
+            self._last_time, self._last_tokens = now, seen
         if torch.cuda.is_available():
             logs["peak_memory_gib"] = peak_gpu_memory_gib()
         if "loss" in logs:
@@ -208,6 +211,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
         "world_size": ctx.world_size, "effective_batch": effective_batch,
         "tokens_per_s": trainer.state.num_input_tokens_seen / seconds if seconds else None,
+        # median over logging windows after the first (warm-up), all ranks together
+        "tokens_per_s_median": statistics.median(throughput.rates[1:]) if len(throughput.rates) > 1 else None,
     }
     if torch.cuda.is_available():
         summary["peak_memory_gib"] = max(peaks)
