@@ -1,16 +1,17 @@
 """Stage 1: load WikiSQL from the configured source, draw the configured subsets, write them to the run directory.
 
 Writes data/{train,val,test}.jsonl, data/tables.jsonl, data/tables.sqlite (for the evaluator) and
-data/report.json (sizes, what was skipped and why, fingerprints that make comparisons between runs honest).
+data/report.json (sizes, what was skipped and why, fingerprints that make comparisons between runs honest:
+the prompt's, and each subset's ids and examples; data/test.jsonl keeps the full list of test ids).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from experiments.config import ExperimentConfig
+from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint, prompt_fingerprint
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import PreparedExample, write_prepared, write_tables
 from experiments.data.sources import load_source
@@ -22,16 +23,12 @@ from experiments.prompt import PROMPT_VERSION
 log = logging.getLogger(__name__)
 
 
-def ids_fingerprint(ids: list[str]) -> str:
-    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
-
-
 def run_prepare(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Path]:
     files = RunFiles(run_dir)
     sources = load_source(cfg.data)
     sizes = {"train": cfg.data_size.train, "val": cfg.data_size.val, "test": cfg.data_size.test}
     report: dict = {"source": cfg.data.source.value, "path": cfg.data.path, "seed": cfg.data.seed,
-                    "prompt_version": PROMPT_VERSION, "subsets": {}}
+                    "prompt_version": PROMPT_VERSION, "prompt_fingerprint": prompt_fingerprint(), "subsets": {}}
     used_tables = {}
     for subset, source_split in SUBSET_SOURCES.items():
         split = sources[source_split]
@@ -42,6 +39,7 @@ def run_prepare(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Path]:
         report["subsets"][subset] = {
             "source_split": source_split, "available": len(split.examples), "requested": sizes[subset],
             "drawn": len(chosen), "skipped": split.skipped, "ids_sha": ids_fingerprint([e.id for e in chosen]),
+            "examples_sha": examples_fingerprint(e.to_json() for e in chosen),
         }
         log.info("prepare: %s <- %s: %d of %d examples", subset, source_split, len(chosen), len(split.examples))
     tables = sorted(used_tables.values(), key=lambda t: t.id)
