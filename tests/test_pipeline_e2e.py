@@ -20,7 +20,8 @@ def test_default_smoke_run_learns_and_lands_in_mlflow(smoke_run):
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
     run_dir = smoke_run.run_dir
     for name in ("data/train.jsonl", "data/tables.sqlite", "adapter/adapter_config.json", "predictions.jsonl",
-                 "results.jsonl", "metrics.json", "report.md", "config.yaml"):
+                 "results.jsonl", "metrics.json", "report.md", "config.yaml", "analysis.json", "report.html",
+                 "plots/loss_curves.png", "plots/aggregation_confusion.png"):
         assert (run_dir / name).is_file(), name
     assert not (run_dir / "adapter" / "model.safetensors").exists()  # the adapter only, never the base model
     train = json.loads((run_dir / "train_summary.json").read_text())
@@ -37,7 +38,10 @@ def test_default_smoke_run_learns_and_lands_in_mlflow(smoke_run):
     losses = client.get_metric_history(run.info.run_id, "loss")
     assert len(losses) >= 5 and losses[-1].step > losses[0].step
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"adapter", "predictions.jsonl", "results.jsonl", "metrics.json", "report.md", "config.yaml"} <= artifacts
+    assert {"adapter", "predictions.jsonl", "results.jsonl", "metrics.json", "report.md", "config.yaml",
+            "report.html", "analysis.json", "plots"} <= artifacts
+    assert "plots/loss_curves.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert run.data.metrics["execution_accuracy_ci_low"] <= run.data.metrics["execution_accuracy"]
     assert "adapter/adapter_config.json" in {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
 
 
@@ -58,4 +62,6 @@ def test_multirun_nests_children_under_one_parent_with_a_comparison(tmp_path):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "comparison.md" in artifacts
     table = (tmp_path / "sweep" / "comparison.md").read_text()
-    assert table.count("| smoke |") == 2 and "execution_accuracy" in table
+    assert "| 1 | smoke | FINISHED |" in table and "| 2 | smoke | FINISHED |" in table
+    assert "execution_accuracy" in table and "EX 95% CI" in table
+    assert "training.learning_rate=0.001" in table and "training.learning_rate=0.003" in table  # what varied

@@ -1,14 +1,16 @@
 """Stage 4: score predictions by executing them (and by logical form) against the test split's tables.
 
 Reads data/test.jsonl, data/tables.jsonl, data/tables.sqlite and predictions.jsonl (or eval.predictions=FILE:
-any JSONL of {"id", "sql"}, no model needed); writes results.jsonl, metrics.json, report.md and the official
-evaluator's files into the run directory.
+any JSONL of {"id", "sql"}, no model needed); writes results.jsonl, metrics.json and the official evaluator's
+files, then the failure analysis: analysis.json, plots/*.png (loss curves when the run has a trainer_state.json),
+report.md and a self-contained report.html.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from experiments.analysis.run_report import read_results, write_run_analysis
 from experiments.config import ExperimentConfig
 from experiments.data.prepared import read_prepared, read_tables
 from experiments.evaluation import evaluate, materialize_tables, read_predictions
@@ -25,6 +27,9 @@ def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
     if not predictions_path.is_file():
         raise FileNotFoundError(f"{predictions_path}: no predictions to score; run the infer stage or pass "
                                 "eval.predictions=FILE (JSONL of {\"id\", \"sql\"})")
-    metrics = evaluate([p.example for p in test], tables, read_predictions(predictions_path), files.tables_sqlite,
+    examples = [p.example for p in test]
+    metrics = evaluate(examples, tables, read_predictions(predictions_path), files.tables_sqlite,
                        files.root, timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
-    return {"metrics": metrics, "results": files.results}
+    trainer_state = files.trainer_state if files.trainer_state.is_file() else None
+    written = write_run_analysis(files.root, metrics, read_results(files.results), examples, tables, trainer_state)
+    return {"metrics": metrics, "results": files.results, **written}

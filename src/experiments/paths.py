@@ -70,5 +70,21 @@ class RunFiles:
         return self.root / "report.md"
 
     @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def analysis_json(self) -> Path:
+        return self.root / "analysis.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def trainer_state(self) -> Path:
+        return self.root / "trainer_state.json"
+
+    @property
     def resolved_config(self) -> Path:
         return self.root / "config.yaml"

@@ -116,12 +116,16 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
         tracker.log_metrics(result["summary"])
         tracker.log_artifact(files.predictions)
         return result["summary"]
+    from experiments.analysis.breakdown import interval_metrics
     from experiments.evaluate import run_eval
 
     result = run_eval(cfg, files.root)
     metrics = result["metrics"]
+    intervals = interval_metrics(result["analysis"])
     tracker.log_metrics(metrics)
+    tracker.log_metrics(intervals)
     tracker.log_metrics({f"category_{k}": v for k, v in metrics.get("categories", {}).items()})
-    for path in (files.results, files.metrics, files.report_md):
+    for path in (files.results, files.metrics, files.report_md, files.report_html, files.analysis_json):
         tracker.log_artifact(path)
-    return {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+    tracker.log_artifact(files.plots_dir, "plots")  # a directory: logged as plots/*.png
+    return {**{k: v for k, v in metrics.items() if not isinstance(v, dict)}, **intervals}

@@ -1,0 +1,39 @@
+"""The eval stage's reading of one run: analysis.json, plots/*.png, the extended report.md and report.html.
+
+Everything is computed from the files the run directory already holds (results rows, prepared test split,
+tables, trainer_state.json when training ran), so an earlier run can be re-analysed without scoring it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from experiments.analysis.breakdown import analyze
+from experiments.analysis.html_report import write_html
+from experiments.analysis.plots import write_plots
+from experiments.data.jsonl import iter_jsonl, write_json
+from experiments.data.model import Example, Table
+from experiments.evaluation.report import write_report
+from experiments.paths import RunFiles
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    return [row for _, row in iter_jsonl(Path(path))]
+
+
+def write_run_analysis(run_dir: Path, metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+                       examples: Iterable[Example], tables: Mapping[str, Table],
+                       trainer_state: Path | None = None) -> dict[str, Any]:
+    """Analyse one run's results and write analysis.json, plots/, report.md (replacing the plain one) and
+    report.html into `run_dir`; returns the analysis and the paths written."""
+    files = RunFiles(run_dir)
+    analysis = analyze(results, examples, tables)
+    write_json(files.analysis_json, analysis)
+    plots = write_plots(analysis, files.plots_dir, trainer_state)
+    write_report(metrics, results, files.report_md, analysis)
+    title = f"Evaluation report: {files.root.name}"
+    write_html(metrics, analysis, plots, files.report_html, title=title)
+    return {"analysis": analysis, "analysis_json": files.analysis_json, "plots": plots,
+            "report_md": files.report_md, "report_html": files.report_html}
