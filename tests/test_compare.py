@@ -58,6 +58,8 @@ def test_mcnemar_matches_hand_computed_values():
     chi2 = mcnemar(10, 30)  # (|10 - 30| - 1)^2 / 40 = 9.025
     assert chi2.method == "chi2" and math.isclose(chi2.statistic, 9.025)
     assert math.isclose(chi2.p_value, math.erfc(math.sqrt(9.025 / 2)))
+    tie = mcnemar(20, 20)  # no evidence either way: the continuity correction must not go below zero
+    assert tie.method == "chi2" and tie.statistic == 0 and tie.p_value == 1.0
 
 
 def test_compare_two_runs_gives_paired_table_fixed_broken_and_category_changes(tmp_path):
@@ -86,7 +88,7 @@ def test_compare_two_runs_gives_paired_table_fixed_broken_and_category_changes(t
 
     md = (out / "comparison.md").read_text()
     assert "WARNING" not in md
-    assert "| test-1 | question <test-1>? |" in md and "+16.67 pts" in md
+    assert "| test-1 | question &lt;test-1&gt;? |" in md and "+16.67 pts" in md  # escaped for Markdown viewers
     assert "| syntax_error | 1 | 0 | -1 |" in md
     html = (out / "comparison.html").read_text()
     assert "question &lt;test-1&gt;?" in html and "question <test-1>" not in html  # escaped

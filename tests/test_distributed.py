@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 
 import pytest
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
 from experiments.config import TrainingConfig
-from experiments.distributed import DistContext, adopt_slurm_tasks, dist_context, shard, unshard
+from experiments.distributed import (
+    DistContext,
+    adopt_slurm_tasks,
+    dist_context,
+    gather_to_main,
+    run_on_main,
+    shard,
+    unshard,
+)
 from experiments.train import micro_batching
 
 # Training loss of the 2-process run ends within this fraction of the single-process run's last logged loss.
@@ -25,6 +36,40 @@ def test_shards_cover_every_item_once_and_unshard_restores_order(n, world):
     shards = [shard(items, DistContext(rank=r, local_rank=r, world_size=world)) for r in range(world)]
     assert sorted(i for s in shards for i in s) == items
     assert unshard(shards) == items
+
+
+def _rank_main(rank: int, world: int, port: int, results) -> None:
+    """One rank of a 2-process gloo job: a step that works on rank 0, then one that fails there."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    ctx = dist_context()
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ok = run_on_main(ctx, lambda: "written by rank 0")
+        gathered = gather_to_main(ctx, rank * 10)
+        try:
+            run_on_main(ctx, lambda: 1 / 0)
+            error = None
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        results.put((rank, ok, gathered, error))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_failure_on_rank_0_reaches_every_rank_instead_of_hanging():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    mp.start_processes(_rank_main, args=(2, port, results), nprocs=2, join=True, start_method="spawn")
+    by_rank = {rank: rest for rank, *rest in (results.get(timeout=60) for _ in range(2))}
+    ok, gathered, error = by_rank[0]
+    assert (ok, gathered) == ("written by rank 0", [0, 10]) and error.startswith("ZeroDivisionError")
+    ok, gathered, error = by_rank[1]  # rank 1 ran neither step itself, and learns of rank 0's failure
+    assert (ok, gathered) == (None, [])
+    assert error == "RuntimeError: rank 1: rank 0 failed: ZeroDivisionError: division by zero"
 
 
 def test_dist_context_reads_the_launcher_environment(monkeypatch):

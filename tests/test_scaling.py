@@ -28,9 +28,20 @@ def test_scaling_preset_defaults_to_the_real_model_and_sweeps_size_and_epochs():
     assert cfg.hydra.sweeper.params["training.num_epochs"] == "1,2"
 
 
-def test_test_and_val_draws_do_not_depend_on_the_training_size():
+def test_test_and_val_draws_do_not_depend_on_the_training_size(tmp_path):
+    from experiments.config import load_config
+    from experiments.prepare import run_prepare
+
+    reports = {}
+    for train in (20, 80):
+        cfg = load_config([f"data_size.train={train}", "data_size.val=16", "data_size.test=16", "tracking=none"])
+        run_prepare(cfg, tmp_path / f"train{train}")
+        reports[train] = json.loads((tmp_path / f"train{train}" / "data" / "report.json").read_text())["subsets"]
+    for subset in ("val", "test"):  # the same examples whatever the training size: points on a curve compare
+        assert reports[20][subset]["ids_sha"] == reports[80][subset]["ids_sha"]
+        assert reports[20][subset]["examples_sha"] == reports[80][subset]["examples_sha"]
+    assert reports[20]["train"]["ids_sha"] != reports[80]["train"]["ids_sha"]
     items = list(range(500))
-    assert draw_subset(items, 50, 42, "test") == draw_subset(items, 50, 42, "test")
     small, large = draw_subset(items, 20, 42, "train"), draw_subset(items, 80, 42, "train")
     assert set(small) <= set(large)  # nested training sets
 

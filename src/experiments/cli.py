@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import hydra
@@ -35,23 +36,40 @@ def _main(dict_cfg: DictConfig) -> float | None:
     from experiments.sweep import read_parent_run_id
 
     adopt_slurm_tasks()  # a multi-task SLURM job (submitit launcher): one rank per task
-    init_distributed(dist_context())  # no-op unless launched data-parallel; done already under torchrun
+    ctx = dist_context()
+    init_distributed(ctx)  # no-op unless launched data-parallel; done already under torchrun
     hydra_cfg = HydraConfig.get()
     cfg = to_typed(dict_cfg)
-    parent = read_parent_run_id(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
-    summary = run_pipeline(cfg, Path(hydra_cfg.runtime.output_dir), overrides=tuple(hydra_cfg.overrides.task),
-                           parent_run_id=parent)
-    accuracy = summary["stages"].get("eval", {}).get("execution_accuracy")
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    parent = read_parent_run_id(hydra_cfg.sweep.dir) if multirun else None
+    try:
+        summary = run_pipeline(cfg, Path(hydra_cfg.runtime.output_dir), overrides=tuple(hydra_cfg.overrides.task),
+                               parent_run_id=parent)
+    except Exception:
+        if not multirun or ctx.distributed:
+            raise
+        # One failed sweep job must not cost the others their comparison: its MLflow run and run_summary.json
+        # already say FAILED; the sweep's parent run ends FAILED and lists it.
+        log.exception("sweep job %s failed; going on with the sweep", hydra_cfg.job.num)
+        return None
+    accuracy = broadcast_from_main(ctx, summary["stages"].get("eval", {}).get("execution_accuracy"))
     log.info("run directory: %s", summary["run_dir"])
     if accuracy is not None:
         log.info("execution accuracy: %.4f", accuracy)
     return accuracy
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     if not conf_dir().is_dir():
         sys.exit(f"experiments: config directory {conf_dir()} not found; install the project from its "
                  "repository with `pip install -e .` (see README)")
+    # torchrun stops the other ranks when one fails, and SLURM pre-empts jobs, with SIGTERM: turn it into
+    # KeyboardInterrupt so the MLflow run ends KILLED and run_summary.json is written, not left RUNNING.
+    signal.signal(signal.SIGTERM, _interrupt)
     ctx = dist_context()
     if ctx.distributed:  # one run directory for all ranks; only rank 0 writes Hydra's files and main log
         init_distributed(ctx)

@@ -26,6 +26,8 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+
 from experiments.analysis.document import Alert, Document, Heading, Paragraph, Table, write_document
 from experiments.analysis.runs import STAGES, RunError, RunRecord, load_run
 from experiments.analysis.stats import McNemarResult, mcnemar
@@ -281,13 +283,16 @@ def tracking_configured(uri: str, explicit: bool) -> bool:
 
 
 def _find_mlflow_run(client, spec: str, uri: str):
-    from mlflow.exceptions import MlflowException
-
     if _RUN_ID.fullmatch(spec):
         try:
-            return client.get_run(spec)
+            run = client.get_run(spec)
         except MlflowException:
-            pass
+            run = None
+        if run is not None:
+            if "run_dir" not in run.data.tags:
+                raise RunError(f"{spec}: MLflow run (kind={run.data.tags.get('kind', 'unknown')}) is not a pipeline "
+                               "run (no run_dir tag); pass the id of a run that trained or scored a model")
+            return run
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         raise RunError(f"{spec}: not a run directory, and the MLflow store {uri} has no experiments")
@@ -341,8 +346,6 @@ def resolve_run(spec: str, client, uri: str | None, cache: Path) -> RunRecord:
 
 def _experiment_of(client, records: Sequence[RunRecord]) -> str | None:
     """The experiment name of the first compared run the store knows."""
-    from mlflow.exceptions import MlflowException
-
     for record in records:
         if not record.mlflow_run_id:
             continue
@@ -364,10 +367,14 @@ def log_comparison(client, uri: str, records: Sequence[RunRecord], paths: Sequen
     tracker = MlflowTracker(uri, experiment, "compare " + " vs ".join(run_name(r) for r in records),
                             {"kind": "comparison", "compared_runs": compared[:5000],
                              "warnings": str(len(data["warnings"]))})
-    tracker.log_params({f"run_{i + 1}": r.mlflow_run_id or r.run_dir for i, r in enumerate(records)})
-    for path in paths:
-        tracker.log_artifact(path)
-    tracker.finish("FINISHED")
+    status = "FAILED"
+    try:
+        tracker.log_params({f"run_{i + 1}": r.mlflow_run_id or r.run_dir for i, r in enumerate(records)})
+        for path in paths:
+            tracker.log_artifact(path)
+        status = "FINISHED"
+    finally:
+        tracker.finish(status)
     return tracker.run_id
 
 
@@ -423,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = [resolve_run(spec, client, uri, Path(cache)) for spec in args.runs]
             doc, data = build_comparison(records, max_examples=args.max_examples)
             paths = write_comparison(doc, data, out_dir)
-    except RunError as err:
+    except (RunError, MlflowException) as err:
         print(f"experiments-compare: {err}", file=sys.stderr)
         return 2
     from experiments.analysis.document import to_markdown
@@ -431,7 +438,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(to_markdown(doc))
     print(f"written: {', '.join(str(p) for p in paths)}")
     if client is not None and uri is not None:
-        run_id = log_comparison(client, uri, records, paths, data)
+        try:
+            run_id = log_comparison(client, uri, records, paths, data)
+        except MlflowException as err:
+            print(f"experiments-compare: the comparison is written, but logging it to MLflow ({uri}) failed: {err}",
+                  file=sys.stderr)
+            return 2
         print(f"logged to MLflow run {run_id} ({uri})")
     return 0
 

@@ -29,6 +29,9 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
         raise RuntimeError(f"device={device!r} but no CUDA device is visible; use device=cpu or device=auto")
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", local_rank)
+    elif resolved.type == "cuda" and local_rank and resolved.index != local_rank:
+        raise ValueError(f"device={device!r} in a data-parallel job would put rank {local_rank} on another rank's "
+                         "GPU; use device=auto or device=cuda (each rank takes cuda:LOCAL_RANK)")
     return resolved
 
 

@@ -142,9 +142,13 @@ class SweepCallback(Callback):
             if sweep_dir.is_dir():
                 write_sweep_comparison(_records_from_dir(sweep_dir), sweep_dir, preset)
             return
-        rows = comparison_rows(self.tracker.client, self.tracker.run_id)
-        failed = any(r["status"] != "FINISHED" for r in rows)
+        failed = True
         try:
+            rows = comparison_rows(self.tracker.client, self.tracker.run_id)
+            failed = any(r["status"] != "FINISHED" for r in rows)
+            if failed:
+                log.error("sweep: %d of %d jobs did not finish; see the comparison in %s",
+                          sum(r["status"] != "FINISHED" for r in rows), len(rows), sweep_dir)
             for path in write_sweep_comparison([_record(r) for r in rows], sweep_dir, preset):
                 self.tracker.log_artifact(path)
         finally:

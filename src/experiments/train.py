@@ -21,7 +21,7 @@ from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batche
 from experiments.config import ExperimentConfig, QuantMode, TrainingConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared
-from experiments.distributed import barrier, dist_context, gather_to_main
+from experiments.distributed import dist_context, gather_to_main, run_on_main
 from experiments.modeling import add_lora, load_base_model, load_tokenizer, peak_gpu_memory_gib, resolve_device
 from experiments.paths import RunFiles
 from experiments.tokenization import TokenizedExample, encode_example
@@ -83,8 +83,13 @@ class ThroughputCallback(TrainerCallback):
     def __init__(self) -> None:
         self.losses: list[float] = []
         self.rates: list[float] = []
+        self.start_tokens = 0
         self._last_time = time.perf_counter()
         self._last_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_tokens = self._last_tokens = state.num_input_tokens_seen  # > 0 after a resume
+        self._last_time = time.perf_counter()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None:
@@ -192,13 +197,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     seconds = time.perf_counter() - started
 
     peaks = gather_to_main(ctx, peak_gpu_memory_gib())
-    if not ctx.is_main:  # rank 0 writes the adapter and the summaries; the others wait for it (infer reads them)
-        barrier(ctx)
-        return {"adapter": files.adapter_dir, "summary": {}}
-    model.save_pretrained(str(files.adapter_dir))
-    tokenizer.save_pretrained(str(files.adapter_dir))
-    trainer.state.save_to_json(str(files.root / "trainer_state.json"))
-    useful_tokens = sum(e.loss_tokens for e in train_examples)
+    tokens_this_session = trainer.state.num_input_tokens_seen - throughput.start_tokens  # not those before a resume
     summary = {
         "train_examples": len(train_examples), "train_dropped_too_long": train_dropped,
         "val_examples": len(val_examples), "val_dropped_too_long": val_dropped,
@@ -207,16 +206,23 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "train_loss_first": throughput.losses[0] if throughput.losses else None,
         "train_loss_last": throughput.losses[-1] if throughput.losses else None,
         "tokens_seen": trainer.state.num_input_tokens_seen,
-        "loss_tokens_per_epoch": useful_tokens,
+        "loss_tokens_per_epoch": sum(e.loss_tokens for e in train_examples),
         "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
         "world_size": ctx.world_size, "effective_batch": effective_batch,
-        "tokens_per_s": trainer.state.num_input_tokens_seen / seconds if seconds else None,
+        "tokens_per_s": tokens_this_session / seconds if seconds else None,
         # median over logging windows after the first (warm-up), all ranks together
         "tokens_per_s_median": statistics.median(throughput.rates[1:]) if len(throughput.rates) > 1 else None,
     }
     if torch.cuda.is_available():
-        summary["peak_memory_gib"] = max(peaks)
+        summary["peak_memory_gib"] = max(peaks or [0.0])
         summary.update({f"peak_memory_gib_rank{rank}": peak for rank, peak in enumerate(peaks)})
-    write_json(files.root / "train_summary.json", summary)
-    barrier(ctx)
-    return {"adapter": files.adapter_dir, "summary": summary}
+
+    def save() -> None:
+        model.save_pretrained(str(files.adapter_dir))
+        tokenizer.save_pretrained(str(files.adapter_dir))
+        trainer.state.save_to_json(str(files.root / "trainer_state.json"))
+        write_json(files.root / "train_summary.json", summary)
+
+    # rank 0 writes; the other ranks wait for it (infer reads the adapter), or fail with its error
+    run_on_main(ctx, save)
+    return {"adapter": files.adapter_dir, "summary": summary if ctx.is_main else {}}

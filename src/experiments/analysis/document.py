@@ -74,7 +74,8 @@ def cell(value: Any) -> str:
 
 
 def _md_cell(value: Any) -> str:
-    return cell(value).replace("|", "\\|").replace("\n", " ")
+    """Table-safe and HTML-escaped: Markdown viewers render raw HTML, and questions/SQL are arbitrary text."""
+    return html.escape(cell(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

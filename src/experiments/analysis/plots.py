@@ -24,7 +24,8 @@ CONFUSION_PNG = "aggregation_confusion.png"
 LOSS_PNG = "loss_curves.png"
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
+    """PNG through a bare Agg canvas."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
     figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
@@ -47,7 +48,7 @@ def plot_categories(analysis: Mapping[str, Any], path: Path) -> Path:
     axes.set_xlabel("examples")
     axes.set_title(f"Outcome by category (n = {analysis['n']})")
     axes.set_xlim(0, max(counts, default=1) * 1.3 or 1)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_accuracy_breakdown(analysis: Mapping[str, Any], path: Path) -> Path:
@@ -63,7 +64,7 @@ def plot_accuracy_breakdown(analysis: Mapping[str, Any], path: Path) -> Path:
         if k == 0:
             axes.set_ylabel("execution accuracy (95% CI)")
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _accuracy_bars(axes, groups: Sequence[Mapping[str, Any]]) -> None:
@@ -96,7 +97,7 @@ def plot_confusion(analysis: Mapping[str, Any], path: Path) -> Path:
         for j, count in enumerate(row):
             axes.text(j, i, str(count), ha="center", va="center", fontsize=9,
                       color="white" if peak and count > peak / 2 else "black")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def loss_history(trainer_state: Path) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
@@ -130,7 +131,7 @@ def plot_losses(trainer_state: Path, path: Path) -> Path | None:
     axes.set_title("Loss")
     axes.legend()
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def write_plots(analysis: Mapping[str, Any], plots_dir: Path, trainer_state: Path | None = None) -> dict[str, Path]:

@@ -90,12 +90,12 @@ def scaling_json(points: Sequence[ScalingPoint]) -> list[dict[str, Any]]:
 
 def plot_scaling(points: Sequence[ScalingPoint], path: Path, title: str = "Scaling") -> Path:
     """Two panels (vs training examples, vs training time), error bars = 95% Wilson intervals."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from experiments.analysis.plots import save_figure
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig = Figure(figsize=(11, 4.2))  # no pyplot: the sweep's process keeps its matplotlib backend
+    axes = fig.subplots(1, 2, sharey=True)
     for series in dict.fromkeys(p.series for p in points):
         pts = [p for p in points if p.series == series]
         yerr = [[p.execution_accuracy - p.ci_low for p in pts], [p.ci_high - p.execution_accuracy for p in pts]]
@@ -118,7 +118,4 @@ def plot_scaling(points: Sequence[ScalingPoint], path: Path, title: str = "Scali
     if len({p.series for p in points}) > 1:
         axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

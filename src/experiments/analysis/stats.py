@@ -44,5 +44,5 @@ def mcnemar(fixed: int, broken: int) -> McNemarResult:
         k = min(fixed, broken)
         tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
         return McNemarResult(fixed, broken, None, min(1.0, 2 * tail), "exact")
-    statistic = (abs(fixed - broken) - 1) ** 2 / n
+    statistic = max(0, abs(fixed - broken) - 1) ** 2 / n
     return McNemarResult(fixed, broken, statistic, math.erfc(math.sqrt(statistic / 2)), "chi2")

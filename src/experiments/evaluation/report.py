@@ -24,6 +24,12 @@ def _one_line(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _text(text: str) -> str:
+    """Untrusted prose (questions, model output) on one table-safe line, HTML-escaped: Markdown viewers render
+    raw HTML. Code spans need no escaping (see _code_cell)."""
+    return html.escape(_one_line(text), quote=False)
+
+
 def _interval(value: Mapping[str, Any]) -> str:
     return f"[{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
 
@@ -80,14 +86,14 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
             if i == 0:
                 lines += ["", f"### {category} ({counts[category]})"]
             predicted = result["pred_sql"] if result["pred_sql"] is not None else "(none)"
-            lines += ["", f"**{result['id']}**: {_one_line(result['question'])}", "",
+            lines += ["", f"**{result['id']}**: {_text(result['question'])}", "",
                       "gold:", _fenced(result["gold_sql"], "sql"), "",
                       "predicted:", _fenced(predicted, "sql")]
             if result["error"]:
                 lines += ["", f"error: {_code_cell(result['error'])}"]  # a code span: errors quote predictions
             if result["id"] in differed and not (result["error"] and result["error"] in differed[result["id"]]):
                 # it quotes predicted values: &, <, > as entities, so no renderer takes them for HTML
-                lines += ["", f"what differed: {html.escape(_one_line(differed[result['id']]), quote=False)}"]
+                lines += ["", f"what differed: {_text(differed[result['id']])}"]
     return "\n".join(lines) + "\n"
 
 
@@ -120,11 +126,11 @@ def _analysis_sections(analysis: Mapping[str, Any]) -> list[str]:
     lines += ["", f"## Hallucinated columns ({len(hallucinated)} predictions)"]
     if hallucinated:
         lines += ["", "| column | predictions |", "| --- | ---: |"]
-        lines += [f"| {_one_line(name)} | {count} |" for name, count in analysis["hallucinated_column_counts"].items()]
+        lines += [f"| {_text(name)} | {count} |" for name, count in analysis["hallucinated_column_counts"].items()]
         lines += ["", "| id | columns not in the table | predicted SQL |", "| --- | --- | --- |"]
         for h in hallucinated[:LISTED]:
             columns = ", ".join(h["columns"]) or "(not found in the SQL)"
-            lines.append(f"| {h['id']} | {_one_line(columns)} | {_code_cell(h['pred_sql'])} |")
+            lines.append(f"| {h['id']} | {_text(columns)} | {_code_cell(h['pred_sql'])} |")
         if len(hallucinated) > LISTED:
             lines.append(f"\n... and {len(hallucinated) - LISTED} more (analysis.json lists them all)")
     else:
