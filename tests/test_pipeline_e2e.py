@@ -65,3 +65,22 @@ def test_multirun_nests_children_under_one_parent_with_a_comparison(tmp_path):
     assert "| 1 | smoke | FINISHED |" in table and "| 2 | smoke | FINISHED |" in table
     assert "execution_accuracy" in table and "EX 95% CI" in table
     assert "training.learning_rate=0.001" in table and "training.learning_rate=0.003" in table  # what varied
+
+
+def test_a_failed_sweep_job_is_recorded_and_the_sweep_still_closes_its_parent(tmp_path):
+    # max_length=8 leaves no training example, so job 0 fails at training; job 1 runs normally.
+    result = run_cli("-m", "experiment=smoke", "data_size.max_length=8,256", "training.max_steps=2",
+                     "data_size.train=16", "data_size.val=4", "data_size.test=4", "inference.max_new_tokens=4",
+                     f"outputs_dir={tmp_path / 'outputs'}", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "no training example fits data_size.max_length=8" in result.stdout + result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
+    runs = only_experiment_runs(client)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = sorted((r for r in runs if "mlflow.parentRunId" in r.data.tags),
+                      key=lambda r: r.data.params["data_size.max_length"])
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED"]  # "256" sorts before "8"
+    assert parent.info.status == "FAILED"  # the sweep says one of its jobs failed...
+    table = (tmp_path / "sweep" / "comparison.md").read_text()
+    assert "| FAILED |" in table and "| FINISHED |" in table  # ...and its comparison still lists both
+    assert json.loads((tmp_path / "sweep" / "0_smoke" / "run_summary.json").read_text())["status"] == "FAILED"
