@@ -11,6 +11,8 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
   ours_lowmem ours with fuse_accumulation=false (the low-memory setting)
   ours_no_gc  ours without gradient checkpointing (its cost)
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
+  ours_tokens ours with training.tokens_per_step = the seed's padded tokens per step (batch x accumulation x
+              max_length) filled with real examples: more examples per step, as TRL's packing does
 Useful tokens are loss-bearing tokens; rates are medians over the timed steps, after warm-up steps.
 """
 
@@ -37,7 +39,7 @@ from experiments.data.sources import load_source
 from experiments.infer import generate_sql
 from experiments.modeling import add_lora, load_base_model, load_tokenizer, resolve_device
 from experiments.tokenization import IGNORE_INDEX, encode_example
-from experiments.train import make_dataset, micro_batching, training_arguments
+from experiments.train import plan_training, training_arguments
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_throughput import measure as measure_evaluation  # noqa: E402
@@ -212,8 +214,7 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     t = cfg.training
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in examples]
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
-    per_batch, accumulation = micro_batching(t, cfg.data_size.max_length)
-    dataset = make_dataset(tokenized, per_batch, t.group_by_length, seed=t.seed)
+    dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
     model = lora_model(cfg, device, t.gradient_checkpointing)
     args = replace(training_arguments(cfg, workdir / name, device, False, accumulation), max_steps=steps,
                    save_strategy="no", logging_steps=steps, disable_tqdm=True)
@@ -319,7 +320,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="local Mistral directory (e.g. from make_random_mistral.py)")
     parser.add_argument("--presets", nargs="+", default=["baseline", "extended"])
-    parser.add_argument("--variants", nargs="+", default=["seed", "trl_packed", "ours", "ours_lowmem"])
+    parser.add_argument("--variants", nargs="+", default=["seed", "trl_packed", "ours", "ours_tokens", "ours_lowmem"])
     parser.add_argument("--extra-variants-preset", default="baseline", help="preset for ours_no_gc")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
@@ -344,13 +345,16 @@ def main() -> None:
             for preset in args.presets:
                 cfg0 = preset_config(preset, args.model, args.dry_run, [])
                 per_step = cfg0.training.per_device_batch_size * cfg0.training.gradient_accumulation_steps
-                examples = bench_examples(per_step * (args.steps + 1) * 2)
+                examples = bench_examples(per_step * (args.steps + 1) * 8)  # token-budget steps hold more
                 rows = report["training"].setdefault(preset, [])
                 variants = list(args.variants) + (["ours_no_gc"] if preset == args.extra_variants_preset else [])
                 for variant in variants:
                     extra = {"ours_lowmem": ["training.fuse_accumulation=false"],
                              "ours_no_gc": ["training.gradient_checkpointing=false"],
-                             "ours_bf16": ["quantization.compute_dtype=bfloat16"]}.get(variant, [])
+                             "ours_bf16": ["quantization.compute_dtype=bfloat16"],
+                             # the seed's padded-token budget per step, spent on real examples (like TRL packing)
+                             "ours_tokens": [f"training.tokens_per_step={per_step * cfg0.data_size.max_length}"],
+                             }.get(variant, [])
                     cfg = preset_config(preset, args.model, args.dry_run, extra)
                     run = VARIANTS.get(variant, train_ours)
                     release()

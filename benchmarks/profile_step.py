@@ -25,7 +25,7 @@ from gpu_benchmark import bench_examples, lora_model, preset_config, sync  # noq
 from experiments.batching import PlannedBatchCollator  # noqa: E402
 from experiments.modeling import load_tokenizer, resolve_device  # noqa: E402
 from experiments.tokenization import encode_example  # noqa: E402
-from experiments.train import make_dataset, micro_batching  # noqa: E402
+from experiments.train import plan_training  # noqa: E402
 
 
 def main() -> None:
@@ -43,10 +43,10 @@ def main() -> None:
     device = resolve_device("cpu" if args.dry_run else "auto")
     t = cfg.training
     tokenizer = load_tokenizer(cfg.model)
-    per_batch, accumulation = micro_batching(t, cfg.data_size.max_length)
-    examples = bench_examples(per_batch * accumulation * (args.steps + 2))
+    per_step = t.per_device_batch_size * t.gradient_accumulation_steps
+    examples = bench_examples(per_step * 8 * (args.steps + 2))  # enough for token-budget steps too
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in examples]
-    dataset = make_dataset(tokenized, per_batch, t.group_by_length, seed=t.seed)
+    dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
     collate = PlannedBatchCollator(tokenizer.pad_token_id)
     model = lora_model(cfg, device, t.gradient_checkpointing)
     model.train()

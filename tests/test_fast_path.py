@@ -9,13 +9,13 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import MistralConfig, MistralForCausalLM
 
-from experiments.batching import collate_padded, plan_batches
+from experiments.batching import collate_padded, plan_batches, plan_token_batches
 from experiments.config import DataConfig, LossOn, ModelConfig, TrainingConfig
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.modeling import load_tokenizer
 from experiments.tokenization import IGNORE_INDEX, TokenizedExample
-from experiments.train import micro_batching
+from experiments.train import micro_batching, plan_training, token_batching
 
 MAX_LENGTH = 256
 
@@ -97,3 +97,30 @@ def test_micro_batching_keeps_examples_per_step(batch, accumulation, cap, fuse, 
     per_batch, steps = micro_batching(t, max_length=512)
     assert (per_batch, steps) == expected
     assert per_batch * steps == batch * accumulation
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_token_budget_batches_fit_the_budget_and_cover_every_example_once(group):
+    lengths = [17, 250, 40, 41, 90, 12, 200, 33, 64, 64, 120, 5]
+    batches = plan_token_batches(lengths, 256, group_by_length=group, seed=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) * max(lengths[i] for i in batch) <= 256
+    assert batches == plan_token_batches(lengths, 256, group_by_length=group, seed=3)  # the same on any machine
+    if group:  # length-grouped: greedy filling leaves no batch that could have taken the next example
+        for batch, following in zip(batches, batches[1:], strict=False):
+            nxt = following[0]
+            assert (len(batch) + 1) * max(lengths[nxt], *(lengths[i] for i in batch)) > 256
+
+
+def test_token_budget_steps_hold_more_examples_and_split_over_ranks(examples):
+    t = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=4, tokens_per_step=16 * MAX_LENGTH)
+    dataset, per_batch, accumulation = plan_training(examples * 8, t, MAX_LENGTH)
+    assert accumulation == 1 and per_batch > 16  # the notebook's padded budget holds more real examples
+    assert sum(len(item) for item in dataset) == len(examples) * 8
+    assert token_batching(t, MAX_LENGTH, world_size=2) == (8 * MAX_LENGTH, 1)
+    t.max_tokens_per_batch = 1024
+    assert token_batching(t, MAX_LENGTH) == (1024, 4)
+    t.tokens_per_step = 100
+    with pytest.raises(ValueError, match="training.tokens_per_step=100"):
+        token_batching(t, MAX_LENGTH)

@@ -26,6 +26,29 @@ def plan_batches(lengths: Sequence[int], batch_size: int, *, group_by_length: bo
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def plan_token_batches(lengths: Sequence[int], max_tokens: int, *, group_by_length: bool = True,
+                       seed: int = 0) -> list[list[int]]:
+    """Indices per micro-batch holding as many examples as fit `max_tokens` padded tokens (count x longest), in
+    the same seeded (and, if grouping, length-sorted) order as plan_batches; an example longer than the budget
+    gets a batch of its own."""
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    if group_by_length:
+        order.sort(key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        if current and (len(current) + 1) * max(longest, lengths[i]) > max_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, lengths[i])
+    if current:
+        batches.append(current)
+    return batches
+
+
 class BatchDataset(torch.utils.data.Dataset):
     """Each item is one planned micro-batch (a list of examples); use with DataLoader batch_size=1."""
 

@@ -120,6 +120,11 @@ class TrainingConfig:
     # ones (the loss is normalised over all loss tokens of the step either way). false = the low-memory setting.
     fuse_accumulation: bool = True
     max_tokens_per_batch: int | None = 16384  # padded tokens per micro-batch; a fused step over it is split
+    # Opt-in, changes the batch: build each optimizer step from as many (length-grouped) examples as fit this many
+    # padded tokens, instead of per_device_batch_size x gradient_accumulation_steps examples. With
+    # per_device x accumulation x max_length it spends the notebooks' padded-token budget per step on real
+    # examples, as TRL's packing does. null = steps by example count.
+    tokens_per_step: int | None = None
     # Data-parallel runs (torchrun/accelerate): true = the optimizer step keeps per_device_batch_size x
     # gradient_accumulation_steps examples in all (split over the ranks), so N GPUs reproduce the preset;
     # false = every rank takes that many (the global batch grows N-fold).

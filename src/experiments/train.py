@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches
+from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches
 from experiments.config import ExperimentConfig, QuantMode, TrainingConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared
@@ -70,11 +70,41 @@ def micro_batching(t: TrainingConfig, max_length: int, world_size: int = 1) -> t
     return per_step // splits, splits
 
 
+def token_batching(t: TrainingConfig, max_length: int, world_size: int = 1) -> tuple[int, int]:
+    """(padded-token budget per micro-batch, accumulation steps) of one rank when training.tokens_per_step is set:
+    the step's budget (split over the ranks under keep_global_batch) in as few micro-batches as
+    max_tokens_per_batch allows."""
+    assert t.tokens_per_step is not None
+    budget = t.tokens_per_step // world_size if world_size > 1 and t.keep_global_batch else t.tokens_per_step
+    splits = 1 if t.max_tokens_per_batch is None else max(1, math.ceil(budget / t.max_tokens_per_batch))
+    per_micro_batch = budget // splits
+    if per_micro_batch < max_length:
+        raise ValueError(f"training.tokens_per_step={t.tokens_per_step} leaves {per_micro_batch} tokens per "
+                         f"micro-batch{' per rank' if world_size > 1 else ''}, less than data_size.max_length="
+                         f"{max_length}: the longest examples would not fit; raise training.tokens_per_step")
+    return per_micro_batch, splits
+
+
 def make_dataset(examples: list[TokenizedExample], examples_per_batch: int, group_by_length: bool,
-                 seed: int) -> BatchDataset:
-    batches = plan_batches([len(e.input_ids) for e in examples], examples_per_batch,
-                           group_by_length=group_by_length, seed=seed)
-    return BatchDataset(examples, batches)
+                 seed: int, max_tokens: int | None = None) -> BatchDataset:
+    """Planned micro-batches: `examples_per_batch` examples each, or as many as fit `max_tokens` padded tokens."""
+    lengths = [len(e.input_ids) for e in examples]
+    if max_tokens is not None:
+        return BatchDataset(examples, plan_token_batches(lengths, max_tokens, group_by_length=group_by_length,
+                                                         seed=seed))
+    return BatchDataset(examples, plan_batches(lengths, examples_per_batch, group_by_length=group_by_length, seed=seed))
+
+
+def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_length: int,
+                  world_size: int = 1) -> tuple[BatchDataset, float, int]:
+    """This rank's planned micro-batches, the mean examples per micro-batch and the accumulation steps: by example
+    count (per_device_batch_size x gradient_accumulation_steps, the default) or by token budget (tokens_per_step)."""
+    if t.tokens_per_step is None:
+        per_batch, accumulation = micro_batching(t, max_length, world_size)
+        return make_dataset(examples, per_batch, t.group_by_length, seed=t.seed), per_batch, accumulation
+    micro_tokens, accumulation = token_batching(t, max_length, world_size)
+    dataset = make_dataset(examples, 0, t.group_by_length, seed=t.seed, max_tokens=micro_tokens)
+    return dataset, len(examples) / max(1, len(dataset)), accumulation
 
 
 class ThroughputCallback(TrainerCallback):
@@ -165,13 +195,13 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         raise ValueError(f"no training example fits data_size.max_length={cfg.data_size.max_length} "
                          f"({train_dropped} dropped); raise max_length")
     t = cfg.training
-    per_batch, accumulation = micro_batching(t, cfg.data_size.max_length, ctx.world_size)
-    effective_batch = per_batch * accumulation * ctx.world_size
-    train_set = make_dataset(train_examples, per_batch, t.group_by_length, seed=t.seed)
-    val_set = make_dataset(val_examples, per_batch, True, seed=t.seed) if val_examples else None
-    log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %d x %d accumulation"
-             " x %d ranks = %d examples per optimizer step; val: %d", len(train_examples), train_dropped,
+    train_set, per_batch, accumulation = plan_training(train_examples, t, cfg.data_size.max_length, ctx.world_size)
+    effective_batch = per_batch * accumulation * ctx.world_size  # a mean when steps are built by token budget
+    val_set = make_dataset(val_examples, max(1, round(per_batch)), True, seed=t.seed) if val_examples else None
+    log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %.1f x %d accumulation"
+             " x %d ranks = %.1f examples per optimizer step%s; val: %d", len(train_examples), train_dropped,
              cfg.data_size.max_length, len(train_set), per_batch, accumulation, ctx.world_size, effective_batch,
+             f" (steps of at most {t.tokens_per_step} padded tokens)" if t.tokens_per_step else "",
              len(val_examples))
 
     model = load_base_model(cfg.model, cfg.quantization, device)
