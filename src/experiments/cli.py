@@ -81,5 +81,7 @@ def main() -> None:
                          "~hydra.callbacks.mlflow_sweep"]
     try:
         _main()
-    finally:
-        shutdown_distributed()
+    except BaseException:
+        shutdown_distributed(clean=False)  # a peer may be gone: no barrier
+        raise
+    shutdown_distributed()

@@ -79,9 +79,14 @@ def adopt_slurm_tasks() -> None:
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # LOCAL_RANK picks the GPU
 
 
-def shutdown_distributed() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown_distributed(clean: bool = True) -> None:
+    """Leave the process group. After a clean run every rank first waits for the others, so none tears down its
+    communication threads while a peer still talks to it (gloo aborts the process if that happens at exit)."""
+    if not dist.is_initialized():
+        return
+    if clean:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def barrier(ctx: DistContext) -> None:
