@@ -38,6 +38,11 @@ def test_shards_cover_every_item_once_and_unshard_restores_order(n, world):
     assert unshard(shards) == items
 
 
+def test_unshard_refuses_a_rank_that_returned_the_wrong_number_of_items():
+    with pytest.raises(ValueError, match="rank 1 returned 3 items where its shard of 6 holds 2"):
+        unshard([[0, 3], [1, 4, 5], [2]])  # 6 items over 3 ranks: 2 each; rank 1 sent one of rank 2's
+
+
 def _rank_main(rank: int, world: int, port: int, results) -> None:
     """One rank of a 2-process gloo job: a step that works on rank 0, then one that fails there."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),

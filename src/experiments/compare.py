@@ -31,11 +31,13 @@ from mlflow.exceptions import MlflowException
 from experiments.analysis.document import Alert, Document, Heading, Paragraph, Table, write_document
 from experiments.analysis.runs import STAGES, RunError, RunRecord, load_run
 from experiments.analysis.stats import McNemarResult, mcnemar
+from experiments.config import ExperimentConfig
 from experiments.data.jsonl import write_json
+from experiments.tracking import default_store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OUTPUTS = "outputs"
+DEFAULT_OUTPUTS = ExperimentConfig().outputs_dir  # where runs and the default MLflow store live
 RUN_ARTIFACTS = ("config.yaml", "run_summary.json", "train_summary.json", "metrics.json", "results.jsonl",
                  "data/report.json")
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -272,7 +274,7 @@ def write_comparison(doc: Document, data: dict[str, Any], out_dir: Path) -> list
 
 
 def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(DEFAULT_OUTPUTS).resolve() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{default_store(DEFAULT_OUTPUTS)}"
 
 
 def tracking_configured(uri: str, explicit: bool) -> bool:

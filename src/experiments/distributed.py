@@ -89,11 +89,6 @@ def shutdown_distributed(clean: bool = True) -> None:
     dist.destroy_process_group()
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
-        dist.barrier()
-
-
 def broadcast_from_main(ctx: DistContext, value: T) -> T:
     """Rank 0's `value` on every rank (any picklable object)."""
     if not ctx.distributed:
@@ -139,4 +134,8 @@ def unshard(shards: list[list[T]]) -> list[T]:
     """Inverse of `shard`: the per-rank lists (in rank order) interleaved back into the original order."""
     total = sum(len(s) for s in shards)
     world = len(shards)
+    for rank, part in enumerate(shards):
+        expected = len(range(rank, total, world))
+        if len(part) != expected:
+            raise ValueError(f"rank {rank} returned {len(part)} items where its shard of {total} holds {expected}")
     return [shards[i % world][i // world] for i in range(total)]

@@ -86,5 +86,17 @@ class RunFiles:
         return self.root / "trainer_state.json"
 
     @property
+    def train_summary(self) -> Path:
+        return self.root / "train_summary.json"
+
+    @property
+    def infer_summary(self) -> Path:
+        return self.root / "infer_summary.json"
+
+    @property
+    def run_summary(self) -> Path:
+        return self.root / "run_summary.json"
+
+    @property
     def resolved_config(self) -> Path:
         return self.root / "config.yaml"

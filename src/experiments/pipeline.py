@@ -75,8 +75,8 @@ def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, 
         raise
     finally:
         if ctx.is_main:
-            write_json(files.root / "run_summary.json", {**summary, "status": status})
-            tracker.log_artifact(files.root / "run_summary.json")
+            write_json(files.run_summary, {**summary, "status": status})
+            tracker.log_artifact(files.run_summary)
         tracker.finish(status)
         release_memory()
     return summary
@@ -107,7 +107,7 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
         result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
         tracker.log_metrics({f"train_{k}": v for k, v in result["summary"].items()})
         tracker.log_artifact(files.adapter_dir, "adapter")
-        tracker.log_artifact(files.root / "train_summary.json")
+        tracker.log_artifact(files.train_summary)
         return result["summary"]
     if stage == Stage.infer:
         from experiments.infer import run_infer

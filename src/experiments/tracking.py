@@ -27,11 +27,16 @@ class TrackingUnavailable(RuntimeError):
     """The configured tracking server cannot be reached (raised before any work starts)."""
 
 
+def default_store(outputs_dir: str) -> Path:
+    """The SQLite file that holds MLflow runs when no tracking.uri is set."""
+    return Path(outputs_dir).expanduser().resolve() / "mlflow.db"
+
+
 def resolve_tracking_uri(cfg: TrackingConfig, outputs_dir: str) -> str:
     """Configured URI, or a SQLite file under outputs/ (MLflow 3.13+ refuses the old ./mlruns file store)."""
     if cfg.uri:
         return cfg.uri
-    path = Path(outputs_dir).expanduser().resolve() / "mlflow.db"
+    path = default_store(outputs_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
 

@@ -86,13 +86,10 @@ def token_batching(t: TrainingConfig, max_length: int, world_size: int = 1) -> t
 
 
 def make_dataset(examples: list[TokenizedExample], examples_per_batch: int, group_by_length: bool,
-                 seed: int, max_tokens: int | None = None) -> BatchDataset:
-    """Planned micro-batches: `examples_per_batch` examples each, or as many as fit `max_tokens` padded tokens."""
-    lengths = [len(e.input_ids) for e in examples]
-    if max_tokens is not None:
-        return BatchDataset(examples, plan_token_batches(lengths, max_tokens, group_by_length=group_by_length,
-                                                         seed=seed))
-    return BatchDataset(examples, plan_batches(lengths, examples_per_batch, group_by_length=group_by_length, seed=seed))
+                 seed: int) -> BatchDataset:
+    batches = plan_batches([len(e.input_ids) for e in examples], examples_per_batch,
+                           group_by_length=group_by_length, seed=seed)
+    return BatchDataset(examples, batches)
 
 
 def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_length: int,
@@ -103,8 +100,9 @@ def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_lengt
         per_batch, accumulation = micro_batching(t, max_length, world_size)
         return make_dataset(examples, per_batch, t.group_by_length, seed=t.seed), per_batch, accumulation
     micro_tokens, accumulation = token_batching(t, max_length, world_size)
-    dataset = make_dataset(examples, 0, t.group_by_length, seed=t.seed, max_tokens=micro_tokens)
-    return dataset, len(examples) / max(1, len(dataset)), accumulation
+    batches = plan_token_batches([len(e.input_ids) for e in examples], micro_tokens,
+                                 group_by_length=t.group_by_length, seed=t.seed)
+    return BatchDataset(examples, batches), len(examples) / max(1, len(batches)), accumulation
 
 
 class ThroughputCallback(TrainerCallback):
@@ -250,8 +248,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     def save() -> None:
         model.save_pretrained(str(files.adapter_dir))
         tokenizer.save_pretrained(str(files.adapter_dir))
-        trainer.state.save_to_json(str(files.root / "trainer_state.json"))
-        write_json(files.root / "train_summary.json", summary)
+        trainer.state.save_to_json(str(files.trainer_state))
+        write_json(files.train_summary, summary)
 
     # rank 0 writes; the other ranks wait for it (infer reads the adapter), or fail with its error
     run_on_main(ctx, save)

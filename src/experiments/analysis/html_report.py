@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.analysis.document import png_data_uri
+from experiments.analysis.stats import format_interval
 
 LISTED = 50  # hallucinated-column and invalid-SQL rows shown; analysis.json has them all
 HEADLINE_LABELS = {"execution_accuracy": "execution accuracy", "logical_form_accuracy": "logical-form accuracy",
@@ -52,12 +53,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequen
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _interval(value: Mapping[str, Any]) -> str:
-    return f"[{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
-
-
 def _groups(title: str, key: str, groups: Sequence[Mapping[str, Any]]) -> str:
-    rows = [(g["group"], g["n"], g["successes"], f"{g['value']:.4f}", _interval(g)) for g in groups]
+    rows = [(g["group"], g["n"], g["successes"], f"{g['value']:.4f}", format_interval(g)) for g in groups]
     return (f"<h3>By {_e(title)}</h3>"
             + _table((key, "n", "correct", "accuracy", "95% interval"), rows, numeric=(1, 2, 3)))
 
@@ -76,8 +73,8 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     """The page: headline with intervals, categories, breakdowns, confusion, figures, hallucinated columns,
     invalid SQL and examples of each failure."""
     parts = [f"<h1>{_e(title)}</h1>"]
-    headline_rows = [(HEADLINE_LABELS.get(k, k), f"{v['value']:.4f}", _interval(v), f"{v['successes']} / {v['n']}")
-                     for k, v in analysis["headline"].items()]
+    headline_rows = [(HEADLINE_LABELS.get(k, k), f"{v['value']:.4f}", format_interval(v),
+                      f"{v['successes']} / {v['n']}") for k, v in analysis["headline"].items()]
     parts.append(_table(("metric", "value", "95% interval", "count"), headline_rows, numeric=(1,)))
     extra = [("examples", metrics.get("n")), ("predictions for unknown ids (ignored)",
                                               metrics.get("unknown_prediction_ids")),

@@ -13,6 +13,7 @@ from experiments.analysis.stats import wilson_interval
 from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint
 from experiments.data.jsonl import iter_jsonl
 from experiments.data.model import DataError
+from experiments.paths import RunFiles
 
 STAGES = ("prepare", "train", "infer", "eval")
 
@@ -183,21 +184,22 @@ def _test_split(path: Path) -> tuple[list[str] | None, str | None]:
 
 def load_run(run_dir: str | Path, label: str | None = None) -> RunRecord:
     """Read a run directory (written by the pipeline, or by hand with the same file names)."""
-    root = Path(run_dir).expanduser()
+    files = RunFiles(Path(run_dir).expanduser())
+    root = files.root
     if not root.is_dir():
         raise RunError(f"{root}: not a run directory (it does not exist)")
-    known = ("config.yaml", "run_summary.json", "metrics.json", "results.jsonl", "data")
-    if not any((root / name).exists() for name in known):
-        raise RunError(f"{root}: not a run directory (none of {', '.join(known)} is there)")
-    record = RunRecord(label=label or root.name, run_dir=root, config=_config(root / "config.yaml"),
-                       run_summary=_json(root / "run_summary.json"),
-                       train_summary=_json(root / "train_summary.json"),
-                       infer_summary=_json(root / "infer_summary.json"),
-                       data_report=_json(root / "data" / "report.json"),
-                       results=_results(root / "results.jsonl"))
-    metrics = _json(root / "metrics.json")
+    known = (files.resolved_config, files.run_summary, files.metrics, files.results, files.data_dir)
+    if not any(path.exists() for path in known):
+        raise RunError(f"{root}: not a run directory (none of {', '.join(p.name for p in known)} is there)")
+    record = RunRecord(label=label or root.name, run_dir=root, config=_config(files.resolved_config),
+                       run_summary=_json(files.run_summary),
+                       train_summary=_json(files.train_summary),
+                       infer_summary=_json(files.infer_summary),
+                       data_report=_json(files.data_report),
+                       results=_results(files.results))
+    metrics = _json(files.metrics)
     record.metrics = metrics or None
-    record.test_ids, record.test_examples_sha = _test_split(root / "data" / "test.jsonl")
+    record.test_ids, record.test_examples_sha = _test_split(files.split("test"))
     if record.test_ids is None and record.results is not None:
         record.test_ids = list(record.results)
     if record.test_examples_sha is None:

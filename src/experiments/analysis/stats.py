@@ -4,6 +4,7 @@ be noise: Wilson score intervals for one run, McNemar's test for two runs scored
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 Z_95 = 1.959963984540054
@@ -21,6 +22,11 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def format_interval(value: Mapping[str, float]) -> str:
+    """An interval held as `ci_low` / `ci_high` (analysis.json's shape) for reports: `[low, high]`."""
+    return f"[{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
 
 
 @dataclass(frozen=True)

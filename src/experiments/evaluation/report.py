@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.analysis.stats import format_interval
 from experiments.evaluation.categories import CATEGORIES, CORRECT
 
 EXAMPLES_PER_CATEGORY = 3
@@ -30,10 +31,6 @@ def _text(text: str) -> str:
     return html.escape(_one_line(text), quote=False)
 
 
-def _interval(value: Mapping[str, Any]) -> str:
-    return f"[{value['ci_low']:.4f}, {value['ci_high']:.4f}]"
-
-
 def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
                   analysis: Mapping[str, Any] | None = None) -> str:
     """The report; with an `analysis` (experiments.analysis.breakdown.analyze) it also gives 95% intervals,
@@ -42,7 +39,7 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
     headline = (analysis or {}).get("headline", {})
 
     def metric_row(label: str, key: str) -> str:
-        interval = f" {_interval(headline[key])} |" if key in headline else ""
+        interval = f" {format_interval(headline[key])} |" if key in headline else ""
         return f"| {label} | {metrics[key]:.4f} |{interval}"
 
     extra = " |" if headline else ""
@@ -105,7 +102,7 @@ def _group_table(title: str, key: str, groups: Sequence[Mapping[str, Any]]) -> l
              "| --- | ---: | ---: | ---: | --- |"]
     for g in groups:
         lines.append(f"| {_one_line(str(g['group']))} | {g['n']} | {g['successes']} | {g['value']:.4f} | "
-                     f"{_interval(g)} |")
+                     f"{format_interval(g)} |")
     return lines
 
 
