@@ -7,7 +7,8 @@ execution, on the same model, prompts, LoRA and quantisation; prints a table and
 Training variants per preset (the preset's batch x accumulation, max_length, NF4, LoRA, gradient checkpointing):
   seed        HF Trainer + DataCollatorForLanguageModeling, every example padded to max_length (the notebooks)
   trl_packed  TRL SFTTrainer with packing (its docs' recommendation to avoid padding)
-  ours        the project's train stage with its defaults (length-grouped, fused accumulation)
+  ours        the project's train stage with its defaults (length-grouped, fused accumulation, compiled blocks)
+  ours_eager  ours without torch.compile (training.compile=false)
   ours_lowmem ours with fuse_accumulation=false (the low-memory setting)
   ours_no_gc  ours without gradient checkpointing (its cost)
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
@@ -37,9 +38,14 @@ from experiments.config import DataConfig, ExperimentConfig, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.infer import generate_sql
-from experiments.modeling import add_lora, load_base_model, load_tokenizer, resolve_device
+from experiments.modeling import (
+    add_lora,
+    load_base_model,
+    load_tokenizer,
+    resolve_device,
+)
 from experiments.tokenization import IGNORE_INDEX, encode_example
-from experiments.train import plan_training, training_arguments
+from experiments.train import apply_fast_paths, plan_training, training_arguments
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_throughput import measure as measure_evaluation  # noqa: E402
@@ -122,9 +128,11 @@ def summarise(name: str, clock: StepClock, counter: CountingCollator, accumulati
     useful_rate = statistics.median(u / s for s, u, _ in rows)
     total_rate = statistics.median(t / s for s, _, t in rows)
     step_seconds = statistics.median(s for s, _, _ in rows)
+    warmup_seconds = sum(durations[:warmup])  # includes torch.compile's one-off compile where it is on
     flops_per_token = (6 if gc_on else 4) * params
     return {
         "variant": name, "compute_dtype": compute_dtype, "timed_steps": len(rows), "step_seconds": step_seconds,
+        "warmup_seconds": warmup_seconds,
         "useful_tokens_per_s": useful_rate, "total_tokens_per_s": total_rate,
         "useful_fraction": sum(u for _, u, _ in rows) / sum(t for _, _, t in rows),
         "tflops_useful": useful_rate * flops_per_token / 1e12, "peak_memory_gib": peak_gib(),
@@ -216,6 +224,7 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
     dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
     model = lora_model(cfg, device, t.gradient_checkpointing)
+    apply_fast_paths(model, t, device)
     args = replace(training_arguments(cfg, workdir / name, device, False, accumulation), max_steps=steps,
                    save_strategy="no", logging_steps=steps, disable_tqdm=True)
     counter = CountingCollator(PlannedBatchCollator(tokenizer.pad_token_id))
@@ -320,7 +329,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="local Mistral directory (e.g. from make_random_mistral.py)")
     parser.add_argument("--presets", nargs="+", default=["baseline", "extended"])
-    parser.add_argument("--variants", nargs="+", default=["seed", "trl_packed", "ours", "ours_tokens", "ours_lowmem"])
+    parser.add_argument("--variants", nargs="+",
+                        default=["seed", "trl_packed", "ours", "ours_eager", "ours_tokens", "ours_lowmem"])
     parser.add_argument("--extra-variants-preset", default="baseline", help="preset for ours_no_gc")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
@@ -349,7 +359,8 @@ def main() -> None:
                 rows = report["training"].setdefault(preset, [])
                 variants = list(args.variants) + (["ours_no_gc"] if preset == args.extra_variants_preset else [])
                 for variant in variants:
-                    extra = {"ours_lowmem": ["training.fuse_accumulation=false"],
+                    extra = {"ours_eager": ["training.compile=false"],
+                             "ours_lowmem": ["training.fuse_accumulation=false"],
                              "ours_no_gc": ["training.gradient_checkpointing=false"],
                              "ours_bf16": ["quantization.compute_dtype=bfloat16"],
                              # the seed's padded-token budget per step, spent on real examples (like TRL packing)

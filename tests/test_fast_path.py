@@ -124,3 +124,66 @@ def test_token_budget_steps_hold_more_examples_and_split_over_ranks(examples):
     t.tokens_per_step = 100
     with pytest.raises(ValueError, match="training.tokens_per_step=100"):
         token_batching(t, MAX_LENGTH)
+
+
+@pytest.mark.slow
+def test_compiled_blocks_compute_the_eager_loss_and_gradients(examples):
+    """training.compile: same loss and LoRA gradients as eager, over batches of different lengths (dynamic shapes,
+    gradient checkpointing on), and the adapter's parameter names (what save_pretrained writes) unchanged."""
+    from experiments.modeling import compile_blocks
+
+    torch._dynamo.reset()
+    batches = [collate_padded(examples[i:i + 3], pad_id=2) for i in (0, 3)]
+    assert batches[0]["input_ids"].shape[1] != batches[1]["input_ids"].shape[1]
+    results = []
+    for compiled in (False, True):
+        model = tiny_lora_model().float()
+        model.base_model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        if compiled:
+            assert compile_blocks(model) == 2
+        run = []
+        for batch in batches:
+            out = model(**batch)
+            out.loss.backward()
+            run.append((out.loss.item(), lora_grads(model)))
+            model.zero_grad()
+        results.append((run, sorted(n for n, _ in model.named_parameters())))
+    (eager, eager_names), (compiled_run, compiled_names) = results
+    assert compiled_names == eager_names
+    for (eager_loss, eager_grads), (loss, grads) in zip(eager, compiled_run, strict=True):
+        assert loss == pytest.approx(eager_loss, rel=1e-5)
+        assert grads.keys() == eager_grads.keys()
+        for name, grad in grads.items():
+            torch.testing.assert_close(grad, eager_grads[name], rtol=1e-3, atol=1e-6)
+
+
+def test_compile_is_refused_by_name_for_a_model_without_blocks():
+    from experiments.modeling import compile_blocks
+
+    with pytest.raises(ValueError, match="training.compile"):
+        compile_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_right_padded_batches_train_the_same_without_the_padding_mask(examples):
+    """The train stage drops the attention mask of its right-padded batches (flash attention instead of a masked
+    kernel): the loss and LoRA gradients must be those computed with the mask."""
+    from experiments.modeling import attend_causally_without_padding_mask
+
+    batch = collate_padded(examples, pad_id=2)
+    assert (batch["attention_mask"] == 0).any()  # real padding in the batch
+    results, masks_seen = [], []
+    for drop in (False, True):
+        model = tiny_lora_model()
+        if drop:
+            attend_causally_without_padding_mask(model)
+        model.base_model.model.register_forward_pre_hook(
+            lambda module, args, kwargs: masks_seen.append(kwargs.get("attention_mask")), with_kwargs=True)
+        out = model(**batch)
+        out.loss.backward()
+        results.append((out.loss.item(), lora_grads(model)))
+    (masked_loss, masked_grads), (loss, grads) = results
+    assert masks_seen[0] is not None and masks_seen[1] is None  # the mask really was dropped
+    assert loss == pytest.approx(masked_loss, rel=1e-9)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, masked_grads[name], rtol=1e-7, atol=1e-10)

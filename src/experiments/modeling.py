@@ -158,3 +158,43 @@ def load_adapter(model, adapter_dir: Path, merge: bool = False):
     if merge:
         model = model.merge_and_unload()
     return model
+
+
+def compile_enabled(setting: bool | None, device: torch.device) -> bool:
+    """training.compile: null means compile on CUDA only (on the CPU compiling costs more than a short run saves)."""
+    return device.type == "cuda" if setting is None else setting
+
+
+def compile_blocks(model) -> int:
+    """torch.compile every transformer block in place (regional compilation) and return how many.
+
+    An NF4 + LoRA block runs hundreds of small operators (dequantise, cast, dropout, two LoRA matmuls, scale, add,
+    per projection), so an eager step costs per-operator overhead far above its FLOPs; compiled, the elementwise
+    work fuses. All blocks share one compiled graph (parameters are graph inputs), so the compile happens once;
+    shapes are dynamic because length-grouped batches change length. Parameter names, and so saved adapters, are
+    unchanged.
+    """
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if not blocks:
+        raise ValueError(f"training.compile=true: {type(model).__name__} has no transformer blocks to compile "
+                         "(no GradientCheckpointingLayer); set training.compile=false")
+    for block in blocks:
+        block.compile(dynamic=True)
+    return len(blocks)
+
+
+def attend_causally_without_padding_mask(model) -> torch.utils.hooks.RemovableHandle:
+    """Drop the attention mask from the model's training inputs (a forward pre-hook): the train stage right-pads,
+    and under causal attention a real token never sees the pads after it, so the mask changes no real token's
+    output and no loss-bearing position (pads have label IGNORE_INDEX). Without a mask SDPA runs its fused
+    causal (flash) kernel instead of a masked one; with a mask the H100 picks cuDNN attention, whose per-call CPU
+    cost on shapes that change every step is milliseconds. Only for right-padded batches (never for generation,
+    which pads on the left)."""
+
+    def drop_mask(module, args, kwargs):
+        kwargs.pop("attention_mask", None)
+        return args, kwargs
+
+    return model.register_forward_pre_hook(drop_mask, with_kwargs=True)

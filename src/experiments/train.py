@@ -22,7 +22,16 @@ from experiments.config import ExperimentConfig, QuantMode, TrainingConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared
 from experiments.distributed import dist_context, gather_to_main, run_on_main
-from experiments.modeling import add_lora, load_base_model, load_tokenizer, peak_gpu_memory_gib, resolve_device
+from experiments.modeling import (
+    add_lora,
+    attend_causally_without_padding_mask,
+    compile_blocks,
+    compile_enabled,
+    load_base_model,
+    load_tokenizer,
+    peak_gpu_memory_gib,
+    resolve_device,
+)
 from experiments.paths import RunFiles
 from experiments.tokenization import TokenizedExample, encode_example
 
@@ -103,6 +112,16 @@ def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_lengt
     batches = plan_token_batches([len(e.input_ids) for e in examples], micro_tokens,
                                  group_by_length=t.group_by_length, seed=t.seed)
     return BatchDataset(examples, batches), len(examples) / max(1, len(batches)), accumulation
+
+
+def apply_fast_paths(model, t: TrainingConfig, device: torch.device) -> bool:
+    """The model-side fast paths of training (same maths): causal attention without the right-padding mask and,
+    where training.compile resolves on, compiled transformer blocks. Returns whether it compiled."""
+    attend_causally_without_padding_mask(model)
+    compiled = compile_enabled(t.compile, device)
+    if compiled:
+        log.info("torch.compile: %d transformer blocks (compiled during the first steps)", compile_blocks(model))
+    return compiled
 
 
 class ThroughputCallback(TrainerCallback):
@@ -206,6 +225,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     model = add_lora(model, cfg.lora, cfg.quantization, cfg.training.gradient_checkpointing)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters", f"{trainable:,}", f"{total:,}")
+    compiled = apply_fast_paths(model, t, device)
 
     throughput = ThroughputCallback()
     trainer = Trainer(
@@ -236,7 +256,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "loss_tokens_per_epoch": sum(e.loss_tokens for e in train_examples),
         "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
-        "world_size": ctx.world_size, "effective_batch": effective_batch,
+        "world_size": ctx.world_size, "effective_batch": effective_batch, "compiled": compiled,
         "tokens_per_s": tokens_this_session / seconds if seconds else None,
         # median over logging windows after the first (warm-up), all ranks together
         "tokens_per_s_median": statistics.median(throughput.rates[1:]) if len(throughput.rates) > 1 else None,
