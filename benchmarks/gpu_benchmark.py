@@ -7,8 +7,9 @@ execution, on the same model, prompts, LoRA and quantisation; prints a table and
 Training variants per preset (the preset's batch x accumulation, max_length, NF4, LoRA, gradient checkpointing):
   seed        HF Trainer + DataCollatorForLanguageModeling, every example padded to max_length (the notebooks)
   trl_packed  TRL SFTTrainer with packing (its docs' recommendation to avoid padding)
-  ours        the project's train stage with its defaults (length-grouped, fused accumulation, compiled blocks)
-  ours_eager  ours without torch.compile (training.compile=false)
+  ours        the project's train stage with its defaults (length-grouped, fused accumulation, causal attention
+              without the right-padding mask)
+  ours_compiled ours with torch.compile of the transformer blocks (training.compile=true)
   ours_lowmem ours with fuse_accumulation=false (the low-memory setting)
   ours_no_gc  ours without gradient checkpointing (its cost)
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
@@ -224,7 +225,7 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
     dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
     model = lora_model(cfg, device, t.gradient_checkpointing)
-    apply_fast_paths(model, t, device)
+    apply_fast_paths(model, t)
     args = replace(training_arguments(cfg, workdir / name, device, False, accumulation), max_steps=steps,
                    save_strategy="no", logging_steps=steps, disable_tqdm=True)
     counter = CountingCollator(PlannedBatchCollator(tokenizer.pad_token_id))
@@ -330,7 +331,7 @@ def main() -> None:
     parser.add_argument("--model", help="local Mistral directory (e.g. from make_random_mistral.py)")
     parser.add_argument("--presets", nargs="+", default=["baseline", "extended"])
     parser.add_argument("--variants", nargs="+",
-                        default=["seed", "trl_packed", "ours", "ours_eager", "ours_tokens", "ours_lowmem"])
+                        default=["seed", "trl_packed", "ours", "ours_tokens", "ours_lowmem"])
     parser.add_argument("--extra-variants-preset", default="baseline", help="preset for ours_no_gc")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
@@ -359,7 +360,7 @@ def main() -> None:
                 rows = report["training"].setdefault(preset, [])
                 variants = list(args.variants) + (["ours_no_gc"] if preset == args.extra_variants_preset else [])
                 for variant in variants:
-                    extra = {"ours_eager": ["training.compile=false"],
+                    extra = {"ours_compiled": ["training.compile=true"],
                              "ours_lowmem": ["training.fuse_accumulation=false"],
                              "ours_no_gc": ["training.gradient_checkpointing=false"],
                              "ours_bf16": ["quantization.compute_dtype=bfloat16"],

@@ -1,6 +1,6 @@
 """Where one training step's time goes, on the project's own train path (same batches, model and fast paths as
 the train stage): per-step wall time under each combination of switches, then torch.profiler over a few steps of
-the last row (top operators, kernel launches, GPU busy time per step).
+one row (top operators, kernel launches, GPU busy time per step).
 
 The GPU benchmark found the NF4 + LoRA step bound by a fixed cost per pass rather than by tokens; this attributes
 it. One model load serves every row: switches are toggled in place (compiling last, as it cannot be undone).
@@ -41,8 +41,8 @@ MATRIX = [
     ("eager, checkpointing, causal only", True, True, False),
     ("eager, no checkpointing, padding mask", False, False, False),
     ("eager, no checkpointing, causal only", False, True, False),
-    ("compiled, no checkpointing, causal only", False, True, True),
     ("compiled, checkpointing, causal only", True, True, True),
+    ("compiled, no checkpointing, causal only", False, True, True),
 ]
 
 
@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per row (after --warmup steps)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--rows", nargs="*", type=int, help="indices into the matrix (default: all)")
-    parser.add_argument("--profile-steps", type=int, default=3, help="profiled steps of the defaults (0: none)")
+    parser.add_argument("--profile-steps", type=int, default=3, help="profiled steps (0: none)")
+    parser.add_argument("--profile-row", type=int, default=1, help="the matrix row to profile, right after timing it")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--dry-run", action="store_true", help="CPU + tiny model: exercise the code")
     parser.add_argument("--trace", type=Path, help="Chrome trace of the profiled steps (chrome://tracing, Perfetto)")
@@ -141,12 +142,13 @@ def main() -> None:
         report["rows"].append(row)
         mem = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
         print(f"{name:42} {row['step_seconds']:8.3f} {row['warmup_seconds']:14.1f} {mem:>9}", flush=True)
+        if args.profile_steps and MATRIX.index((name, checkpointing, causal_only, compile_now)) == args.profile_row:
+            print(f"\nprofile of: {name}")
+            report["profile"] = {"switches": name, **profile_steps(step, index, args.profile_steps, device, args.top,
+                                                                    args.trace)}
+            index += args.profile_steps + 1
+            print(json.dumps(report["profile"]), flush=True)
         args.out.write_text(json.dumps(report, indent=2))
-    if args.profile_steps:
-        print(f"\nprofile of: {rows[-1][0]}")
-        report["profile"] = profile_steps(step, index, args.profile_steps, device, args.top, args.trace)
-        report["profile"]["switches"] = rows[-1][0]
-        print(json.dumps(report["profile"]))
     args.out.write_text(json.dumps(report, indent=2))
 
 

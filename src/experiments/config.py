@@ -125,10 +125,10 @@ class TrainingConfig:
     # per_device x accumulation x max_length it spends the notebooks' padded-token budget per step on real
     # examples, as TRL's packing does. null = steps by example count.
     tokens_per_step: int | None = None
-    # torch.compile each transformer block (one graph shared by all blocks, dynamic shapes): the NF4 + LoRA step is
-    # bound by per-operator overhead, which compiling fuses away. Same maths; costs a one-off compile on the first
-    # steps. null = on for CUDA, off on the CPU (where compiling costs more than a short run saves).
-    compile: bool | None = None
+    # torch.compile each transformer block (one graph shared by all blocks, dynamic shapes): fuses the elementwise
+    # work of NF4 + LoRA blocks. Same maths; costs a one-off compile (1.5-2.5 min for Mistral-7B on an H200) that
+    # only long runs win back. Opt-in: see README "Speed" for the measured gain.
+    compile: bool = False
     # Data-parallel runs (torchrun/accelerate): true = the optimizer step keeps per_device_batch_size x
     # gradient_accumulation_steps examples in all (split over the ranks), so N GPUs reproduce the preset;
     # false = every rank takes that many (the global batch grows N-fold).

@@ -142,6 +142,7 @@ def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpo
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    model.config.use_cache = False  # training builds no KV cache (without checkpointing it would, per step)
     peft_config = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                                  target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, peft_config)
@@ -158,11 +159,6 @@ def load_adapter(model, adapter_dir: Path, merge: bool = False):
     if merge:
         model = model.merge_and_unload()
     return model
-
-
-def compile_enabled(setting: bool | None, device: torch.device) -> bool:
-    """training.compile: null means compile on CUDA only (on the CPU compiling costs more than a short run saves)."""
-    return device.type == "cuda" if setting is None else setting
 
 
 def compile_blocks(model) -> int:

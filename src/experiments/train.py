@@ -26,7 +26,6 @@ from experiments.modeling import (
     add_lora,
     attend_causally_without_padding_mask,
     compile_blocks,
-    compile_enabled,
     load_base_model,
     load_tokenizer,
     peak_gpu_memory_gib,
@@ -114,14 +113,13 @@ def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_lengt
     return BatchDataset(examples, batches), len(examples) / max(1, len(batches)), accumulation
 
 
-def apply_fast_paths(model, t: TrainingConfig, device: torch.device) -> bool:
+def apply_fast_paths(model, t: TrainingConfig) -> bool:
     """The model-side fast paths of training (same maths): causal attention without the right-padding mask and,
-    where training.compile resolves on, compiled transformer blocks. Returns whether it compiled."""
+    with training.compile, compiled transformer blocks. Returns whether it compiled."""
     attend_causally_without_padding_mask(model)
-    compiled = compile_enabled(t.compile, device)
-    if compiled:
+    if t.compile:
         log.info("torch.compile: %d transformer blocks (compiled during the first steps)", compile_blocks(model))
-    return compiled
+    return t.compile
 
 
 class ThroughputCallback(TrainerCallback):
@@ -225,7 +223,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     model = add_lora(model, cfg.lora, cfg.quantization, cfg.training.gradient_checkpointing)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters", f"{trainable:,}", f"{total:,}")
-    compiled = apply_fast_paths(model, t, device)
+    compiled = apply_fast_paths(model, t)
 
     throughput = ThroughputCallback()
     trainer = Trainer(
