@@ -9,7 +9,8 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
   trl_packed  TRL SFTTrainer with packing (its docs' recommendation to avoid padding)
   ours        the project's train stage with its defaults (length-grouped, fused accumulation, causal attention
               without the right-padding mask)
-  ours_compiled ours with torch.compile of the transformer blocks (training.compile=true)
+  ours_compiled ours with torch.compile of the transformer blocks (training.compile=true; `extended` has it on)
+  ours_eager  ours without it (training.compile=false)
   ours_lowmem ours with fuse_accumulation=false (the low-memory setting)
   ours_no_gc  ours without gradient checkpointing (its cost)
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
@@ -360,7 +361,7 @@ def main() -> None:
                 rows = report["training"].setdefault(preset, [])
                 variants = list(args.variants) + (["ours_no_gc"] if preset == args.extra_variants_preset else [])
                 for variant in variants:
-                    extra = {"ours_compiled": ["training.compile=true"],
+                    extra = {"ours_compiled": ["training.compile=true"], "ours_eager": ["training.compile=false"],
                              "ours_lowmem": ["training.fuse_accumulation=false"],
                              "ours_no_gc": ["training.gradient_checkpointing=false"],
                              "ours_bf16": ["quantization.compute_dtype=bfloat16"],

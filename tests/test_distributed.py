@@ -97,19 +97,21 @@ def test_single_process_without_launcher_variables(monkeypatch):
 def test_global_batch_is_kept_across_ranks_or_grows_when_asked():
     t = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=4, max_tokens_per_batch=None)
     per_batch, steps = micro_batching(t, max_length=256, world_size=2)
-    assert per_batch * steps * 2 == 16  # the preset's 16 examples per optimizer step, split over 2 ranks
-    t.keep_global_batch = False
+    assert per_batch * steps * 2 == 32  # default: each rank takes the per-device batch x accumulation
+    t.keep_global_batch = True
     per_batch, steps = micro_batching(t, max_length=256, world_size=2)
-    assert per_batch * steps * 2 == 32
-    unfused = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=4, fuse_accumulation=False)
+    assert per_batch * steps * 2 == 16  # the preset's 16 examples per optimizer step, split over 2 ranks
+    unfused = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=4, fuse_accumulation=False,
+                             keep_global_batch=True)
     assert micro_batching(unfused, max_length=256, world_size=2) == (4, 2)
 
 
 def test_a_global_batch_that_does_not_split_names_the_keys():
-    t = TrainingConfig(per_device_batch_size=3, gradient_accumulation_steps=1)
+    t = TrainingConfig(per_device_batch_size=3, gradient_accumulation_steps=1, keep_global_batch=True)
     with pytest.raises(ValueError, match="keep_global_batch"):
         micro_batching(t, max_length=256, world_size=2)
-    unfused = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=3, fuse_accumulation=False)
+    unfused = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=3, fuse_accumulation=False,
+                             keep_global_batch=True)
     with pytest.raises(ValueError, match="gradient_accumulation_steps=3"):
         micro_batching(unfused, max_length=256, world_size=2)
 
@@ -150,7 +152,8 @@ def test_two_process_smoke_run_matches_the_single_process_run(smoke_run, tmp_pat
     assert smoke_run.result.returncode == 0, smoke_run.result.stderr[-4000:]
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
     outputs = tmp_path / "outputs"
-    result = run_cli(f"outputs_dir={outputs}", cwd=tmp_path, launcher=torchrun)
+    # the preset's batch split over the ranks, so the two runs take the same optimizer steps
+    result = run_cli(f"outputs_dir={outputs}", "training.keep_global_batch=true", cwd=tmp_path, launcher=torchrun)
     assert result.returncode == 0, result.stderr[-4000:]
 
     (run_dir,) = (outputs / "runs" / "smoke").iterdir()  # both ranks wrote into one run directory

@@ -118,7 +118,9 @@ def test_token_budget_steps_hold_more_examples_and_split_over_ranks(examples):
     dataset, per_batch, accumulation = plan_training(examples * 8, t, MAX_LENGTH)
     assert accumulation == 1 and per_batch > 16  # the notebook's padded budget holds more real examples
     assert sum(len(item) for item in dataset) == len(examples) * 8
-    assert token_batching(t, MAX_LENGTH, world_size=2) == (8 * MAX_LENGTH, 1)
+    assert token_batching(t, MAX_LENGTH, world_size=2) == (16 * MAX_LENGTH, 1)  # each rank: the whole budget
+    t.keep_global_batch = True
+    assert token_batching(t, MAX_LENGTH, world_size=2) == (8 * MAX_LENGTH, 1)  # the budget split over the ranks
     t.max_tokens_per_batch = 1024
     assert token_batching(t, MAX_LENGTH) == (1024, 4)
     t.tokens_per_step = 100

@@ -84,3 +84,19 @@ def test_a_failed_sweep_job_is_recorded_and_the_sweep_still_closes_its_parent(tm
     table = (tmp_path / "sweep" / "comparison.md").read_text()
     assert "| FAILED |" in table and "| FINISHED |" in table  # ...and its comparison still lists both
     assert json.loads((tmp_path / "sweep" / "0_smoke" / "run_summary.json").read_text())["status"] == "FAILED"
+
+
+def test_compiled_training_runs_the_whole_pipeline(tmp_path):
+    """training.compile=true end to end: compiled blocks train (and evaluate mid-training, a second graph), the
+    adapter saves with its usual names and the infer stage loads it."""
+    run_dir = tmp_path / "run"
+    result = run_cli(f"outputs_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}", "tracking=none",
+                     "training.compile=true", "training.max_steps=4", "training.eval_steps=2",
+                     "data_size.test=8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    train = json.loads((run_dir / "train_summary.json").read_text())
+    assert train["compiled"] is True and train["global_steps"] == 4
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    assert any("eval_loss" in entry for entry in state["log_history"])
+    assert len((run_dir / "predictions.jsonl").read_text().splitlines()) == 8
+    assert "execution_accuracy" in json.loads((run_dir / "metrics.json").read_text())
