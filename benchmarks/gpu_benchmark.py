@@ -344,6 +344,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
     args = parser.parse_args()
 
+    if torch.cuda.device_count() > 1:
+        parser.error(f"{torch.cuda.device_count()} GPUs visible: the seed-style and TRL variants would train with "
+                     "nn.DataParallel over all of them; run on one, e.g. CUDA_VISIBLE_DEVICES=0")
     report: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "training": {}}
     device = resolve_device("cpu" if args.dry_run else "auto")
     report["device"] = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"

@@ -9,6 +9,7 @@ import socket
 import sys
 
 import pytest
+import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import run_cli
@@ -186,3 +187,16 @@ def test_two_process_smoke_run_matches_the_single_process_run(smoke_run, tmp_pat
     losses = client.get_metric_history(run.info.run_id, "loss")
     assert len({m.step for m in losses}) == len(losses)  # each logging step once, not once per rank
     assert "adapter/adapter_config.json" in {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+
+
+def test_a_single_process_on_a_machine_with_several_gpus_trains_on_one(monkeypatch, tmp_path):
+    """Without torchrun the Trainer would wrap the model in nn.DataParallel over every visible GPU (two planned
+    micro-batches per step, a loss logged at twice its value): one process must count one GPU."""
+    from experiments.config import load_config
+    from experiments.train import training_arguments
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cfg = load_config(["experiment=smoke", "tracking=none"])  # float32 weights: no fp16 flag needing a real GPU
+    args = training_arguments(cfg, tmp_path, torch.device("cuda", 0), has_eval=False, accumulation_steps=1)
+    assert args.n_gpu == 1
+    assert training_arguments(cfg, tmp_path, torch.device("cpu"), has_eval=False, accumulation_steps=1).n_gpu == 0

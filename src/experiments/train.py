@@ -158,7 +158,7 @@ def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.de
     half = cfg.quantization.compute_dtype if (on_gpu and (cfg.quantization.mode != QuantMode.none or
                                                           cfg.model.dtype in ("auto", "float16", "bfloat16"))) \
         else None
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=1,  # each item is a planned micro-batch
         per_device_eval_batch_size=1,
@@ -191,6 +191,14 @@ def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.de
         # DDP: LoRA leaves no parameter unused, so skip the per-step search for unused ones.
         ddp_find_unused_parameters=False if world_size > 1 else None,
     )
+    if world_size == 1 and on_gpu:
+        # One process trains on one GPU. On a machine with several, the Trainer would wrap a single-process run in
+        # nn.DataParallel: two planned micro-batches per step instead of one and a loss logged at twice its value.
+        # Several GPUs go through torchrun (DDP). The Trainer sets its GPU count when devices are first set up,
+        # so set that up first; transformers itself pins the count to 1 the same way for model-parallel models.
+        _ = args.device
+        args._n_gpu = 1
+    return args
 
 
 def last_checkpoint(checkpoints_dir: Path) -> str | None:
@@ -202,6 +210,9 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     files = RunFiles(run_dir)
     ctx = dist_context()
     device = resolve_device(cfg.device, ctx.local_rank)
+    if ctx.world_size == 1 and device.type == "cuda" and device.index:
+        raise ValueError(f"device={cfg.device!r}: the train stage runs on the first visible GPU (the HF Trainer puts "
+                         f"batches on cuda:0); pick the GPU with CUDA_VISIBLE_DEVICES={device.index} and device=auto")
     tokenizer = load_tokenizer(cfg.model)
 
     train_examples, train_dropped = tokenize_split(tokenizer, files.split("train"), cfg)
