@@ -126,7 +126,7 @@ class TrainingConfig:
     # examples, as TRL's packing does. null = steps by example count.
     tokens_per_step: int | None = None
     # torch.compile each transformer block (one graph shared by all blocks, dynamic shapes): fuses the elementwise
-    # work of NF4 + LoRA blocks. Same maths; costs a one-off compile (1.5-2.5 min for Mistral-7B on an H200) that
+    # work of NF4 + LoRA blocks. Same maths; costs a one-off compile (80-140 s for Mistral-7B on an H200) that
     # only long runs win back. Opt-in: see README "Speed" for the measured gain.
     compile: bool = False
     # Data-parallel runs (torchrun/accelerate): false = every rank takes per_device_batch_size x
