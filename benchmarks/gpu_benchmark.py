@@ -44,6 +44,7 @@ from experiments.modeling import (
     add_lora,
     load_base_model,
     load_tokenizer,
+    peak_gpu_memory_gib,
     resolve_device,
 )
 from experiments.tokenization import IGNORE_INDEX, encode_example
@@ -81,10 +82,6 @@ def release() -> None:
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-
-
-def peak_gib() -> float | None:
-    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
 
 
 class CountingCollator:
@@ -137,7 +134,7 @@ def summarise(name: str, clock: StepClock, counter: CountingCollator, accumulati
         "warmup_seconds": warmup_seconds,
         "useful_tokens_per_s": useful_rate, "total_tokens_per_s": total_rate,
         "useful_fraction": sum(u for _, u, _ in rows) / sum(t for _, _, t in rows),
-        "tflops_useful": useful_rate * flops_per_token / 1e12, "peak_memory_gib": peak_gib(),
+        "tflops_useful": useful_rate * flops_per_token / 1e12, "peak_memory_gib": peak_gpu_memory_gib(),
         "examples_per_step": examples_per_step, "epoch_seconds": epoch_examples / examples_per_step * step_seconds,
     }
 
@@ -267,7 +264,7 @@ def generation(cfg: ExperimentConfig, device, prompts: list[str], single: int, n
         seconds = time.perf_counter() - started
         results[name] = {"prompts": len(subset), "seconds": seconds, "generated_tokens": generated,
                          "tokens_per_s": generated / seconds, "seconds_per_1000_prompts": seconds / len(subset) * 1000,
-                         "peak_memory_gib": peak_gib()}
+                         "peak_memory_gib": peak_gpu_memory_gib()}
     results["speedup"] = results["ours_batched"]["tokens_per_s"] / results["one_at_a_time"]["tokens_per_s"]
     return results
 

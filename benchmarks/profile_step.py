@@ -30,6 +30,7 @@ from experiments.modeling import (  # noqa: E402
     attend_causally_without_padding_mask,
     compile_blocks,
     load_tokenizer,
+    peak_gpu_memory_gib,
     resolve_device,  # noqa: E402
 )
 from experiments.tokenization import encode_example  # noqa: E402
@@ -137,8 +138,7 @@ def main() -> None:
             walls.append(time.perf_counter() - started)
             index += 1
         row = {"switches": name, "step_seconds": statistics.median(walls[args.warmup:]),
-               "warmup_seconds": sum(walls[:args.warmup]), "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30
-               if device.type == "cuda" else None}
+               "warmup_seconds": sum(walls[:args.warmup]), "peak_memory_gib": peak_gpu_memory_gib()}
         report["rows"].append(row)
         mem = f"{row['peak_memory_gib']:.1f}" if row["peak_memory_gib"] is not None else "-"
         print(f"{name:42} {row['step_seconds']:8.3f} {row['warmup_seconds']:14.1f} {mem:>9}", flush=True)

@@ -49,6 +49,14 @@ def tokenize_split(tokenizer, path: Path, cfg: ExperimentConfig) -> tuple[list[T
     return kept, dropped
 
 
+def _rank_share(count: int, world_size: int, what: str) -> int:
+    """Each rank's share of `count` under keep_global_batch; refused by name when it does not split evenly."""
+    if count % world_size:
+        raise ValueError(f"training.keep_global_batch=true: {what}={count} does not split over {world_size} ranks; "
+                         "choose a multiple of the rank count or set training.keep_global_batch=false")
+    return count // world_size
+
+
 def micro_batching(t: TrainingConfig, max_length: int, world_size: int = 1) -> tuple[int, int]:
     """(examples per micro-batch, accumulation steps) of one rank for an optimizer step of per_device x
     accumulation examples (on each of `world_size` ranks unless keep_global_batch splits them over the ranks).
@@ -60,18 +68,12 @@ def micro_batching(t: TrainingConfig, max_length: int, world_size: int = 1) -> t
     if not t.fuse_accumulation:
         if not split_over_ranks:
             return t.per_device_batch_size, t.gradient_accumulation_steps
-        if t.gradient_accumulation_steps % world_size:
-            raise ValueError(f"training.keep_global_batch=true: training.gradient_accumulation_steps="
-                             f"{t.gradient_accumulation_steps} does not split over {world_size} ranks; choose a "
-                             "multiple of the rank count or set training.keep_global_batch=false")
-        return t.per_device_batch_size, t.gradient_accumulation_steps // world_size
+        return t.per_device_batch_size, _rank_share(t.gradient_accumulation_steps, world_size,
+                                                    "training.gradient_accumulation_steps")
     per_step = t.per_device_batch_size * t.gradient_accumulation_steps
     if split_over_ranks:
-        if per_step % world_size:
-            raise ValueError(f"training.keep_global_batch=true: per_device_batch_size x gradient_accumulation_steps"
-                             f" = {per_step} examples per step do not split over {world_size} ranks; choose a "
-                             "multiple of the rank count or set training.keep_global_batch=false")
-        per_step //= world_size
+        per_step = _rank_share(per_step, world_size, "examples per step: per_device_batch_size x "
+                                                     "gradient_accumulation_steps")
     splits = 1 if t.max_tokens_per_batch is None else max(1, math.ceil(per_step * max_length / t.max_tokens_per_batch))
     while per_step % splits:
         splits += 1
@@ -113,13 +115,12 @@ def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_lengt
     return BatchDataset(examples, batches), len(examples) / max(1, len(batches)), accumulation
 
 
-def apply_fast_paths(model, t: TrainingConfig) -> bool:
+def apply_fast_paths(model, t: TrainingConfig) -> None:
     """The model-side fast paths of training (same maths): causal attention without the right-padding mask and,
-    with training.compile, compiled transformer blocks. Returns whether it compiled."""
+    with training.compile, compiled transformer blocks."""
     attend_causally_without_padding_mask(model)
     if t.compile:
         log.info("torch.compile: %d transformer blocks (compiled during the first steps)", compile_blocks(model))
-    return t.compile
 
 
 class ThroughputCallback(TrainerCallback):
@@ -234,7 +235,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     model = add_lora(model, cfg.lora, cfg.quantization, cfg.training.gradient_checkpointing)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters", f"{trainable:,}", f"{total:,}")
-    compiled = apply_fast_paths(model, t)
+    apply_fast_paths(model, t)
 
     throughput = ThroughputCallback()
     trainer = Trainer(
@@ -265,7 +266,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "loss_tokens_per_epoch": sum(e.loss_tokens for e in train_examples),
         "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
-        "world_size": ctx.world_size, "effective_batch": effective_batch, "compiled": compiled,
+        "world_size": ctx.world_size, "effective_batch": effective_batch, "compiled": t.compile,
         "tokens_per_s": tokens_this_session / seconds if seconds else None,
         # median over logging windows after the first (warm-up), all ranks together
         "tokens_per_s_median": statistics.median(throughput.rates[1:]) if len(throughput.rates) > 1 else None,
