@@ -57,3 +57,32 @@ def test_batches_group_by_length():
     assert [sorted(lengths[i] for i in b) for b in batches] == [[9, 10, 11, 12], [190, 198, 200, 205]]
     ungrouped = plan_batches(lengths, batch_size=4, group_by_length=False, seed=0)
     assert sorted(i for b in ungrouped for i in b) == list(range(8))
+
+
+def test_target_tokens_continue_the_prompt_as_the_pretrained_tokenizer_would(tokenizer):
+    """Training must teach the continuation that generation will produce: the tokens of prompt + target, split at
+    the prompt, not the target tokenised on its own (which SentencePiece starts with '▁SE', 'LECT')."""
+    example = encode_example(tokenizer, PROMPT, TARGET, LossOn.completion)
+    prompt_len = len(encode_prompt(tokenizer, PROMPT))
+    assert example.input_ids == tokenizer(PROMPT + TARGET).input_ids + [tokenizer.eos_token_id]
+    assert tokenizer.convert_ids_to_tokens(example.input_ids[prompt_len]) == "SELECT"
+    alone = tokenizer(TARGET, add_special_tokens=False).input_ids
+    assert tokenizer.convert_ids_to_tokens(alone[:2]) == ["▁SE", "LECT"]  # what the old encoding trained on
+
+
+def test_every_sample_example_starts_its_target_with_the_select_token(tokenizer):
+    from experiments.data.official import load_split
+    from experiments.data.prepared import PreparedExample
+    from experiments.data.sources import sample_dir
+
+    split = load_split(sample_dir(), "train")
+    for example in split.examples[:200]:
+        prepared = PreparedExample.build(example, split.tables[example.table_id])
+        encoded = encode_example(tokenizer, prepared.prompt, prepared.target, LossOn.completion)
+        first = encoded.labels.index(next(label for label in encoded.labels if label != IGNORE_INDEX))
+        assert tokenizer.convert_ids_to_tokens(encoded.input_ids[first]) == "SELECT", example.id
+
+
+def test_a_prompt_that_does_not_end_at_a_token_boundary_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="not a prefix"):
+        encode_example(tokenizer, PROMPT.rstrip("\n") + " wor", "ld", LossOn.completion)  # "▁wor" + "ld" = "▁world"

@@ -20,7 +20,7 @@ from experiments.data.prepared import read_prepared
 from experiments.distributed import dist_context, gather_to_main, run_on_main, shard, unshard
 from experiments.modeling import load_adapter, load_base_model, load_tokenizer, peak_gpu_memory_gib, resolve_device
 from experiments.paths import RunFiles
-from experiments.tokenization import encode_prompt
+from experiments.tokenization import encode_prompt, encode_target
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ def max_new_tokens(cfg: ExperimentConfig, tokenizer, files: RunFiles) -> int:
     cap = cfg.inference.max_new_tokens
     if not cfg.inference.bound_by_train_targets or not files.split("train").is_file():
         return cap
-    targets = [p.target for p in read_prepared(files.split("train"))]
-    if not targets:
+    train = read_prepared(files.split("train"))
+    if not train:
         return cap
-    longest = max(len(ids) for ids in tokenizer(targets, add_special_tokens=False).input_ids)
+    longest = max(len(encode_target(tokenizer, p.prompt, p.target)) for p in train)  # tokenised as in training
     return min(cap, longest + 1 + TARGET_MARGIN_TOKENS)
 
 
