@@ -114,8 +114,11 @@ class TrainingConfig:
     seed: int = 42
     resume: bool = False
     # Fast paths (same maths as per_device_batch_size x gradient_accumulation_steps, less overhead):
-    # group examples of similar length and pad each micro-batch to its own longest example, not max_length...
+    # group examples of similar length and pad each micro-batch to its own longest example, not max_length;
+    # grouping happens inside random mega-batches of length_group_batches micro-batches, so that each step still
+    # mixes query shapes as the notebooks' random batches did (README "Speed")...
     group_by_length: bool = True
+    length_group_batches: int = 4
     # ...and run all examples of one optimizer step as one micro-batch instead of accumulating several small
     # ones (the loss is normalised over all loss tokens of the step either way). false = the low-memory setting.
     fuse_accumulation: bool = True

@@ -95,24 +95,40 @@ def token_batching(t: TrainingConfig, max_length: int, world_size: int = 1) -> t
     return per_micro_batch, splits
 
 
-def make_dataset(examples: list[TokenizedExample], examples_per_batch: int, group_by_length: bool,
-                 seed: int) -> BatchDataset:
-    batches = plan_batches([len(e.input_ids) for e in examples], examples_per_batch,
-                           group_by_length=group_by_length, seed=seed)
-    return BatchDataset(examples, batches)
+def make_dataset(examples: list[TokenizedExample], examples_per_batch: int, t: TrainingConfig) -> BatchDataset:
+    """Micro-batches of `examples_per_batch` examples, drawn again each epoch (ReplanEachEpoch)."""
+    lengths = [len(e.input_ids) for e in examples]
+
+    def plan(epoch: int) -> list[list[int]]:
+        return plan_batches(lengths, examples_per_batch, group_by_length=t.group_by_length,
+                            group_batches=t.length_group_batches, seed=t.seed, epoch=epoch)
+
+    return BatchDataset(examples, plan(0), replan=plan)
 
 
 def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_length: int,
                   world_size: int = 1) -> tuple[BatchDataset, float, int]:
     """This rank's planned micro-batches, the mean examples per micro-batch and the accumulation steps: by example
-    count (per_device_batch_size x gradient_accumulation_steps, the default) or by token budget (tokens_per_step)."""
+    count (per_device_batch_size x gradient_accumulation_steps, the default) or by token budget (tokens_per_step;
+    planned once, since the number of micro-batches a budget gives changes with the draw)."""
     if t.tokens_per_step is None:
         per_batch, accumulation = micro_batching(t, max_length, world_size)
-        return make_dataset(examples, per_batch, t.group_by_length, seed=t.seed), per_batch, accumulation
+        return make_dataset(examples, per_batch, t), per_batch, accumulation
     micro_tokens, accumulation = token_batching(t, max_length, world_size)
     batches = plan_token_batches([len(e.input_ids) for e in examples], micro_tokens,
-                                 group_by_length=t.group_by_length, seed=t.seed)
+                                 group_by_length=t.group_by_length, group_batches=t.length_group_batches, seed=t.seed)
     return BatchDataset(examples, batches), len(examples) / max(1, len(batches)), accumulation
+
+
+class ReplanEachEpoch(TrainerCallback):
+    """Draws the training micro-batches again at the start of each epoch (the notebooks' random sampler drew new
+    batches every epoch); the plan is a function of (seed, epoch), so a resumed run skips the same batches."""
+
+    def __init__(self, dataset: BatchDataset) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch + 1e-9))  # state.epoch is fractional after a mid-epoch resume
 
 
 def apply_fast_paths(model, t: TrainingConfig) -> None:
@@ -224,7 +240,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     t = cfg.training
     train_set, per_batch, accumulation = plan_training(train_examples, t, cfg.data_size.max_length, ctx.world_size)
     effective_batch = per_batch * accumulation * ctx.world_size  # a mean when steps are built by token budget
-    val_set = make_dataset(val_examples, max(1, round(per_batch)), True, seed=t.seed) if val_examples else None
+    val_set = make_dataset(val_examples, max(1, round(per_batch)), t) if val_examples else None
     log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %.1f x %d accumulation"
              " x %d ranks = %.1f examples per optimizer step%s; val: %d", len(train_examples), train_dropped,
              cfg.data_size.max_length, len(train_set), per_batch, accumulation, ctx.world_size, effective_batch,
@@ -245,7 +261,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         train_dataset=train_set,
         eval_dataset=val_set,
         data_collator=PlannedBatchCollator(tokenizer.pad_token_id),
-        callbacks=[throughput, *callbacks],
+        callbacks=[throughput, ReplanEachEpoch(train_set), *callbacks],
     )
     resume_from = last_checkpoint(files.checkpoints_dir) if cfg.training.resume else None
     if cfg.training.resume and resume_from is None:
