@@ -117,3 +117,93 @@ def test_subsets_are_seeded_nested_and_in_source_order():
     assert draw_subset(items, None, seed=7, subset="train") == items
     # pinned: identical on any machine and Python version (Mersenne Twister from an int seed)
     assert draw_subset(list(range(20)), 5, seed=42, subset="train") == [0, 1, 3, 7, 10]
+
+
+def test_asking_a_split_for_more_examples_than_it_has_is_an_error(tmp_path):
+    from experiments.config import load_config
+    from experiments.prepare import run_prepare
+
+    cfg = load_config(["data=sample", "data_size.train=1000", "tracking=none"])
+    with pytest.raises(DataError) as info:
+        run_prepare(cfg, tmp_path / "run")
+    message = str(info.value)
+    assert "data_size.train=1000" in message and "'train' of data=sample" in message
+    assert "only 640 usable examples" in message and "data_size.train=null" in message
+    with pytest.raises(DataError, match="must be >= 0"):
+        draw_subset(list(range(5)), -1, seed=0, subset="val")
+    assert draw_subset(list(range(5)), 5, seed=0, subset="val") == list(range(5))  # all of them is fine
+
+
+def test_the_hub_unreachable_fails_with_the_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what an offline machine with an empty cache sees, without waiting
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(DataError) as info:
+        load_hub(None, revision="refs/convert/parquet", cache_dir=str(tmp_path / "hf-datasets"))
+    message = str(info.value)
+    assert "Salesforce/wikisql@refs/convert/parquet" in message
+    assert "data=official data.path=DIR_OR_TARBALL" in message and "HF_HUB_OFFLINE=1" in message
+
+
+# ---------------------------------------------------------------- one release, read through both loaders
+
+RELEASE_EXAMPLES = [  # (question, sql) on TABLE: numbers in text and real columns, a float, an empty question, OP
+    ("What number does antonio lang wear?", {"sel": 1, "agg": 0, "conds": [[0, 0, "antonio lang"]]}),
+    ("   ", {"sel": 1, "agg": 0, "conds": []}),
+    ("Who was in Toronto in 1998?", {"sel": 0, "agg": 0, "conds": [[3, 0, 1998]]}),
+    ("How many players are taller than 6.5 ft?", {"sel": 0, "agg": 3, "conds": [[4, 1, 6.5]]}),
+    ("Which school had number 21?", {"sel": 2, "agg": 0, "conds": [[1, 0, 21]]}),
+    ("Which school had number 32.0?", {"sel": 2, "agg": 0, "conds": [[1, 0, 32.0], [3, 0, "1996-97"]]}),
+    ("Unsupported", {"sel": 0, "agg": 0, "conds": [[1, 3, 2]]}),
+    ("Tallest from Kansas?", {"sel": 4, "agg": 1, "conds": [[2, 0, "Kansas"]]}),
+]
+
+
+def write_release_both_ways(root: Path) -> tuple[Path, Path]:
+    """The same release in the official layout and as the Hub's conversion of it: the conversion script
+    (huggingface/datasets' wikisql.py) stores every cell and condition value as str() of the release's value,
+    and the conditions column-wise."""
+    official, hub = root / "official", root / "hub"
+    official.mkdir(parents=True)
+    for split, hub_split in (("train", "train"), ("dev", "validation"), ("test", "test")):
+        table = dict(TABLE, id=f"1-1000-{split}")
+        (official / f"{split}.tables.jsonl").write_text(json.dumps(table) + "\n")
+        lines = [{"phase": 1, "table_id": table["id"], "question": q, "sql": sql} for q, sql in RELEASE_EXAMPLES]
+        (official / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        rows = [{"phase": 1, "question": q,
+                 "table": {**table, "rows": [[str(c) for c in r] for r in table["rows"]], "page_title": "",
+                           "page_id": "", "section_title": "", "caption": "", "name": ""},
+                 "sql": {"human_readable": "", "sel": sql["sel"], "agg": sql["agg"],
+                         "conds": {"column_index": [c[0] for c in sql["conds"]],
+                                   "operator_index": [c[1] for c in sql["conds"]],
+                                   "condition": [str(c[2]) for c in sql["conds"]]}}}
+                for q, sql in RELEASE_EXAMPLES]
+        (hub / "default" / hub_split).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rows), hub / "default" / hub_split / "0000.parquet")
+    return official, hub
+
+
+def test_the_hub_and_the_official_release_give_the_same_examples(tmp_path):
+    from experiments.config import load_config
+    from experiments.data.prepared import read_prepared
+    from experiments.paths import RunFiles
+    from experiments.prepare import run_prepare
+
+    official, hub = write_release_both_ways(tmp_path)
+    runs = {}
+    for name, overrides in (("official", ["data=official", f"data.path={official}"]),
+                            ("hub", ["data=hub", f"data.path={hub}", f"data.cache_dir={tmp_path / 'hf'}"])):
+        cfg = load_config([*overrides, "data_size.train=null", "data_size.val=null", "data_size.test=4"])
+        run_prepare(cfg, tmp_path / name)
+        runs[name] = RunFiles(tmp_path / name)
+    for subset in ("train", "val", "test"):
+        a, b = (read_prepared(runs[name].split(subset)) for name in ("official", "hub"))
+        assert [p.to_json() for p in a] == [p.to_json() for p in b]  # ids, questions, logical forms, prompts, SQL
+    report = {name: json.loads(files.data_report.read_text()) for name, files in runs.items()}
+    for subset in ("train", "val", "test"):
+        for key in ("ids_sha", "examples_sha", "available", "skipped"):
+            assert report["official"]["subsets"][subset][key] == report["hub"]["subsets"][subset][key], key
+    assert report["hub"]["subsets"]["train"]["skipped"] == {"empty_question": 1, "unsupported_operator": 1}
+    gold = {p.example.id: p.target for p in read_prepared(runs["hub"].split("train"))}
+    assert gold["train-2"] == """SELECT "Player" FROM "t" WHERE "Years in Toronto" = '1998'"""  # text column
+    assert gold["train-5"] == ("""SELECT "School/Club Team" FROM "t" WHERE "No." = 32 """  # a real column: a number
+                               """AND "Years in Toronto" = '1996-97'""")

@@ -30,9 +30,10 @@ def run_prepare(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Path]:
     report: dict = {"source": cfg.data.source.value, "path": cfg.data.path, "seed": cfg.data.seed,
                     "prompt_version": PROMPT_VERSION, "prompt_fingerprint": prompt_fingerprint(), "subsets": {}}
     used_tables = {}
+    origin = f"data={cfg.data.source.value}" + (f" ({cfg.data.path})" if cfg.data.path else "")
     for subset, source_split in SUBSET_SOURCES.items():
         split = sources[source_split]
-        chosen = draw_subset(split.examples, sizes[subset], cfg.data.seed, subset)
+        chosen = draw_subset(split.examples, sizes[subset], cfg.data.seed, subset, f"{source_split!r} of {origin}")
         prepared = [PreparedExample.build(e, split.tables[e.table_id]) for e in chosen]
         write_prepared(files.split(subset), prepared)
         used_tables.update({e.table_id: split.tables[e.table_id] for e in chosen})

@@ -12,7 +12,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.data.model import DataError, Example, Query, SplitData, Table, validate_example
+from experiments.data.model import (
+    DataError,
+    Example,
+    Query,
+    SplitData,
+    Table,
+    release_query,
+    skip_reason,
+    validate_example,
+)
 
 HUB_DATASET = "Salesforce/wikisql"
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}  # our split name -> the Hub's
@@ -45,7 +54,7 @@ def query_from_hub(sql: Mapping[str, Any]) -> Query:
                       strict=True)
     else:  # already row-wise [[col, op, value], ...]
         triples = (tuple(c) for c in conds)
-    return Query(sel=int(sql["sel"]), agg=int(sql["agg"]), conds=tuple((int(c), int(o), v) for c, o, v in triples))
+    return release_query(sql["sel"], sql["agg"], triples)
 
 
 def split_from_rows(split: str, rows: Iterable[Mapping[str, Any]], origin: str) -> SplitData:
@@ -62,8 +71,9 @@ def split_from_rows(split: str, rows: Iterable[Mapping[str, Any]], origin: str) 
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{where}: not in the Hub's WikiSQL schema ({err!r})") from None
         tables[table.id] = table
-        if any(op == 3 for _, op, _ in example.query.conds):
-            skipped["unsupported_operator"] = skipped.get("unsupported_operator", 0) + 1
+        reason = skip_reason(example)  # the official loader's rule, so both sources draw the same subsets
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
         validate_example(example, tables, where)
         examples.append(example)
@@ -80,6 +90,21 @@ def _local_files(directory: Path, hub_split: str) -> tuple[str, list[str]]:
                     f"{hub_split}.parquet or default/{hub_split}/0000.parquet)")
 
 
+def _load_remote(datasets, name: str, revision: str, split: str, cache_dir: str | None):
+    """One split from the Hub (or the local `datasets` cache); any failure becomes one DataError that says how to
+    run without the Hub, instead of a traceback from inside `datasets`."""
+    try:
+        return datasets.load_dataset(name, revision=revision, split=split, cache_dir=cache_dir)
+    except Exception as err:  # ConnectionError offline, DatasetNotFoundError, HTTP errors, a broken cache...
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise DataError(
+            f"data=hub: cannot load {name}@{revision} (split {split!r}) from the Hugging Face Hub: "
+            f"{type(err).__name__}: {cause}. Offline, or without access to the Hub, either point at a copy of the "
+            "WikiSQL release with `data=official data.path=DIR_OR_TARBALL` (a directory with train/dev/test .jsonl "
+            "and .tables.jsonl, or data.tar.bz2), or, with the dataset already in the Hugging Face cache, set "
+            "HF_HUB_OFFLINE=1") from None
+
+
 def load_hub(path: str | None, revision: str, cache_dir: str | None = None) -> dict[str, SplitData]:
     """All three splits from the Hub id (default Salesforce/wikisql) or a local directory in the Hub's schema."""
     import datasets  # imported here: it is slow to import and only this source needs it
@@ -93,7 +118,7 @@ def load_hub(path: str | None, revision: str, cache_dir: str | None = None) -> d
             origin = str(local)
         else:
             name = path or HUB_DATASET
-            rows = datasets.load_dataset(name, revision=revision, split=hub_split, cache_dir=cache_dir)
+            rows = _load_remote(datasets, name, revision, hub_split, cache_dir)
             origin = f"{name}@{revision}"
         result[split] = split_from_rows(split, rows, origin)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,24 @@ class SplitData:
     examples: list[Example]
     tables: dict[str, Table]
     skipped: dict[str, int] = field(default_factory=dict)
+
+
+def release_query(sel: int, agg: int, conds: Iterable[Sequence[Any]]) -> Query:
+    """A logical form as both WikiSQL sources give it: condition values as text, `str()` of the release's JSON
+    value, which is what the Hub's conversion stored (it cannot tell 6299 from "6299"). So the release and the Hub
+    load into identical examples, prompts, gold SQL and fingerprints; render_sql still writes numeric text in a
+    real column as a number, and a text column compares equal to either form in SQLite."""
+    return Query(sel=int(sel), agg=int(agg), conds=tuple((int(c), int(o), str(v)) for c, o, v in conds))
+
+
+def skip_reason(example: Example) -> str | None:
+    """Why a source example cannot be used (the same rule for every source, so seeded subsets coincide): an empty
+    question, or the release's unused 'OP' operator."""
+    if not example.question.strip():
+        return "empty_question"
+    if any(op == 3 for _, op, _ in example.query.conds):
+        return "unsupported_operator"
+    return None
 
 
 def validate_example(example: Example, tables: dict[str, Table], where: str) -> None:

@@ -14,7 +14,16 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from experiments.data.jsonl import iter_jsonl
-from experiments.data.model import SOURCE_SPLITS, DataError, Example, Query, SplitData, Table, validate_example
+from experiments.data.model import (
+    SOURCE_SPLITS,
+    DataError,
+    Example,
+    SplitData,
+    Table,
+    release_query,
+    skip_reason,
+    validate_example,
+)
 
 RELEASE_URL = "https://github.com/salesforce/WikiSQL/raw/master/data.tar.bz2"
 
@@ -34,8 +43,8 @@ def load_tables(path: Path) -> dict[str, Table]:
 
 
 def load_split(directory: Path, split: str) -> SplitData:
-    """One split of a release directory. Structural errors raise DataError naming file and line; lines using
-    the release's unused 'OP' operator or an empty question are skipped and counted."""
+    """One split of a release directory. Structural errors raise DataError naming file and line; lines that
+    cannot be used (model.skip_reason) are skipped and counted."""
     questions = directory / f"{split}.jsonl"
     tables_path = directory / f"{split}.tables.jsonl"
     for required in (questions, tables_path):
@@ -48,15 +57,14 @@ def load_split(directory: Path, split: str) -> SplitData:
     for n, (lineno, obj) in enumerate(iter_jsonl(questions)):
         where = f"{questions} line {lineno}"
         try:
+            sql = obj["sql"]
             example = Example(id=f"{split}-{n}", table_id=str(obj["table_id"]), question=str(obj["question"]),
-                              query=Query.from_json(obj["sql"]))
+                              query=release_query(sql["sel"], sql["agg"], sql.get("conds", [])))
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{where}: not a WikiSQL example (missing or malformed {err!s})") from None
-        if not example.question.strip():
-            skipped["empty_question"] = skipped.get("empty_question", 0) + 1
-            continue
-        if any(op == 3 for _, op, _ in example.query.conds):
-            skipped["unsupported_operator"] = skipped.get("unsupported_operator", 0) + 1
+        reason = skip_reason(example)
+        if reason is not None:
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
         validate_example(example, tables, where)
         examples.append(example)

@@ -12,6 +12,8 @@ import zlib
 from collections.abc import Sequence
 from typing import TypeVar
 
+from experiments.data.model import DataError
+
 T = TypeVar("T")
 
 # Our subset name -> the source split it is drawn from. Val comes from dev and test from test, so no table
@@ -19,12 +21,19 @@ T = TypeVar("T")
 SUBSET_SOURCES: dict[str, str] = {"train": "train", "val": "dev", "test": "test"}
 
 
-def draw_subset(items: Sequence[T], size: int | None, seed: int, subset: str) -> list[T]:
-    """Up to `size` items (None = all), in source order."""
-    if size is None or size >= len(items):
+def draw_subset(items: Sequence[T], size: int | None, seed: int, subset: str, source: str = "the source") -> list[T]:
+    """`size` items (None = all), in source order. Asking for more than there are is an error, never a silent
+    smaller subset: a run must train and score on what its config says."""
+    if size is None:
         return list(items)
     if size < 0:
-        raise ValueError(f"data_size.{subset}={size}: must be >= 0 or null")
+        raise DataError(f"data_size.{subset}={size}: must be >= 0, or null for all examples")
+    if size > len(items):
+        raise DataError(f"data_size.{subset}={size}: {source} has only {len(items)} usable examples for the "
+                        f"{subset} subset; ask for at most {len(items)}, or set data_size.{subset}=null for all of "
+                        "them")
+    if size == len(items):
+        return list(items)
     rng = random.Random(seed * 1_000_003 + zlib.crc32(subset.encode()))
     order = list(range(len(items)))
     rng.shuffle(order)
