@@ -44,7 +44,8 @@ def test_prepare_and_eval_score_a_predictions_file_from_an_official_directory(tm
         {"id": "test-2", "sql": "DROP TABLE t"},
     ]) + "\n")
     result = run_cli("stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
-                     f"data.path={release_dir}", "tracking=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+                     f"data.path={release_dir}", "data_size.train=null", "data_size.val=null", "data_size.test=null",
+                     "tracking=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["n"] == 4
@@ -68,3 +69,23 @@ def test_unreachable_tracking_server_fails_at_start_naming_the_uri(tmp_path):
     assert result.returncode != 0
     assert "http://127.0.0.1:9" in result.stderr and "unreachable" in result.stderr
     assert not (tmp_path / "run" / "data").exists()  # nothing ran
+
+
+def test_a_notebook_preset_offline_fails_in_prepare_with_the_ways_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # an offline machine with an empty Hugging Face cache
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = run_cli("experiment=baseline", "tracking=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "stage prepare: starting" in output and "stage train" not in output  # no model was loaded
+    assert "data=official data.path=DIR_OR_TARBALL" in output and "HF_HUB_OFFLINE=1" in output
+    summary = json.loads((tmp_path / "run" / "run_summary.json").read_text())
+    assert summary["status"] == "FAILED"
+
+
+def test_an_added_key_is_refused_like_a_typo(tmp_path):
+    result = run_cli("+training.learnig_rate=1e-3", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "config error: training.learnig_rate: not a config key; did you mean training.learning_rate?" in \
+        result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "run" / "data").exists()

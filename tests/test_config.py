@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from experiments.config import DataSource, LossOn, QuantMode, load_config
+from experiments.config import ConfigError, DataSource, LossOn, QuantMode, load_config
 
 
 def test_default_is_the_offline_smoke_preset():
@@ -21,10 +21,12 @@ def test_default_is_the_offline_smoke_preset():
     ("baseline", (1000, 200, 200), 256),
     ("tweaked", (1000, 200, 200), 256),
     ("extended", (8000, 1000, 1000), 512),
+    ("scaling", (1000, 200, 1000), 256),
 ])
 def test_notebook_presets(preset, sizes, max_length):
     cfg = load_config([f"experiment={preset}"])
     assert cfg.preset == preset
+    assert cfg.data.source == DataSource.hub and cfg.data.path is None  # WikiSQL, as the notebooks read it
     assert cfg.model.name_or_path == "mistralai/Mistral-7B-v0.1"
     assert cfg.quantization.mode == QuantMode.nf4 and cfg.quantization.double_quant
     assert cfg.quantization.compute_dtype == "float16"
@@ -63,3 +65,52 @@ def test_bad_override_fails_naming_the_key(override, key):
         load_config([override])
     message = str(info.value) + str(info.value.__cause__)
     assert key in message
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("+training.foo=1", "training.foo: not a config key"),          # what Hydra suggests after a typo
+    ("++model.revison=main", "model.revison: not a config key; did you mean model.revision?"),
+    ("training.lr_scheduler=cosin", "did you mean cosine?"),
+    ("training.lr_scheduler=cosine_with_min_lr", "expected one of linear, cosine"),  # needs kwargs we cannot give
+    ("training.optimizer=adam", "training.optimizer='adam': expected one of adamw_torch"),
+    ("device=gpu", "device='gpu': expected one of auto, cpu, cuda, cuda:N"),
+    ("model.dtype=fp16", "model.dtype='fp16': expected one of auto, float32, bfloat16, float16"),
+    ("quantization.compute_dtype=half", "quantization.compute_dtype='half'"),
+    ("tracking.backend=wandb", "tracking.backend='wandb': expected one of mlflow, none"),
+    ("training.per_device_batch_size=0", "training.per_device_batch_size=0: must be greater than 0"),
+    ("training.gradient_accumulation_steps=-1", "training.gradient_accumulation_steps=-1"),
+    ("training.learning_rate=0", "training.learning_rate=0.0: must be greater than 0"),
+    ("lora.r=0", "lora.r=0: must be greater than 0"),
+    ("data_size.max_length=0", "data_size.max_length=0"),
+    ("training.max_steps=-1 training.num_epochs=0", "nothing to train"),
+    ("training.warmup_ratio=1", "training.warmup_ratio=1.0: must be in [0, 1)"),
+    ("eval.max_rows=0", "eval.max_rows=0: must be greater than 0"),
+    ("eval.timeout_s=0", "eval.timeout_s=0.0: must be greater than 0"),
+    ("zero_shot=true adapter=/tmp/a", "zero_shot=true with adapter=/tmp/a"),
+])
+def test_values_that_cannot_work_fail_at_composition_naming_the_key(override, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(override.split())
+    assert expected in str(info.value)
+
+
+def test_valid_choices_pass():
+    cfg = load_config(["device=cuda:1", "training.lr_scheduler=constant_with_warmup", "training.optimizer=sgd",
+                       "model.dtype=bfloat16", "tracking=none"])
+    assert cfg.device == "cuda:1" and cfg.training.optimizer == "sgd"
+
+
+def test_mixed_precision_follows_the_weights_when_nothing_is_quantised():
+    import torch
+
+    from experiments.modeling import autocast_dtype
+
+    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
+    plain_bf16 = load_config(["quantization=none", "model.dtype=bfloat16"])
+    assert plain_bf16.quantization.compute_dtype == "float16"  # the default that used to win
+    assert autocast_dtype(plain_bf16.model, plain_bf16.quantization, gpu) == "bfloat16"
+    fp32 = load_config(["quantization=none", "model.dtype=float32"])
+    assert autocast_dtype(fp32.model, fp32.quantization, gpu) is None
+    nf4 = load_config(["experiment=baseline", "model.dtype=bfloat16"])  # quantised: the compute dtype decides
+    assert autocast_dtype(nf4.model, nf4.quantization, gpu) == "float16"
+    assert autocast_dtype(plain_bf16.model, plain_bf16.quantization, cpu) is None

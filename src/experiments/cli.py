@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.config import register_schema, to_typed
+from experiments.config import ConfigError, register_schema, to_typed
 from experiments.distributed import (
     adopt_slurm_tasks,
     broadcast_from_main,
@@ -39,7 +39,11 @@ def _main(dict_cfg: DictConfig) -> float | None:
     ctx = dist_context()
     init_distributed(ctx)  # no-op unless launched data-parallel; done already under torchrun
     hydra_cfg = HydraConfig.get()
-    cfg = to_typed(dict_cfg)
+    try:
+        cfg = to_typed(dict_cfg)
+    except ConfigError as error:  # the user's to fix: the message, not a traceback
+        print(f"experiments: config error: {error}", file=sys.stderr)
+        sys.exit(2)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     parent = read_parent_run_id(hydra_cfg.sweep.dir) if multirun else None
     try:

@@ -7,6 +7,10 @@ values only from these dataclasses.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -40,6 +44,9 @@ class Stage(str, Enum):
 
 
 STAGE_ORDER: tuple[Stage, ...] = (Stage.prepare, Stage.train, Stage.infer, Stage.eval)
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:N")
+DTYPES: tuple[str, ...] = ("float32", "bfloat16", "float16")
+TRACKING_BACKENDS: tuple[str, ...] = ("mlflow", "none")
 
 
 @dataclass
@@ -185,6 +192,11 @@ class ExperimentConfig:
     outputs_dir: str = "outputs"
 
 
+_SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (
+    DataConfig, DataSizeConfig, ModelConfig, QuantizationConfig, LoraConfig, TrainingConfig, InferenceConfig,
+    EvalConfig, TrackingConfig)}
+
+
 def register_schema() -> None:
     """Make `config_schema` available to conf/config.yaml's defaults list, and the `run_stamp` resolver its
     run-directory names use (one stamp for all ranks of a data-parallel job)."""
@@ -194,11 +206,104 @@ def register_schema() -> None:
     OmegaConf.register_new_resolver("run_stamp", run_stamp, replace=True, use_cache=True)
 
 
+class ConfigError(ValueError):
+    """A config key or value that cannot work; the message names the key, and the valid choices where there are."""
+
+
+def check_known_keys(node: DictConfig, schema: type = ExperimentConfig, prefix: str = "") -> None:
+    """Refuse keys the schema does not have. Hydra's `+key=value` (which Hydra itself suggests after a typo) adds
+    a key past the schema's checks; without this it would be accepted and silently ignored."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in node:
+        name = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"{name}: not a config key{hint}")
+        kind = fields[key].type
+        child = node._get_node(key)
+        nested = _SECTIONS.get(kind) if isinstance(kind, str) else kind if dataclasses.is_dataclass(kind) else None
+        if nested is not None and isinstance(child, DictConfig):
+            check_known_keys(child, nested, f"{name}.")
+
+
+def _choice(key: str, value: Any, choices: Collection[str]) -> None:
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{key}={value!r}: expected one of {', '.join(choices)}{hint}")
+
+
+def _positive(key: str, value: float | None, *, allow_none: bool = False) -> None:
+    if (value is None and not allow_none) or (value is not None and value <= 0):
+        raise ConfigError(f"{key}={value!r}: must be greater than 0")
+
+
+def _check_schedule(t: TrainingConfig) -> None:
+    """lr_scheduler and optimizer as transformers accepts them (imported only for runs that train)."""
+    import torch
+    from transformers import get_scheduler
+    from transformers.training_args import OptimizerNames
+
+    _choice("training.optimizer", t.optimizer, [o.value for o in OptimizerNames])
+    try:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=t.learning_rate)
+        get_scheduler(t.lr_scheduler, optimizer, num_warmup_steps=1, num_training_steps=10)
+    except Exception as err:  # an unknown name, or one that needs arguments this config cannot give
+        from transformers.trainer_utils import SchedulerType
+
+        usable = []
+        for name in (s.value for s in SchedulerType):
+            try:
+                get_scheduler(name, optimizer, num_warmup_steps=1, num_training_steps=10)
+                usable.append(name)
+            except Exception:  # noqa: S112 (needs lr_scheduler_kwargs)
+                continue
+        close = difflib.get_close_matches(t.lr_scheduler, usable, n=1)
+        raise ConfigError(f"training.lr_scheduler={t.lr_scheduler!r}: not a schedule transformers can build here "
+                          f"({type(err).__name__}: {err}); expected one of {', '.join(usable)}"
+                          + (f" (did you mean {close[0]}?)" if close else "")) from None
+
+
+def check_values(cfg: ExperimentConfig) -> None:
+    """Values that cannot work, refused before any work starts (the schema already checked keys and types)."""
+    _choice("device", cfg.device if re.fullmatch(r"cuda:\d+", cfg.device) is None else "cuda:N", DEVICES)
+    _choice("model.dtype", cfg.model.dtype, ("auto", *DTYPES))
+    _choice("quantization.compute_dtype", cfg.quantization.compute_dtype, DTYPES)
+    _choice("tracking.backend", cfg.tracking.backend, TRACKING_BACKENDS)
+    t = cfg.training
+    for key, value in (("training.per_device_batch_size", t.per_device_batch_size),
+                       ("training.gradient_accumulation_steps", t.gradient_accumulation_steps),
+                       ("training.learning_rate", t.learning_rate),
+                       ("training.length_group_batches", t.length_group_batches),
+                       ("lora.r", cfg.lora.r), ("data_size.max_length", cfg.data_size.max_length),
+                       ("inference.batch_size", cfg.inference.batch_size),
+                       ("inference.max_new_tokens", cfg.inference.max_new_tokens),
+                       ("eval.max_rows", cfg.eval.max_rows), ("eval.timeout_s", cfg.eval.timeout_s)):
+        _positive(key, value)
+    for key, value in (("training.max_tokens_per_batch", t.max_tokens_per_batch),
+                       ("training.tokens_per_step", t.tokens_per_step)):
+        _positive(key, value, allow_none=True)
+    if t.max_steps <= 0 and t.num_epochs <= 0:
+        raise ConfigError(f"training.num_epochs={t.num_epochs} with training.max_steps={t.max_steps}: nothing to "
+                          "train; set num_epochs > 0, or max_steps > 0 (which overrides num_epochs)")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"training.warmup_ratio={t.warmup_ratio}: must be in [0, 1) (a fraction of the steps)")
+    if cfg.zero_shot and cfg.adapter:
+        raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
+    if Stage.train in cfg.stages:
+        _check_schedule(t)
+
+
 def to_typed(cfg: DictConfig | ExperimentConfig) -> ExperimentConfig:
-    """The composed DictConfig as the typed dataclass the stages take."""
+    """The composed DictConfig as the typed dataclass the stages take, with unknown keys and values that cannot
+    work refused (ConfigError) before any work starts."""
     if isinstance(cfg, ExperimentConfig):
         return cfg
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    check_known_keys(cfg)
+    typed: ExperimentConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    check_values(typed)
+    return typed
 
 
 def to_plain_dict(cfg: ExperimentConfig | DictConfig) -> dict[str, Any]:
