@@ -42,6 +42,7 @@ from experiments.data.sources import load_source
 from experiments.infer import generate_sql
 from experiments.modeling import (
     add_lora,
+    autocast_dtype,
     load_base_model,
     load_tokenizer,
     peak_gpu_memory_gib,
@@ -140,9 +141,8 @@ def summarise(name: str, clock: StepClock, counter: CountingCollator, accumulati
 
 
 def mixed_precision(cfg: ExperimentConfig, device: torch.device) -> dict[str, bool]:
-    on_gpu = device.type == "cuda"
-    return {"fp16": on_gpu and cfg.quantization.compute_dtype == "float16",
-            "bf16": on_gpu and cfg.quantization.compute_dtype == "bfloat16"}
+    half = autocast_dtype(cfg.model, cfg.quantization, device)
+    return {"fp16": half == "float16", "bf16": half == "bfloat16"}
 
 
 def lora_model(cfg: ExperimentConfig, device: torch.device, gradient_checkpointing: bool):

@@ -28,7 +28,10 @@ TARGET_MARGIN_TOKENS = 8
 
 
 def resolve_adapter(cfg: ExperimentConfig, files: RunFiles) -> Path | None:
-    """adapter=PATH, else this run's adapter when this run trained one, else None (zero-shot)."""
+    """None (zero-shot) with zero_shot=true; else adapter=PATH, else this run's adapter when this run trained one
+    or has one, else None."""
+    if cfg.zero_shot:
+        return None
     if cfg.adapter:
         return Path(cfg.adapter).expanduser()
     if Stage.train in cfg.stages or files.adapter_dir.joinpath("adapter_config.json").is_file():
@@ -107,8 +110,8 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     tokenizer.padding_side = "left"
     model = load_base_model(cfg.model, cfg.quantization, device)
     if adapter is None:
-        log.warning("infer: no adapter (adapter=null and no train stage in this run): scoring the base model "
-                    "zero-shot")
+        log.warning("infer: scoring the base model zero-shot (%s)", "zero_shot=true" if cfg.zero_shot else
+                    "adapter=null and no train stage in this run")
     else:
         merge = cfg.inference.merge_adapter and cfg.quantization.mode == QuantMode.none
         model = load_adapter(model, adapter, merge=merge)

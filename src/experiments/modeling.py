@@ -104,7 +104,7 @@ def load_base_model(cfg: ModelConfig, quant: QuantizationConfig, device: torch.d
     if quant.mode != QuantMode.none and device.type != "cuda":
         raise RuntimeError(f"quantization={quant.mode.value} needs a CUDA GPU (bitsandbytes); this run's device "
                            f"is {device}. Use quantization=none on the CPU.")
-    dtype = _weights_dtype(cfg, quant, device)
+    dtype = weights_dtype(cfg, quant, device)
     if cfg.name_or_path is None:
         if not cfg.init:
             raise ValueError("model: set model.name_or_path (hub id or directory) or model.init (a config)")
@@ -123,12 +123,24 @@ def load_base_model(cfg: ModelConfig, quant: QuantizationConfig, device: torch.d
     return model
 
 
-def _weights_dtype(cfg: ModelConfig, quant: QuantizationConfig, device: torch.device) -> torch.dtype:
+def weights_dtype(cfg: ModelConfig, quant: QuantizationConfig, device: torch.device) -> torch.dtype:
+    """The dtype of the weights that are not quantised: model.dtype, or with `auto` float32 on the CPU and the
+    compute dtype on a GPU."""
     if cfg.dtype != "auto":
         return torch_dtype(cfg.dtype)
     if device.type != "cuda":
         return torch.float32
     return torch_dtype(quant.compute_dtype)
+
+
+def autocast_dtype(cfg: ModelConfig, quant: QuantizationConfig, device: torch.device) -> str | None:
+    """The training's mixed-precision dtype (float16 | bfloat16), or None for none: a quantised model computes in
+    quantization.compute_dtype; a plain one in its own weights' dtype, so bfloat16 weights never run under float16
+    autocast. None on the CPU and for float32 weights."""
+    if device.type != "cuda":
+        return None
+    dtype = torch_dtype(quant.compute_dtype) if quant.mode != QuantMode.none else weights_dtype(cfg, quant, device)
+    return {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(dtype)
 
 
 def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpointing: bool):

@@ -18,13 +18,14 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches
-from experiments.config import ExperimentConfig, QuantMode, TrainingConfig
+from experiments.config import ExperimentConfig, TrainingConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared
 from experiments.distributed import dist_context, gather_to_main, run_on_main
 from experiments.modeling import (
     add_lora,
     attend_causally_without_padding_mask,
+    autocast_dtype,
     compile_blocks,
     load_base_model,
     load_tokenizer,
@@ -172,9 +173,7 @@ def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.de
                        accumulation_steps: int, world_size: int = 1) -> TrainingArguments:
     t = cfg.training
     on_gpu = device.type == "cuda"
-    half = cfg.quantization.compute_dtype if (on_gpu and (cfg.quantization.mode != QuantMode.none or
-                                                          cfg.model.dtype in ("auto", "float16", "bfloat16"))) \
-        else None
+    half = autocast_dtype(cfg.model, cfg.quantization, device)
     args = TrainingArguments(
         output_dir=str(output_dir),
         per_device_train_batch_size=1,  # each item is a planned micro-batch
