@@ -5,7 +5,8 @@
 
 Training throughput is the train stage's median tokens/s over its logging windows (the first, warm-up window
 left out); every run must land in MLflow exactly once, with each logging step recorded once.
-NVLink multicast stays off (NCCL_NVLS_ENABLE=0 and friends), as the device machines require.
+NVLink multicast stays off (NCCL_NVLS_ENABLE=0 and friends), as the device machines require. The runs read the
+bundled sample (the preset's Hub data is out of reach there); pass data=... overrides to use other data.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+OFFLINE_DATA = ("data=sample", "data_size.train=null", "data_size.val=null", "data_size.test=null")
 NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 
 
@@ -90,7 +92,8 @@ def main() -> None:
     args = parser.parse_args()
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    overrides = [f"experiment={args.preset}", f"outputs_dir={args.out_dir}", *args.overrides]
+    # The device machines reach no Hub: the bundled sample, all of it, unless the overrides say otherwise.
+    overrides = [f"experiment={args.preset}", f"outputs_dir={args.out_dir}", *OFFLINE_DATA, *args.overrides]
     if args.model:
         overrides.append(f"model.name_or_path={args.model}")
     rows = []
