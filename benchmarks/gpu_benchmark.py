@@ -39,7 +39,7 @@ from experiments.batching import PlannedBatchCollator
 from experiments.config import DataConfig, ExperimentConfig, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
-from experiments.infer import generate_sql
+from experiments.decoding.generate import generate_sql
 from experiments.modeling import (
     add_lora,
     autocast_dtype,
