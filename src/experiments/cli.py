@@ -56,11 +56,7 @@ def _main(dict_cfg: DictConfig) -> float | None:
         # already say FAILED; the sweep's parent run ends FAILED and lists it.
         log.exception("sweep job %s failed; going on with the sweep", hydra_cfg.job.num)
         return None
-    accuracy = broadcast_from_main(ctx, summary["stages"].get("eval", {}).get("execution_accuracy"))
-    log.info("run directory: %s", summary["run_dir"])
-    if accuracy is not None:
-        log.info("execution accuracy: %.4f", accuracy)
-    return accuracy
+    return broadcast_from_main(ctx, summary["stages"].get("eval", {}).get("execution_accuracy"))
 
 
 def _interrupt(signum: int, frame: object) -> None:

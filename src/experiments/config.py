@@ -36,6 +36,12 @@ class LossOn(str, Enum):
     completion = "completion"
 
 
+class BestBy(str, Enum):
+    execution_accuracy = "execution_accuracy"
+    eval_loss = "eval_loss"
+    last = "last"
+
+
 class Stage(str, Enum):
     prepare = "prepare"
     train = "train"
@@ -118,6 +124,13 @@ class TrainingConfig:
     save_total_limit: int = 2
     gradient_checkpointing: bool = True
     loss_on: LossOn = LossOn.all
+    # At each evaluation, also generate SQL for the first N val examples (id order; null = all, 0 = none) and score
+    # it by execution: val_execution_accuracy, val_logical_form_accuracy, val_valid_sql_rate beside eval_loss.
+    eval_generate_examples: int | None = 200
+    # The run's adapter/ is the best evaluation by this measure (execution_accuracy falls back to last when the run
+    # has no val examples); early_stopping_patience stops after that many evaluations without improvement.
+    best_by: BestBy = BestBy.execution_accuracy
+    early_stopping_patience: int | None = None
     seed: int = 42
     resume: bool = False
     # Fast paths (same maths as per_device_batch_size x gradient_accumulation_steps, less overhead):
@@ -289,6 +302,16 @@ def check_values(cfg: ExperimentConfig) -> None:
                           "train; set num_epochs > 0, or max_steps > 0 (which overrides num_epochs)")
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"training.warmup_ratio={t.warmup_ratio}: must be in [0, 1) (a fraction of the steps)")
+    if t.eval_generate_examples is not None and t.eval_generate_examples < 0:
+        raise ConfigError(f"training.eval_generate_examples={t.eval_generate_examples}: must be >= 0 (0 = no SQL "
+                          "generated at evaluations), or null for all val examples")
+    if t.best_by == BestBy.execution_accuracy and t.eval_generate_examples == 0:
+        raise ConfigError("training.best_by=execution_accuracy needs SQL generated at evaluations: set "
+                          "training.eval_generate_examples > 0 (or null), or training.best_by=eval_loss|last")
+    _positive("training.early_stopping_patience", t.early_stopping_patience, allow_none=True)
+    if t.early_stopping_patience is not None and t.best_by == BestBy.last:
+        raise ConfigError("training.early_stopping_patience needs a measure to improve: set training.best_by="
+                          "execution_accuracy or eval_loss")
     if cfg.zero_shot and cfg.adapter:
         raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
     if Stage.train in cfg.stages:

@@ -202,7 +202,8 @@ def attend_causally_without_padding_mask(model) -> torch.utils.hooks.RemovableHa
     which pads on the left)."""
 
     def drop_mask(module, args, kwargs):
-        kwargs.pop("attention_mask", None)
+        if module.training:  # training batches only: evaluation and generation keep their masks
+            kwargs.pop("attention_mask", None)
         return args, kwargs
 
     return model.register_forward_pre_hook(drop_mask, with_kwargs=True)

@@ -54,6 +54,11 @@ class RunFiles:
         return self.root / "checkpoints"
 
     @property
+    def best_adapter_dir(self) -> Path:
+        """The best evaluation's adapter so far (training.best_by), with best.json saying which step and score."""
+        return self.checkpoints_dir / "best"
+
+    @property
     def predictions(self) -> Path:
         return self.root / "predictions.jsonl"
 

@@ -21,7 +21,7 @@ from experiments.data.jsonl import write_json
 from experiments.distributed import DistContext, dist_context, run_on_main
 from experiments.paths import RunFiles
 from experiments.prompt import PROMPT_VERSION
-from experiments.tracking import NullTracker, flatten, git_commit, open_tracker
+from experiments.tracking import NullTracker, flatten, git_commit, open_tracker, ui_command
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,34 @@ def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, 
             tracker.log_artifact(files.run_summary)
         tracker.finish(status)
         release_memory()
+    if ctx.is_main:
+        for line in headline_lines(summary, files, tracker):
+            log.info(line)
     return summary
+
+
+def headline_lines(summary: dict[str, Any], files: RunFiles, tracker) -> list[str]:
+    """What a finished run prints last: the headline metrics with their 95% intervals, where the report is, and
+    how to see the run in MLflow."""
+    lines = ["run finished"]
+    scores = summary["stages"].get("eval", {})
+    n = scores.get("n")
+    for key, label in (("execution_accuracy", "execution accuracy"), ("logical_form_accuracy", "logical-form acc.")):
+        if key in scores:
+            lines.append(f"  {label:<20} {scores[key]:.4f}  (95% CI {scores.get(f'{key}_ci_low', 0):.3f}-"
+                         f"{scores.get(f'{key}_ci_high', 0):.3f}, n={n})")
+    if "valid_sql_rate" in scores:
+        lines.append(f"  {'valid SQL rate':<20} {scores['valid_sql_rate']:.4f}")
+    train = summary["stages"].get("train", {})
+    if train.get("best_step") is not None:
+        lines.append(f"  {'adapter':<20} step {train['best_step']} of {train['global_steps']}, the best by "
+                     f"{train['best_by']} on val ({train['best_score']:.4f})")
+    lines.append(f"  {'run directory':<20} {files.root}")
+    if files.report_html.is_file():
+        lines.append(f"  {'report':<20} {files.report_html}")
+    if tracker.run_id:
+        lines.append(f"  {'MLflow run':<20} {tracker.run_id}  ({ui_command(tracker.uri)})")
+    return lines
 
 
 # Stages that only rank 0 runs in a data-parallel job; train and infer run on every rank.

@@ -69,6 +69,13 @@ def numeric_metrics(values: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))}
 
 
+def ui_command(uri: str) -> str:
+    """The command that shows this store's runs: `mlflow ui` for a local store, the server's address otherwise."""
+    if uri.startswith(("http://", "https://")):
+        return uri
+    return f"mlflow ui --backend-store-uri {uri}"
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -81,6 +88,7 @@ class NullTracker:
     """tracking=none: every call is a no-op."""
 
     run_id: str | None = None
+    uri: str | None = None
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
@@ -96,6 +104,7 @@ class MlflowTracker:
                  parent_run_id: str | None = None):
         from mlflow.tracking import MlflowClient
 
+        self.uri = uri
         self.client = MlflowClient(tracking_uri=uri)
         experiment_id = ensure_experiment(self.client, experiment_name)
         all_tags = dict(tags)

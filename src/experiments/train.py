@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches
-from experiments.config import ExperimentConfig, TrainingConfig
+from experiments.config import BestBy, ExperimentConfig, TrainingConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared
 from experiments.distributed import dist_context, gather_to_main, run_on_main
@@ -34,6 +35,7 @@ from experiments.modeling import (
 )
 from experiments.paths import RunFiles
 from experiments.tokenization import TokenizedExample, encode_example
+from experiments.validation import BestCheckpoint, EvaluateAtTheEnd, ValidationScorer
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,37 @@ class ThroughputCallback(TrainerCallback):
             self.losses.append(float(logs["loss"]))
 
 
+class Text2SqlTrainer(Trainer):
+    """The HF Trainer plus, at each evaluation, execution accuracy on the val examples (validation.ValidationScorer)
+    and the best checkpoint by training.best_by (validation.BestCheckpoint), with early stopping."""
+
+    def __init__(self, *args, scorer: ValidationScorer | None, best: BestCheckpoint, is_main: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scorer, self.best, self.is_main = scorer, best, is_main
+        self.validation_seconds = 0.0
+        self.evaluations = 0
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)  # eval_loss, logged
+        self.evaluations += 1
+        if self.scorer is not None:
+            scores = self.scorer(self.model)
+            self.validation_seconds += scores["val_generation_seconds"]
+            self.log(scores)  # a log entry beside eval_loss's: trainer_state.json and the tracker get the curves
+            metrics.update(scores)
+            log.info("step %d: val execution accuracy %.3f, valid SQL %.3f (%d examples, %.1f s)",
+                     self.state.global_step, scores["val_execution_accuracy"], scores["val_valid_sql_rate"],
+                     scores["val_generated_examples"], scores["val_generation_seconds"])
+        if self.best.consider(self.state.global_step, metrics, lambda d: self.model.save_pretrained(str(d)),
+                              self.is_main):
+            log.info("step %d: best so far by %s", self.state.global_step, self.best.best_by.value)
+        if self.best.should_stop():
+            log.info("early stopping: %d evaluations without improvement by %s", self.best.evaluations_since_best,
+                     self.best.best_by.value)
+            self.control.should_training_stop = True
+        return metrics
+
+
 def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.device, has_eval: bool,
                        accumulation_steps: int, world_size: int = 1) -> TrainingArguments:
     t = cfg.training
@@ -253,14 +286,21 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     apply_fast_paths(model, t)
 
     throughput = ThroughputCallback()
-    trainer = Trainer(
+    generate = val_set is not None and t.eval_generate_examples != 0
+    best_by = t.best_by if val_set is not None else BestBy.last
+    if best_by != t.best_by:
+        log.info("training.best_by=%s but this run has no val examples: adapter/ is the last step's", t.best_by.value)
+    trainer = Text2SqlTrainer(
         model=model,
         args=training_arguments(cfg, files.checkpoints_dir, device, val_set is not None, accumulation,
                                 ctx.world_size),
         train_dataset=train_set,
         eval_dataset=val_set,
         data_collator=PlannedBatchCollator(tokenizer.pad_token_id),
-        callbacks=[throughput, ReplanEachEpoch(train_set), *callbacks],
+        callbacks=[throughput, ReplanEachEpoch(train_set), EvaluateAtTheEnd(), *callbacks],
+        scorer=ValidationScorer(cfg, files, tokenizer, device, ctx) if generate else None,
+        best=BestCheckpoint(best_by, t.early_stopping_patience, files.best_adapter_dir, t.resume),
+        is_main=ctx.is_main,
     )
     resume_from = last_checkpoint(files.checkpoints_dir) if cfg.training.resume else None
     if cfg.training.resume and resume_from is None:
@@ -285,13 +325,25 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "tokens_per_s": tokens_this_session / seconds if seconds else None,
         # median over logging windows after the first (warm-up), all ranks together
         "tokens_per_s_median": statistics.median(throughput.rates[1:]) if len(throughput.rates) > 1 else None,
+        "evaluations": trainer.evaluations, "validation_seconds": trainer.validation_seconds,
+        "stopped_early": trainer.best.should_stop(), **trainer.best.summary(),
     }
+    if trainer.best.best is not None:
+        trainer.state.best_metric = trainer.best.best.score
+        trainer.state.best_global_step = trainer.best.best.step
     if torch.cuda.is_available():
         summary["peak_memory_gib"] = max(peaks or [0.0])
         summary.update({f"peak_memory_gib_rank{rank}": peak for rank, peak in enumerate(peaks)})
 
     def save() -> None:
-        model.save_pretrained(str(files.adapter_dir))
+        if files.adapter_dir.exists():
+            shutil.rmtree(files.adapter_dir)
+        if trainer.best.best is not None:  # the best evaluation's adapter, not the last step's
+            shutil.copytree(files.best_adapter_dir, files.adapter_dir, ignore=shutil.ignore_patterns("best.json"))
+            log.info("adapter/: step %d's, the best by %s (%.4f)", trainer.best.best.step, trainer.best.best_by.value,
+                     trainer.best.best.score)
+        else:
+            model.save_pretrained(str(files.adapter_dir))
         tokenizer.save_pretrained(str(files.adapter_dir))
         trainer.state.save_to_json(str(files.trainer_state))
         write_json(files.train_summary, summary)
