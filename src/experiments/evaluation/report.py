@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.analysis.stats import format_interval
+from experiments.data.jsonl import write_text
 from experiments.evaluation.categories import CATEGORIES, CORRECT
 
 EXAMPLES_PER_CATEGORY = 3
@@ -45,6 +46,7 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
     extra = " |" if headline else ""
     lines = [
         "# Evaluation report", "",
+        *[line for warning in metrics.get("warnings", ()) for line in (f"> **WARNING**: {_text(warning)}", "")],
         "| metric | value | 95% interval |" if headline else "| metric | value |",
         "| --- | --- | --- |" if headline else "| --- | --- |",
         metric_row("execution accuracy", "execution_accuracy"),
@@ -159,4 +161,4 @@ def _code_cell(sql: str | None) -> str:
 
 def write_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]], path: Path,
                  analysis: Mapping[str, Any] | None = None) -> None:
-    Path(path).write_text(render_report(metrics, results, analysis), encoding="utf-8")
+    write_text(Path(path), render_report(metrics, results, analysis))
