@@ -11,6 +11,7 @@ import pytest
 
 from experiments.data.model import Example, Query, Table
 from experiments.evaluation import EvalError, SafeExecutor, evaluate, materialize_tables, sqlite_table_name
+from experiments.evaluation.sqlite_sandbox import Sandbox
 
 TABLE = Table(
     id="1-10015132-11",
@@ -144,10 +145,13 @@ def test_executor_refuses_everything_but_reading_the_table(db: Path, sql: str) -
 
 def test_connection_is_read_only_even_without_the_authorizer(db: Path) -> None:
     before = snapshot(db)
-    with SafeExecutor(db) as executor:
-        executor._conn.set_authorizer(None)
-        with pytest.raises(EvalError, match="readonly"):
-            executor.execute(f'DELETE FROM "{NAME}"', NAME)
+    sandbox = Sandbox(db.resolve().as_uri() + "?mode=ro", timeout_s=1.0, max_rows=10, max_result_bytes=10_000)
+    try:
+        sandbox._conn.set_authorizer(None)
+        kind, message = sandbox.run(f'DELETE FROM "{NAME}"', NAME)
+    finally:
+        sandbox.close()
+    assert kind == "sqlite_error" and "readonly" in str(message)
     assert snapshot(db) == before
 
 

@@ -28,8 +28,9 @@ def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
         raise FileNotFoundError(f"{predictions_path}: no predictions to score; run the infer stage or pass "
                                 "eval.predictions=FILE (JSONL of {\"id\", \"sql\"})")
     examples = [p.example for p in test]
-    metrics = evaluate(examples, tables, read_predictions(predictions_path), files.tables_sqlite,
-                       files.root, timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
+    predictions = read_predictions(predictions_path, expected_ids={e.id for e in examples})  # fails before work
+    metrics = evaluate(examples, tables, predictions, files.tables_sqlite, files.root,
+                       timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
     trainer_state = files.trainer_state if files.trainer_state.is_file() else None
     written = write_run_analysis(files.root, metrics, read_results(files.results), examples, tables, trainer_state)
     return {"metrics": metrics, "results": files.results, **written}
