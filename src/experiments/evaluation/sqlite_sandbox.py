@@ -112,8 +112,9 @@ class Sandbox:
             return answer
         except sqlite3.Error as error:
             return "sqlite_error", str(error) or type(error).__name__
-        except MemoryError:
-            return "memory_limit", "out of memory while running the query"
+        except MemoryError:  # SQLite's heap cap (it reports SQLITE_NOMEM) or the worker's address space
+            return "memory_limit", f"out of memory: the query needed more than the {HEAP_LIMIT_BYTES >> 20} MiB " \
+                                   "SQLite may use"
         except Exception as error:  # e.g. ValueError for a NUL character, OverflowError
             return "error", f"{type(error).__name__}: {error}"
         finally:
