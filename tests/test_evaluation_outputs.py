@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.analysis.run_report import read_results, write_run_analysis
+from experiments.data.jsonl import write_jsonl
 from experiments.data.model import DataError, Example, Query, Table
 from experiments.evaluation import evaluate, read_predictions
 from experiments.prompt import render_sql
@@ -161,3 +163,41 @@ def test_duplicate_example_ids_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="test-0"):
         evaluate([EXAMPLES[0], EXAMPLES[0]], {TABLE.id: TABLE}, {}, tmp_path / "db.sqlite", tmp_path / "out",
                  progress=False)
+
+
+def test_lone_surrogates_from_a_table_and_a_prediction_survive_every_output(tmp_path: Path) -> None:
+    table = Table(id="1-2-3", header=("Name\udc80", "Score"), types=("text", "real"),
+                  rows=(("caf\ud800", 1), ("plain", 2)))
+    examples = [Example("test-0", table.id, "Score of caf\ud800?", Query(1, 0, ((0, 0, "caf\ud800"),))),
+                Example("test-1", table.id, "Score of plain\udfff?", Query(1, 0, ((0, 0, "plain"),)))]
+    predictions = {"test-0": render_sql(examples[0].query, table),  # right: the surrogate matches the table's
+                   "test-1": "SELECT \"Score\" FROM t WHERE \"Name\udc80\" = 'caf\ud800' -- \udfff"}  # wrong row
+    metrics = evaluate(examples, {table.id: table}, predictions, tmp_path / "db.sqlite", tmp_path, progress=False)
+    assert metrics["categories"]["correct"] == 1 and metrics["categories"]["wrong_where"] == 1
+    results = read_results(tmp_path / "results.jsonl")
+    assert results[1]["pred_sql"] == predictions["test-1"]  # kept exactly, escaped in the JSON
+    write_run_analysis(tmp_path, metrics, results, examples, {table.id: table})
+    for name in ("results.jsonl", "metrics.json", "report.md", "report.html", "analysis.json",
+                 "official_source.jsonl", "official_predictions.jsonl", "official_tables.jsonl"):
+        text = (tmp_path / name).read_bytes().decode("utf-8")  # valid UTF-8, or this raises
+        if name.endswith(".jsonl"):
+            [json.loads(line) for line in text.splitlines()]
+        elif name.endswith(".json"):
+            json.loads(text)
+    for report in ("report.md", "report.html"):  # shown as escapes, not lost
+        text = (tmp_path / report).read_text()
+        assert "Score of plain\\udfff?" in text and "caf\\ud800" in text and "-- \\udfff" in text
+
+
+def test_a_crash_while_writing_leaves_the_previous_file_whole(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    write_jsonl(path, [{"id": "old"}])
+
+    def rows():
+        yield {"id": "new"}
+        raise RuntimeError("crash mid-file")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, rows())
+    assert path.read_text() == '{"id": "old"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temp file left either
