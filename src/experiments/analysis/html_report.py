@@ -85,7 +85,8 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     parts.append(_table(("", "value"), extra, numeric=(1,)))
     parts.append('<p class="note">Execution accuracy: predicted and gold SQL return the same rows on the '
                  "question's table. Logical-form accuracy: WikiSQL's official metric. Valid SQL rate: share of "
-                 "examples whose prediction ran. Intervals: 95% Wilson score intervals.</p>")
+                 "examples whose prediction ran. timeout, too_many_rows, memory_limit: the prediction passed the time "
+                 "limit, the row cap or the memory cap. Intervals: 95% Wilson score intervals.</p>")
 
     parts.append("<h2>Categories</h2>")
     category_rows = [(name, v["count"], f"{v['share']:.1%}") for name, v in analysis["categories"].items()

@@ -60,7 +60,9 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
         "(order-insensitive; text case-insensitive; numbers numerically). Logical-form accuracy: WikiSQL's "
         "official metric (same column, aggregation and set of conditions). Valid SQL rate: share of examples "
         "whose prediction ran without error (a missing prediction counts as invalid). `gold_error`: the gold "
-        "SQL failed or returned nothing, so the example cannot be execution-matched; it still counts in n.",
+        "SQL failed or returned nothing, so the example cannot be execution-matched; it still counts in n. "
+        "`timeout`, `too_many_rows`, `memory_limit`: the prediction ran past the time limit, returned more rows "
+        "than the row cap, or its result (or SQLite's working memory) passed the memory cap; its error says which.",
         *(["", "95% intervals: Wilson score intervals; on a few hundred examples a difference of a few points "
            "between two runs can be noise (compare runs scored on the same examples with McNemar's test)."]
           if headline else []),
