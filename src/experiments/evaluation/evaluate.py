@@ -1,7 +1,8 @@
 """Score predictions: execution match, logical-form match and a failure category for every example.
 
-One read-only connection per evaluation, tables materialised once, each gold query run once; a
-prediction that fails in any way is recorded on its example and never stops the run.
+Tables materialised once, each gold query run once, every query in one SQL worker process (executor.py),
+64 examples' queries per round trip to it; a prediction that fails in any way is recorded on its example and
+never stops the run. Every output is written atomically and survives any text (data/jsonl.py).
 """
 
 from __future__ import annotations
