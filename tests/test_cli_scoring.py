@@ -68,3 +68,14 @@ def test_unreachable_tracking_server_fails_at_start_naming_the_uri(tmp_path):
     assert result.returncode != 0
     assert "http://127.0.0.1:9" in result.stderr and "unreachable" in result.stderr
     assert not (tmp_path / "run" / "data").exists()  # nothing ran
+
+
+def test_predictions_for_other_ids_fail_naming_the_file_instead_of_scoring_zero(tmp_path, release_dir):
+    predictions = tmp_path / "dev_preds.jsonl"
+    predictions.write_text('{"id": "dev-0", "sql": "SELECT 1"}\n{"id": "dev-1", "sql": null}\n')
+    result = run_cli("stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
+                     f"data.path={release_dir}", "tracking=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"{predictions}: none of its 2 prediction ids is one of the 4 test example ids" in result.stderr
+    assert "'test-0'" in result.stderr and "'dev-0'" in result.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
