@@ -220,9 +220,10 @@ def test_limits_that_would_switch_a_guard_off_are_refused(db: Path, tmp_path: Pa
 
 
 STUCK_IN_A_QUERY = """
-import sys
+import signal, sys
 from pathlib import Path
 from experiments.evaluation import SafeExecutor
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started where SIGINT is ignored
 with SafeExecutor(Path(sys.argv[1]), timeout_s=600) as executor:
     print("running", flush=True)
     executor.execute(sys.argv[2], sys.argv[3])

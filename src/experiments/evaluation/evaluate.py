@@ -104,8 +104,8 @@ def no_match_message(prediction_ids: Collection[str], expected_ids: Collection[s
     if not prediction_ids:
         return f"no predictions (the test split has {len(expected_ids)} examples)"
     return (f"none of its {len(prediction_ids)} prediction ids is one of the {len(expected_ids)} test example ids "
-            f"(expected e.g. {_sample(expected_ids)}, got e.g. {_sample(prediction_ids)}); were the predictions "
-            "made for another split or data selection?")
+            f"(expected e.g. {_sample(sorted(expected_ids))}, got e.g. {_sample(prediction_ids)}); were the "
+            "predictions made for another split or data selection?")
 
 
 def _sample(ids: Collection[str], k: int = 3) -> str:
