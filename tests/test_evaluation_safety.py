@@ -190,7 +190,7 @@ def test_a_query_sqlite_cannot_interrupt_is_killed_and_the_next_one_runs(db: Pat
     with SafeExecutor(db, timeout_s=0.5) as executor:
         start = time.perf_counter()
         answers = executor.execute_many([(STUCK, NAME), (f'SELECT "No." FROM "{NAME}" WHERE rowid = 1', NAME)])
-        assert time.perf_counter() - start < 2.0  # killed 0.5 s past the limit, then a fresh worker answers
+        assert time.perf_counter() - start < 3.0  # killed 0.5 s past the limit (1 s), then a fresh worker answers
         assert executor.restarts == 1
     assert isinstance(answers[0], EvalError) and answers[0].category == "timeout"
     assert answers[1] == [(21.0,)]
