@@ -12,7 +12,8 @@ Guards, on one connection opened once per worker:
   everything else, ATTACH/DETACH and PRAGMA included, is refused while the statement is being prepared;
 - SQLite's own limits: strings and blobs (so `replace()` chains fail fast), SQL length, LIKE/GLOB pattern
   length (a long pattern takes O(pattern x text) time in one call), no attached databases;
-- a progress handler interrupts a statement past its time limit (endless recursive CTEs, huge cross joins);
+- a progress handler interrupts a statement past its time limit (endless recursive CTEs, huge cross joins),
+  and one that finishes past it (a long call, then too few steps for the handler) counts as past it too;
 - memory: SQLite's heap is capped and temporary tables live in it (nothing written to disk), the process's
   address space is capped, and a result may hold at most `max_rows` rows and `max_result_bytes` bytes,
   counted while fetching;
@@ -20,8 +21,8 @@ Guards, on one connection opened once per worker:
 
 Protocol: the parent writes a list of `(sql, table_name)` queries; the worker answers each in turn with
 `("rows", rows)` or `(kind, message)`, kind one of REFUSALS. Each message is a marshalled object behind its
-8-byte length.
-The worker ignores SIGINT (the parent decides) and exits when the parent closes the pipe or dies.
+8-byte length. The worker ignores SIGINT (the parent decides) and exits when the parent closes the pipe or
+dies (a thread watches for that, as SQLite releases the GIL while it works).
 """
 
 from __future__ import annotations
