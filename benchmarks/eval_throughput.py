@@ -17,6 +17,7 @@ from pathlib import Path
 
 from experiments.data.model import Example, Query, Table
 from experiments.evaluation.evaluate import evaluate
+from experiments.evaluation.sqlite_tables import materialize_tables
 from experiments.prompt import render_sql
 
 HEADER = ("Player", "No.", "Nationality", "Position", "Years in Toronto", "School/Club Team", "Height (ft)")
@@ -64,7 +65,7 @@ def measure(n: int = 1000) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "tables.sqlite"
         start = time.perf_counter()
-        evaluate(examples, tables, {}, db, Path(tmp) / "warmup", progress=False)  # materialise only
+        materialize_tables(tables.values(), db)
         materialise_s = time.perf_counter() - start
         start = time.perf_counter()
         metrics = evaluate(examples, tables, predictions, db, Path(tmp) / "out", progress=False)
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> None:
     result = measure(n)
     seconds, materialise_s = result["seconds"], result["materialise_s"]
     print(f"{n} predictions in {seconds:.2f} s: {n / seconds:,.0f} predictions/s "
-          f"(tables materialised once in {materialise_s:.2f} s, incl. scoring missing predictions); "
+          f"(tables materialised once in {materialise_s:.2f} s); "
           f"exec acc {result['execution_accuracy']:.3f}, LF acc {result['logical_form_accuracy']:.3f}")
 
 

@@ -89,3 +89,15 @@ def test_an_added_key_is_refused_like_a_typo(tmp_path):
     assert "config error: training.learnig_rate: not a config key; did you mean training.learning_rate?" in \
         result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "run" / "data").exists()
+
+
+def test_predictions_for_other_ids_fail_naming_the_file_instead_of_scoring_zero(tmp_path, release_dir):
+    predictions = tmp_path / "dev_preds.jsonl"
+    predictions.write_text('{"id": "dev-0", "sql": "SELECT 1"}\n{"id": "dev-1", "sql": null}\n')
+    result = run_cli("stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
+                     f"data.path={release_dir}", "data_size.train=null", "data_size.val=null", "data_size.test=null",
+                     "tracking=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"{predictions}: none of its 2 prediction ids is one of the 4 test example ids" in result.stderr
+    assert "'test-0'" in result.stderr and "'dev-0'" in result.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.analysis.run_report import read_results, write_run_analysis
+from experiments.data.jsonl import write_jsonl
 from experiments.data.model import DataError, Example, Query, Table
 from experiments.evaluation import evaluate, read_predictions
 from experiments.prompt import render_sql
@@ -98,11 +100,54 @@ def test_read_predictions(tmp_path: Path) -> None:
     assert read_predictions(path) == {"test-0": "SELECT 1", "test-1": ""}
 
 
+def test_null_sql_is_one_missing_prediction_not_an_abort(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"id": "test-0", "sql": null}\n{"id": "test-2", "sql": "SELECT Player FROM t"}\n')
+    predictions = read_predictions(path, expected_ids={e.id for e in EXAMPLES})
+    assert predictions == {"test-0": None, "test-2": "SELECT Player FROM t"}
+    metrics = evaluate(EXAMPLES, {TABLE.id: TABLE}, predictions, tmp_path / "db.sqlite", tmp_path / "out",
+                       progress=False)
+    assert metrics["categories"]["missing_prediction"] == 3
+    assert metrics["unknown_prediction_ids"] == 0 and metrics["warnings"] == []
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no predictions (the test split has 4 examples)"),
+    ('{"id": "dev-0", "sql": "SELECT 1"}\n{"id": "dev-1", "sql": null}\n',
+     "none of its 2 prediction ids is one of the 4 test example ids (expected e.g. 'test-0', 'test-1', 'test-2', "
+     "got e.g. 'dev-0', 'dev-1')"),
+])
+def test_predictions_that_match_no_test_example_fail_naming_the_file(tmp_path: Path, text: str,
+                                                                      message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(DataError) as raised:
+        read_predictions(path, expected_ids=[e.id for e in EXAMPLES])
+    assert str(raised.value).startswith(f"{path}: ")
+    assert message in str(raised.value)
+    with pytest.raises(ValueError, match="nothing to score"):
+        evaluate(EXAMPLES, {TABLE.id: TABLE}, read_predictions(path), tmp_path / "db.sqlite", tmp_path / "out",
+                 progress=False)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_unknown_prediction_ids_are_warned_about(tmp_path: Path, out: tuple[Path, dict],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    out_dir, metrics = out  # PREDICTIONS holds "ghost-7", which is no test example
+    assert metrics["unknown_prediction_ids"] == 1
+    assert metrics["warnings"] == ["1 of 4 predictions have ids that are not test examples and were ignored "
+                                   "(e.g. 'ghost-7'): they may have been made for another split or data selection"]
+    report = (out_dir / "report.md").read_text()
+    assert "> **WARNING**: 1 of 4 predictions have ids that are not test examples" in report
+    with caplog.at_level("WARNING"):
+        evaluate(EXAMPLES, {TABLE.id: TABLE}, PREDICTIONS, tmp_path / "db.sqlite", tmp_path / "again",
+                 progress=False)
+    assert "ghost-7" in caplog.text
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('{"id": "test-0", "sql": "SELECT 1"}\n{"id": "test-1", "sql": \n', "line 2: not valid JSON"),
     ('{"id": "test-0"}\n', "line 1: expected an object with keys 'id' and 'sql'"),
     ('["test-0", "SELECT 1"]\n', "line 1: expected an object"),
-    ('{"id": "test-0", "sql": null}\n', "line 1: 'sql' must be a string"),
+    ('{"id": "test-0", "sql": 42}\n', "line 1: 'sql' must be a string (or null: no prediction), not int"),
     ('{"id": "a", "sql": "x"}\n{"id": "b", "sql": "y"}\n{"id": "a", "sql": "z"}\n',
      "line 3: duplicate id 'a' (first seen on line 1)"),
 ])
@@ -118,3 +163,41 @@ def test_duplicate_example_ids_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="test-0"):
         evaluate([EXAMPLES[0], EXAMPLES[0]], {TABLE.id: TABLE}, {}, tmp_path / "db.sqlite", tmp_path / "out",
                  progress=False)
+
+
+def test_lone_surrogates_from_a_table_and_a_prediction_survive_every_output(tmp_path: Path) -> None:
+    table = Table(id="1-2-3", header=("Name\udc80", "Score"), types=("text", "real"),
+                  rows=(("caf\ud800", 1), ("plain", 2)))
+    examples = [Example("test-0", table.id, "Score of caf\ud800?", Query(1, 0, ((0, 0, "caf\ud800"),))),
+                Example("test-1", table.id, "Score of plain\udfff?", Query(1, 0, ((0, 0, "plain"),)))]
+    predictions = {"test-0": render_sql(examples[0].query, table),  # right: the surrogate matches the table's
+                   "test-1": "SELECT \"Score\" FROM t WHERE \"Name\udc80\" = 'caf\ud800' -- \udfff"}  # wrong row
+    metrics = evaluate(examples, {table.id: table}, predictions, tmp_path / "db.sqlite", tmp_path, progress=False)
+    assert metrics["categories"]["correct"] == 1 and metrics["categories"]["wrong_where"] == 1
+    results = read_results(tmp_path / "results.jsonl")
+    assert results[1]["pred_sql"] == predictions["test-1"]  # kept exactly, escaped in the JSON
+    write_run_analysis(tmp_path, metrics, results, examples, {table.id: table})
+    for name in ("results.jsonl", "metrics.json", "report.md", "report.html", "analysis.json",
+                 "official_source.jsonl", "official_predictions.jsonl", "official_tables.jsonl"):
+        text = (tmp_path / name).read_bytes().decode("utf-8")  # valid UTF-8, or this raises
+        if name.endswith(".jsonl"):
+            [json.loads(line) for line in text.splitlines()]
+        elif name.endswith(".json"):
+            json.loads(text)
+    for report in ("report.md", "report.html"):  # shown as escapes, not lost
+        text = (tmp_path / report).read_text()
+        assert "Score of plain\\udfff?" in text and "caf\\ud800" in text and "-- \\udfff" in text
+
+
+def test_a_crash_while_writing_leaves_the_previous_file_whole(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    write_jsonl(path, [{"id": "old"}])
+
+    def rows():
+        yield {"id": "new"}
+        raise RuntimeError("crash mid-file")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, rows())
+    assert path.read_text() == '{"id": "old"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temp file left either

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from experiments.data.model import Example, Query, Table
 from experiments.evaluation import EvalError, SafeExecutor, evaluate, materialize_tables, sqlite_table_name
+from experiments.evaluation.sqlite_sandbox import Sandbox
 
 TABLE = Table(
     id="1-10015132-11",
@@ -144,10 +148,13 @@ def test_executor_refuses_everything_but_reading_the_table(db: Path, sql: str) -
 
 def test_connection_is_read_only_even_without_the_authorizer(db: Path) -> None:
     before = snapshot(db)
-    with SafeExecutor(db) as executor:
-        executor._conn.set_authorizer(None)
-        with pytest.raises(EvalError, match="readonly"):
-            executor.execute(f'DELETE FROM "{NAME}"', NAME)
+    sandbox = Sandbox(db.resolve().as_uri() + "?mode=ro", timeout_s=1.0, max_rows=10, max_result_bytes=10_000)
+    try:
+        sandbox._conn.set_authorizer(None)
+        kind, message = sandbox.run(f'DELETE FROM "{NAME}"', NAME)
+    finally:
+        sandbox.close()
+    assert kind == "sqlite_error" and "readonly" in str(message)
     assert snapshot(db) == before
 
 
@@ -157,3 +164,107 @@ def test_executor_caps_rows(db: Path) -> None:
         with pytest.raises(EvalError) as raised:
             executor.execute(f'SELECT * FROM "{NAME}"', NAME)
     assert raised.value.category == "too_many_rows"
+
+
+def built(char: str, tens: int, times: int = 1) -> str:
+    """SQL for `char * times * 10**tens`, built with replace() so that the SQL itself stays short."""
+    expr = f"'{char}'"
+    for _ in range(tens):
+        expr = f"replace({expr}, '{char}', '{char * 10}')"
+    return f"replace({expr}, '{char}', '{char * times}')" if times > 1 else expr
+
+
+TEXT_90K = built("a", 4, 9)
+GLOB_40K = f"SELECT count(*) FROM t WHERE {TEXT_90K} GLOB '*' || {built('a', 4, 4)} || 'b'"  # 6 s in one call
+STUCK = "SELECT " + " + ".join([f"length(ltrim({TEXT_90K}, {built('b', 3, 5)} || 'a'))"] * 10)  # ~1 s per call
+
+
+def test_the_issues_glob_pattern_is_a_timeout_within_two_seconds(db: Path, tmp_path: Path) -> None:
+    start = time.perf_counter()
+    metrics = evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: GLOB_40K}, db, tmp_path / "out", progress=False)
+    assert time.perf_counter() - start < 2.0
+    assert metrics["categories"]["timeout"] == 1
+
+
+def test_a_query_sqlite_cannot_interrupt_is_killed_and_the_next_one_runs(db: Path) -> None:
+    with SafeExecutor(db, timeout_s=0.5) as executor:
+        start = time.perf_counter()
+        answers = executor.execute_many([(STUCK, NAME), (f'SELECT "No." FROM "{NAME}" WHERE rowid = 1', NAME)])
+        assert time.perf_counter() - start < 3.0  # killed 0.5 s past the limit (1 s), then a fresh worker answers
+        assert executor.restarts == 1
+    assert isinstance(answers[0], EvalError) and answers[0].category == "timeout"
+    assert answers[1] == [(21.0,)]
+
+
+def test_result_bytes_are_capped_not_only_rows(db: Path) -> None:
+    with SafeExecutor(db, max_result_bytes=500_000) as executor:
+        with pytest.raises(EvalError) as raised:
+            executor.execute(f'SELECT {TEXT_90K} FROM "{NAME}"', NAME)  # 6 rows of 90 KB: under max_rows
+        assert len(executor.execute(f"SELECT {built('a', 4)} FROM \"{NAME}\"", NAME)) == 6  # 6 x 10 KB
+    assert raised.value.category == "memory_limit"
+    assert "500,000 bytes" in str(raised.value)
+
+
+@pytest.mark.parametrize(("kwargs", "key"), [
+    ({"timeout_s": 0}, "eval.timeout_s"), ({"timeout_s": -1}, "eval.timeout_s"),
+    ({"timeout_s": float("inf")}, "eval.timeout_s"), ({"max_rows": 0}, "eval.max_rows"),
+    ({"max_rows": -5}, "eval.max_rows"),
+])
+def test_limits_that_would_switch_a_guard_off_are_refused(db: Path, tmp_path: Path, kwargs: dict, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        SafeExecutor(db, **kwargs)
+    with pytest.raises(ValueError, match=key):
+        evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: "SELECT 1"}, db, tmp_path / "out", progress=False,
+                 **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+STUCK_IN_A_QUERY = """
+import signal, sys
+from pathlib import Path
+from experiments.evaluation import SafeExecutor
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started where SIGINT is ignored
+with SafeExecutor(Path(sys.argv[1]), timeout_s=600) as executor:
+    print("running", flush=True)
+    executor.execute(sys.argv[2], sys.argv[3])
+"""
+
+
+def children(pid: int) -> set[int]:
+    return {int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()}
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"  # zombies are gone too
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc to find the worker")
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_a_stuck_query_neither_holds_ctrl_c_nor_outlives_its_parent(db: Path, signal_name: str) -> None:
+    parent = subprocess.Popen([sys.executable, "-c", STUCK_IN_A_QUERY, str(db), STUCK, NAME],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline() == "running\n"
+        assert wait_until(lambda: children(parent.pid), 10)
+        (worker,) = children(parent.pid)
+        time.sleep(0.3)  # inside the uninterruptible call
+        parent.send_signal(getattr(signal, signal_name))
+        parent.wait(timeout=5)  # SIGINT: KeyboardInterrupt at once, not after the query
+        assert wait_until(lambda: not alive(worker), 5)  # SIGKILL: the worker notices its parent is gone
+    finally:
+        parent.kill()
+        parent.wait()
+    if signal_name == "SIGINT":
+        assert "KeyboardInterrupt" in parent.stderr.read()

@@ -20,16 +20,17 @@ from experiments.paths import RunFiles
 def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
     files = RunFiles(run_dir)
     test = read_prepared(files.split("test"))
-    tables = read_tables(files.tables_jsonl)
-    if not files.tables_sqlite.is_file():
-        materialize_tables(tables.values(), files.tables_sqlite)
+    examples = [p.example for p in test]
     predictions_path = Path(cfg.eval.predictions).expanduser() if cfg.eval.predictions else files.predictions
     if not predictions_path.is_file():
         raise FileNotFoundError(f"{predictions_path}: no predictions to score; run the infer stage or pass "
                                 "eval.predictions=FILE (JSONL of {\"id\", \"sql\"})")
-    examples = [p.example for p in test]
-    metrics = evaluate(examples, tables, read_predictions(predictions_path), files.tables_sqlite,
-                       files.root, timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
+    predictions = read_predictions(predictions_path, expected_ids={e.id for e in examples})  # fails before work
+    tables = read_tables(files.tables_jsonl)
+    if not files.tables_sqlite.is_file():
+        materialize_tables(tables.values(), files.tables_sqlite)
+    metrics = evaluate(examples, tables, predictions, files.tables_sqlite, files.root,
+                       timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
     trainer_state = files.trainer_state if files.trainer_state.is_file() else None
     written = write_run_analysis(files.root, metrics, read_results(files.results), examples, tables, trainer_state)
     return {"metrics": metrics, "results": files.results, **written}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.data.jsonl import write_text
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -141,6 +143,6 @@ def write_document(doc: Document, out_dir: Path, stem: str) -> dict[str, Path]:
     """`<stem>.md` and `<stem>.html` in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / f"{stem}.md", "html": out_dir / f"{stem}.html"}
-    paths["md"].write_text(to_markdown(doc), encoding="utf-8")
-    paths["html"].write_text(to_html(doc), encoding="utf-8")
+    write_text(paths["md"], to_markdown(doc))
+    write_text(paths["html"], to_html(doc))
     return paths

@@ -14,6 +14,7 @@ from typing import Any
 
 from experiments.analysis.document import png_data_uri
 from experiments.analysis.stats import format_interval
+from experiments.data.jsonl import write_text
 
 LISTED = 50  # hallucinated-column and invalid-SQL rows shown; analysis.json has them all
 HEADLINE_LABELS = {"execution_accuracy": "execution accuracy", "logical_form_accuracy": "logical-form accuracy",
@@ -34,6 +35,7 @@ pre { background: #f7f7f7; padding: .5em; white-space: pre-wrap; word-break: bre
 .example { border-left: 3px solid #c33; padding: .2em 1em; margin: 1em 0; }
 .differed { color: #a00; }
 .note { color: #555; font-size: .9em; }
+.warning { border: 2px solid #c00; background: #fff0f0; padding: .5em 1em; margin: 1em 0; }
 figure { margin: 1em 0; }
 img { max-width: 100%; border: 1px solid #eee; }
 """
@@ -73,6 +75,7 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     """The page: headline with intervals, categories, breakdowns, confusion, figures, hallucinated columns,
     invalid SQL and examples of each failure."""
     parts = [f"<h1>{_e(title)}</h1>"]
+    parts += [f'<div class="warning"><b>WARNING:</b> {_e(warning)}</div>' for warning in metrics.get("warnings", ())]
     headline_rows = [(HEADLINE_LABELS.get(k, k), f"{v['value']:.4f}", format_interval(v),
                       f"{v['successes']} / {v['n']}") for k, v in analysis["headline"].items()]
     parts.append(_table(("metric", "value", "95% interval", "count"), headline_rows, numeric=(1,)))
@@ -82,7 +85,8 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     parts.append(_table(("", "value"), extra, numeric=(1,)))
     parts.append('<p class="note">Execution accuracy: predicted and gold SQL return the same rows on the '
                  "question's table. Logical-form accuracy: WikiSQL's official metric. Valid SQL rate: share of "
-                 "examples whose prediction ran. Intervals: 95% Wilson score intervals.</p>")
+                 "examples whose prediction ran. timeout, too_many_rows, memory_limit: the prediction passed the time "
+                 "limit, the row cap or the memory cap. Intervals: 95% Wilson score intervals.</p>")
 
     parts.append("<h2>Categories</h2>")
     category_rows = [(name, v["count"], f"{v['share']:.1%}") for name, v in analysis["categories"].items()
@@ -149,5 +153,5 @@ def _more(total: int) -> str:
 def write_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: Mapping[str, Path], path: Path,
                title: str = "Evaluation report") -> Path:
     path = Path(path)
-    path.write_text(render_html(metrics, analysis, plots, title), encoding="utf-8")
+    write_text(path, render_html(metrics, analysis, plots, title))
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,15 @@ LOSS_PNG = "loss_curves.png"
 
 
 def save_figure(figure: Figure, path: Path) -> Path:
-    """PNG through a bare Agg canvas."""
+    """PNG through a bare Agg canvas, written beside `path` and renamed over it (never half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(figure)
-    figure.savefig(path, format="png", dpi=110, bbox_inches="tight")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

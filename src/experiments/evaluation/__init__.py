@@ -1,7 +1,8 @@
 """Execution evaluation: materialise tables in SQLite, run untrusted SQL safely, score and report.
 
     materialize_tables(tables, run_dir / "data" / "tables.sqlite")        # once per run
-    metrics = evaluate(examples, tables, read_predictions(path), db_path, out_dir)
+    predictions = read_predictions(path, expected_ids={e.id for e in examples})   # no match: DataError
+    metrics = evaluate(examples, tables, predictions, db_path, out_dir)  # queries in a killable worker
 """
 
 from experiments.evaluation.categories import CATEGORIES, EvalError

@@ -14,6 +14,7 @@ WRONG_WHERE = "wrong_where"
 MISSING_OR_EXTRA_CONDITION = "missing_or_extra_condition"
 TIMEOUT = "timeout"
 TOO_MANY_ROWS = "too_many_rows"
+MEMORY_LIMIT = "memory_limit"  # the result's bytes, or SQLite's working memory, passed the cap
 FORBIDDEN_STATEMENT = "forbidden_statement"
 MISSING_PREDICTION = "missing_prediction"
 GOLD_ERROR = "gold_error"
@@ -21,7 +22,7 @@ OTHER = "other"
 
 CATEGORIES: tuple[str, ...] = (
     CORRECT, WRONG_SELECT_COLUMN, WRONG_AGGREGATION, WRONG_WHERE, MISSING_OR_EXTRA_CONDITION,
-    SYNTAX_ERROR, UNKNOWN_COLUMN, TIMEOUT, TOO_MANY_ROWS, FORBIDDEN_STATEMENT, MISSING_PREDICTION,
+    SYNTAX_ERROR, UNKNOWN_COLUMN, TIMEOUT, TOO_MANY_ROWS, MEMORY_LIMIT, FORBIDDEN_STATEMENT, MISSING_PREDICTION,
     GOLD_ERROR, OTHER,
 )
 
@@ -35,10 +36,13 @@ class EvalError(Exception):
 
 
 def classify_sqlite_error(message: str) -> str:
-    """Map an SQLite error message to a category (the authorizer's refusals read 'not authorized')."""
+    """Map an SQLite error message to a category (the authorizer's refusals read 'not authorized'; a LIKE/GLOB
+    pattern over the length limit is refused because matching it could run past the time limit)."""
     text = message.lower()
-    if "interrupted" in text:
+    if "interrupted" in text or "pattern too complex" in text:
         return TIMEOUT
+    if "out of memory" in text:
+        return MEMORY_LIMIT
     if any(word in text for word in ("not authorized", "prohibited", "one statement at a time", "readonly")):
         return FORBIDDEN_STATEMENT
     if "no such column" in text or "ambiguous column" in text:

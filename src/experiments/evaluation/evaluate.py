@@ -1,15 +1,17 @@
 """Score predictions: execution match, logical-form match and a failure category for every example.
 
-One read-only connection per evaluation, tables materialised once, each gold query run once; a
-prediction that fails in any way is recorded on its example and never stops the run.
+Tables materialised once, each gold query run once, every query in one SQL worker process (executor.py),
+64 examples' queries per round trip to it; a prediction that fails in any way is recorded on its example and
+never stops the run. Every output is written atomically and survives any text (data/jsonl.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 from sqlglot import exp
 from tqdm import tqdm
 
+from experiments.data.jsonl import write_json, write_jsonl
 from experiments.data.model import DataError, Example, Query, Table
 from experiments.evaluation.categories import (
     CATEGORIES,
@@ -27,7 +30,7 @@ from experiments.evaluation.categories import (
     EvalError,
     mismatch_category,
 )
-from experiments.evaluation.executor import SafeExecutor
+from experiments.evaluation.executor import MAX_RESULT_BYTES, Row, SafeExecutor, check_limits
 from experiments.evaluation.logical_form import column_index, logical_forms_match, parse_logical_form
 from experiments.evaluation.official import write_official_files
 from experiments.evaluation.report import write_report
@@ -38,12 +41,16 @@ from experiments.evaluation.sqlite_tables import (
     materialize_tables,
     sqlite_column_names,
     sqlite_table_name,
+    sqlite_text,
 )
 from experiments.prompt import render_sql
+
+log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
+BATCH = 64  # examples whose queries go to the SQL worker in one request (one round trip per batch)
 
 
 @dataclass
@@ -59,10 +66,14 @@ class ExampleResult:
     valid_sql: bool  # the prediction ran without error (what valid_sql_rate counts)
 
 
-def read_predictions(path: Path) -> dict[str, str]:
-    """`{"id", "sql"}` JSON lines -> {id: sql}; a malformed line or a repeated id is a DataError naming it."""
+def read_predictions(path: Path, expected_ids: Collection[str] | None = None) -> dict[str, str | None]:
+    """`{"id", "sql"}` JSON lines -> {id: sql}; `"sql": null` is a missing prediction for that id (None).
+
+    A malformed line or a repeated id is a DataError naming the file and line. With `expected_ids` (the test
+    examples' ids), a file of which no id is expected is a DataError too: scoring it would report a silent 0.0.
+    """
     path = Path(path)
-    predictions: dict[str, str] = {}
+    predictions: dict[str, str | None] = {}
     first_line: dict[str, int] = {}
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
@@ -75,14 +86,30 @@ def read_predictions(path: Path) -> dict[str, str]:
                 raise DataError(f"{where}: not valid JSON ({error.msg})") from None
             if not isinstance(obj, dict) or "id" not in obj or "sql" not in obj:
                 raise DataError(f"{where}: expected an object with keys 'id' and 'sql'")
-            if not isinstance(obj["sql"], str):
-                raise DataError(f"{where}: 'sql' must be a string, not {type(obj['sql']).__name__}")
+            if obj["sql"] is not None and not isinstance(obj["sql"], str):
+                raise DataError(f"{where}: 'sql' must be a string (or null: no prediction), "
+                                f"not {type(obj['sql']).__name__}")
             pid = str(obj["id"])
             if pid in first_line:
                 raise DataError(f"{where}: duplicate id {pid!r} (first seen on line {first_line[pid]})")
             first_line[pid] = number
             predictions[pid] = obj["sql"]
+    if expected_ids is not None and not any(pid in expected_ids for pid in predictions):
+        raise DataError(f"{path}: {no_match_message(predictions, expected_ids)}")
     return predictions
+
+
+def no_match_message(prediction_ids: Collection[str], expected_ids: Collection[str]) -> str:
+    """Why predictions that match no test example cannot be scored, with ids to compare."""
+    if not prediction_ids:
+        return f"no predictions (the test split has {len(expected_ids)} examples)"
+    return (f"none of its {len(prediction_ids)} prediction ids is one of the {len(expected_ids)} test example ids "
+            f"(expected e.g. {_sample(sorted(expected_ids))}, got e.g. {_sample(prediction_ids)}); were the "
+            "predictions made for another split or data selection?")
+
+
+def _sample(ids: Collection[str], k: int = 3) -> str:
+    return ", ".join(repr(i) for i in list(ids)[:k]) or "none"
 
 
 @dataclass(frozen=True)
@@ -95,6 +122,21 @@ class _TableInfo:
     index: dict[str, int]  # for logical forms
     executable: Table  # header = SQLite column names, so gold SQL names the right one of duplicate columns
     unique_header: bool
+
+
+@dataclass
+class _Pending:
+    """One example between preparing its queries (in this process) and reading their answers (from the worker)."""
+
+    example: Example
+    info: _TableInfo
+    gold_sql: str  # as shown in results.jsonl
+    gold: str | Normalised | EvalError  # the SQL to run for gold's rows, or its rows, or why it has none
+    pred_sql: str | None
+    verbatim: bool  # the prediction is gold's SQL: same rows, same logical form, no need to run it
+    predicted: Query | None = None
+    query: str | None = None  # the prediction, checked and bound to the example's table
+    rows: Normalised | EvalError | None = None
 
 
 class _Scorer:
@@ -115,23 +157,17 @@ class _Scorer:
             self._infos[table.id] = info
         return info
 
-    def _gold_rows(self, query: Query, info: _TableInfo) -> Normalised | EvalError:
-        try:
-            sql = render_sql(query, info.executable, table_name=info.name)
-        except Exception as error:
-            return EvalError(GOLD_ERROR, f"cannot render gold SQL: {type(error).__name__}: {error}")
-        key = (info.name, sql)
-        if key not in self._gold:
-            try:
-                rows = self.executor.execute(sql, info.name)
-                self._gold[key] = (EvalError(GOLD_ERROR, "gold SQL returned no rows (or only NULL)")
-                                   if is_empty(rows) else normalise_rows(rows))
-            except EvalError as error:
-                self._gold[key] = EvalError(GOLD_ERROR, f"gold SQL failed: {error}")
-        return self._gold[key]
+    def score_many(self, batch: Sequence[tuple[Example, str | None]]) -> list[tuple[ExampleResult, Query | str]]:
+        """Each example's result and its prediction's logical form (or why none) for the official files.
 
-    def score(self, example: Example, pred_sql: str | None) -> tuple[ExampleResult, Query | str]:
-        """The example's result, and its prediction's logical form (or why none) for the official files."""
+        Every query the batch needs (gold unless cached, and each prediction) goes to the worker in one request,
+        so the cost of a round trip to it is paid once per batch, not once per query.
+        """
+        pending = [self._prepare(example, pred_sql) for example, pred_sql in batch]
+        self._run([p for p in pending if isinstance(p, _Pending)])
+        return [self._finish(p) if isinstance(p, _Pending) else p for p in pending]
+
+    def _prepare(self, example: Example, pred_sql: str | None) -> _Pending | tuple[ExampleResult, str]:
         table = self.tables.get(example.table_id)
         if table is None:
             error = EvalError(GOLD_ERROR, f"table {example.table_id!r} is not among the tables")
@@ -141,28 +177,72 @@ class _Scorer:
             gold_sql = render_sql(example.query, table)
         except Exception:
             gold_sql = ""
-        gold = self._gold_rows(example.query, info)
-        if pred_sql is None:
-            return self._result(example, gold_sql, None, None, gold, None, False), "missing prediction"
-        if not isinstance(pred_sql, str):
-            pred_sql = str(pred_sql)
-        if (info.unique_header and not isinstance(gold, EvalError)
-                and pred_sql.strip().rstrip(";").rstrip() == gold_sql):  # verbatim gold: same rows, same form
-            return self._result(example, gold_sql, pred_sql, gold, gold, example.query, True), example.query
-        predicted: Query | None = None
+        gold: str | Normalised | EvalError
         try:
-            tree: exp.Query = parse_single_query(pred_sql)
-            predicted = parse_logical_form(tree, table, info.index)
-            bound = prepare_query(pred_sql, tree, info.name, info.columns)
-            rows: Normalised | EvalError = normalise_rows(self.executor.execute(bound, info.name))
+            gold = render_sql(example.query, info.executable, table_name=info.name)
+            gold = self._gold.get((info.name, gold), gold)
+        except Exception as error:
+            gold = EvalError(GOLD_ERROR, f"cannot render gold SQL: {type(error).__name__}: {error}")
+        if pred_sql is not None and not isinstance(pred_sql, str):
+            pred_sql = str(pred_sql)
+        verbatim = (info.unique_header and pred_sql is not None
+                    and pred_sql.strip().rstrip(";").rstrip() == gold_sql)
+        pending = _Pending(example, info, gold_sql, gold, pred_sql, verbatim)
+        if pred_sql is not None and not verbatim:
+            self._prepare_prediction(pending)
+        return pending
+
+    @staticmethod
+    def _prepare_prediction(pending: _Pending) -> None:
+        assert pending.pred_sql is not None
+        info = pending.info
+        try:
+            sql = sqlite_text(pending.pred_sql)  # as the table's text is stored: lone surrogates replaced
+            tree: exp.Query = parse_single_query(sql)
+            pending.predicted = parse_logical_form(tree, info.table, info.index)
+            pending.query = prepare_query(sql, tree, info.name, info.columns)
         except EvalError as error:
-            rows = error
+            pending.rows = error
         except Exception as error:  # a bug or an oddity in a dependency must not stop the run
-            rows = EvalError(OTHER, f"{type(error).__name__}: {error}")
-        lf_match = logical_forms_match(predicted, example.query)
-        official: Query | str = predicted if predicted is not None else (
-            str(rows) if isinstance(rows, EvalError) else "no WikiSQL logical form")
-        return self._result(example, gold_sql, pred_sql, rows, gold, predicted, lf_match), official
+            pending.rows = EvalError(OTHER, f"{type(error).__name__}: {error}")
+
+    def _run(self, pending: Sequence[_Pending]) -> None:
+        """Run the gold queries not yet known and the prepared predictions, all in one request."""
+        queries: list[tuple[str, str]] = []
+        golds: dict[tuple[str, str], int] = {}  # gold key -> its place in queries (run once per batch)
+        predictions: list[tuple[_Pending, int]] = []
+        for p in pending:
+            if isinstance(p.gold, str) and (p.info.name, p.gold) not in golds:
+                golds[(p.info.name, p.gold)] = len(queries)
+                queries.append((p.gold, p.info.name))
+            if p.query is not None:
+                predictions.append((p, len(queries)))
+                queries.append((p.query, p.info.name))
+        answers = self.executor.execute_many(queries) if queries else []
+        for key, i in golds.items():
+            self._gold[key] = _gold_rows(answers[i])
+        for p in pending:
+            if isinstance(p.gold, str):
+                p.gold = self._gold[(p.info.name, p.gold)]
+        for p, i in predictions:
+            answer = answers[i]
+            p.rows = answer if isinstance(answer, EvalError) else _normalised(answer)
+
+    def _finish(self, p: _Pending) -> tuple[ExampleResult, Query | str]:
+        assert not isinstance(p.gold, str)
+        example = p.example
+        if p.pred_sql is None:
+            return self._result(example, p.gold_sql, None, None, p.gold, None, False), "missing prediction"
+        if p.verbatim:
+            if not isinstance(p.gold, EvalError):
+                return self._result(example, p.gold_sql, p.pred_sql, p.gold, p.gold, example.query, True), \
+                    example.query
+            self._prepare_prediction(p)  # gold failed: run the prediction itself, to say how it fares (rare)
+            self._run([p])
+        lf_match = logical_forms_match(p.predicted, example.query)
+        official: Query | str = p.predicted if p.predicted is not None else (
+            str(p.rows) if isinstance(p.rows, EvalError) else "no WikiSQL logical form")
+        return self._result(example, p.gold_sql, p.pred_sql, p.rows, p.gold, p.predicted, lf_match), official
 
     @staticmethod
     def _result(example: Example, gold_sql: str, pred_sql: str | None, rows: Normalised | EvalError | None,
@@ -189,7 +269,23 @@ class _Scorer:
                              valid_sql=valid)
 
 
-def _metrics(results: Sequence[ExampleResult], unknown_ids: int, seconds: float) -> dict[str, Any]:
+def _gold_rows(answer: list[Row] | EvalError) -> Normalised | EvalError:
+    if isinstance(answer, EvalError):
+        return EvalError(GOLD_ERROR, f"gold SQL failed: {answer}")
+    if is_empty(answer):
+        return EvalError(GOLD_ERROR, "gold SQL returned no rows (or only NULL)")
+    return normalise_rows(answer)
+
+
+def _normalised(rows: list[Row]) -> Normalised | EvalError:
+    try:
+        return normalise_rows(rows)
+    except Exception as error:  # a bug or an oddity in a dependency must not stop the run
+        return EvalError(OTHER, f"{type(error).__name__}: {error}")
+
+
+def _metrics(results: Sequence[ExampleResult], unknown_ids: int, warnings: list[str],
+             seconds: float) -> dict[str, Any]:
     n = len(results)
     counts = Counter(r.category for r in results)
     categories = {c: counts.get(c, 0) for c in CATEGORIES}
@@ -203,45 +299,60 @@ def _metrics(results: Sequence[ExampleResult], unknown_ids: int, seconds: float)
         "missing_predictions": categories[MISSING_PREDICTION],
         "gold_errors": categories[GOLD_ERROR],
         "unknown_prediction_ids": unknown_ids,
+        "warnings": warnings,
         "eval_seconds": seconds,
     }
 
 
+def _unknown_ids_warning(unknown: Sequence[str], n_predictions: int) -> str:
+    return (f"{len(unknown)} of {n_predictions} predictions have ids that are not test examples and were ignored "
+            f"(e.g. {_sample(unknown)}): they may have been made for another split or data selection")
+
+
 def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
              db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
-             progress: bool = True) -> dict[str, Any]:
-    """Score `predictions` ({example id: SQL}) on `examples`; write results, metrics, report and the
-    official-format files into `out_dir`; return the metrics.
+             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
+    """Score `predictions` ({example id: SQL, or None for none}) on `examples`; write results, metrics, report
+    and the official-format files into `out_dir` (each atomically); return the metrics.
 
     The tables the examples need are materialised into `db_path` if not there yet. An example without a
-    prediction counts as wrong (`missing_prediction`); predictions for ids not among the examples are
-    ignored and counted (`unknown_prediction_ids`).
+    prediction counts as wrong (`missing_prediction`). Predictions whose ids are not among the examples are
+    ignored, counted (`unknown_prediction_ids`) and warned about (log, `warnings`, the report); if no prediction
+    matches an example, there is nothing to score and a ValueError says so.
     """
     start = time.perf_counter()
+    check_limits(timeout_s, max_rows, max_result_bytes)
     seen: set[str] = set()
     for example in examples:
         if example.id in seen:
             raise ValueError(f"example id {example.id!r} occurs more than once")
         seen.add(example.id)
+    if not any(pid in seen for pid in predictions):
+        raise ValueError(f"nothing to score: {no_match_message(list(predictions), list(seen))}")
+    unknown = [pid for pid in predictions if pid not in seen]
+    warnings = [_unknown_ids_warning(unknown, len(predictions))] if unknown else []
+    for warning in warnings:
+        log.warning(warning)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     needed = [tables[tid] for tid in dict.fromkeys(e.table_id for e in examples) if tid in tables]
     materialize_tables(needed, Path(db_path))
     results: list[ExampleResult] = []
     official: list[Query | str] = []
-    with SafeExecutor(Path(db_path), timeout_s=timeout_s, max_rows=max_rows) as executor:
+    with SafeExecutor(Path(db_path), timeout_s=timeout_s, max_rows=max_rows,
+                      max_result_bytes=max_result_bytes) as executor, \
+            tqdm(total=len(examples), desc="evaluating", unit="ex", disable=not progress) as bar:
         scorer = _Scorer(executor, tables)
-        for example in tqdm(examples, desc="evaluating", unit="ex", disable=not progress):
-            result, logical_form = scorer.score(example, predictions.get(example.id))
-            results.append(result)
-            official.append(logical_form)
+        for start_at in range(0, len(examples), BATCH):
+            batch = [(e, predictions.get(e.id)) for e in examples[start_at:start_at + BATCH]]
+            for result, logical_form in scorer.score_many(batch):
+                results.append(result)
+                official.append(logical_form)
+            bar.update(len(batch))
     rows = [dict(vars(r)) for r in results]
-    with (out_dir / RESULTS_FILE).open("w", encoding="utf-8") as out:
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(out_dir / RESULTS_FILE, rows)
     write_official_files(examples, tables, official, out_dir)
-    unknown = sum(1 for pid in predictions if pid not in seen)
-    metrics = _metrics(results, unknown, time.perf_counter() - start)
+    metrics = _metrics(results, len(unknown), warnings, time.perf_counter() - start)
     write_report(metrics, rows, out_dir / REPORT_FILE)
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_json(out_dir / METRICS_FILE, metrics)  # last: its presence says the evaluation finished
     return metrics

@@ -10,13 +10,14 @@ the parsed logical forms (or `{"error": ...}`) line by line in the same order, `
 
 from __future__ import annotations
 
-import json
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from experiments.data.jsonl import write_jsonl
 from experiments.data.model import Example, Query, Table
-from experiments.evaluation.sqlite_tables import number_or_none
+from experiments.evaluation.sqlite_tables import number_or_none, sqlite_text
 from experiments.prompt import quote_identifier
 
 SOURCE_FILE = "official_source.jsonl"
@@ -30,16 +31,27 @@ def _official_cell(value: object, column_type: str) -> object:
         return None
     if column_type == "real":
         number = number_or_none(value)
-        return str(value).lower() if number is None else number
-    return str(value).lower()
+        return sqlite_text(str(value)).lower() if number is None else number
+    return sqlite_text(str(value)).lower()
 
 
 def _write_db(tables: Sequence[Table], path: Path) -> None:
-    path.unlink(missing_ok=True)
+    """Built beside `path` and renamed over it, so a crash never leaves a half-filled database."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        _fill_db(tables, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fill_db(tables: Sequence[Table], path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         for table in tables:
-            name = quote_identifier("table_" + table.id.replace("-", "_"))
+            name = quote_identifier(sqlite_text("table_" + table.id.replace("-", "_")))
             columns = ", ".join(f"col{i} {kind.upper()}" for i, kind in enumerate(table.types))
             conn.execute(f"CREATE TABLE {name} ({columns})")
             if table.rows and table.header:
@@ -57,14 +69,10 @@ def write_official_files(examples: Sequence[Example], tables: Mapping[str, Table
     """`predicted[i]` is example i's parsed logical form, or an error string where it has none."""
     out_dir = Path(out_dir)
     used = [tables[tid] for tid in dict.fromkeys(e.table_id for e in examples) if tid in tables]
-    with (out_dir / SOURCE_FILE).open("w", encoding="utf-8") as source, \
-            (out_dir / PREDICTIONS_FILE).open("w", encoding="utf-8") as preds:
-        for example, query in zip(examples, predicted, strict=True):
-            source.write(json.dumps({"phase": 1, "table_id": example.table_id, "question": example.question,
-                                     "sql": example.query.to_json()}, ensure_ascii=False) + "\n")
-            line = {"query": query.to_json()} if isinstance(query, Query) else {"error": query}
-            preds.write(json.dumps(line, ensure_ascii=False) + "\n")
-    with (out_dir / TABLES_FILE).open("w", encoding="utf-8") as out:
-        for table in used:
-            out.write(json.dumps(table.to_json(), ensure_ascii=False) + "\n")
+    pairs = list(zip(examples, predicted, strict=True))
+    write_jsonl(out_dir / SOURCE_FILE, ({"phase": 1, "table_id": example.table_id, "question": example.question,
+                                         "sql": example.query.to_json()} for example, _ in pairs))
+    write_jsonl(out_dir / PREDICTIONS_FILE, ({"query": query.to_json()} if isinstance(query, Query)
+                                             else {"error": query} for _, query in pairs))
+    write_jsonl(out_dir / TABLES_FILE, (table.to_json() for table in used))
     _write_db(used, out_dir / DB_FILE)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.analysis.stats import format_interval
+from experiments.data.jsonl import write_text
 from experiments.evaluation.categories import CATEGORIES, CORRECT
 
 EXAMPLES_PER_CATEGORY = 3
@@ -45,6 +46,7 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
     extra = " |" if headline else ""
     lines = [
         "# Evaluation report", "",
+        *[line for warning in metrics.get("warnings", ()) for line in (f"> **WARNING**: {_text(warning)}", "")],
         "| metric | value | 95% interval |" if headline else "| metric | value |",
         "| --- | --- | --- |" if headline else "| --- | --- |",
         metric_row("execution accuracy", "execution_accuracy"),
@@ -58,7 +60,9 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
         "(order-insensitive; text case-insensitive; numbers numerically). Logical-form accuracy: WikiSQL's "
         "official metric (same column, aggregation and set of conditions). Valid SQL rate: share of examples "
         "whose prediction ran without error (a missing prediction counts as invalid). `gold_error`: the gold "
-        "SQL failed or returned nothing, so the example cannot be execution-matched; it still counts in n.",
+        "SQL failed or returned nothing, so the example cannot be execution-matched; it still counts in n. "
+        "`timeout`, `too_many_rows`, `memory_limit`: the prediction ran past the time limit, returned more rows "
+        "than the row cap, or its result (or SQLite's working memory) passed the memory cap; its error says which.",
         *(["", "95% intervals: Wilson score intervals; on a few hundred examples a difference of a few points "
            "between two runs can be noise (compare runs scored on the same examples with McNemar's test)."]
           if headline else []),
@@ -159,4 +163,4 @@ def _code_cell(sql: str | None) -> str:
 
 def write_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]], path: Path,
                  analysis: Mapping[str, Any] | None = None) -> None:
-    Path(path).write_text(render_report(metrics, results, analysis), encoding="utf-8")
+    write_text(Path(path), render_report(metrics, results, analysis))

@@ -15,18 +15,25 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from experiments.data.model import Cell, DataError, Table
+from experiments.evaluation.sqlite_sandbox import fold_identifier
 from experiments.prompt import quote_identifier
+
+__all__ = ["META_TABLE", "ROWID_NAMES", "create_table_sql", "fold_identifier", "materialize_tables",
+           "number_or_none", "sqlite_column_names", "sqlite_table_name", "sqlite_text"]
 
 META_TABLE = "_materialized_tables"  # table_id -> SQLite name + content fingerprint (for idempotence)
 _PLAIN_ID = re.compile(r"[0-9a-z-]+")
 _UNSAFE = re.compile(r"[^0-9A-Za-z]+")
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 ROWID_NAMES = frozenset({"rowid", "oid", "_rowid_"})
 
 
-def fold_identifier(name: str) -> str:
-    """SQLite matches identifiers case-insensitively for ASCII letters only; mirror that exactly."""
-    return name.translate(_ASCII_LOWER)
+def sqlite_text(text: str) -> str:
+    """`text` as SQLite can hold it: a lone UTF-16 surrogate (valid in JSON and in Python, not in UTF-8) becomes
+    U+FFFD. Table cells, header names and every SQL run go through this, so they still compare equal."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def sqlite_table_name(table_id: str) -> str:
@@ -37,7 +44,7 @@ def sqlite_table_name(table_id: str) -> str:
     """
     if _PLAIN_ID.fullmatch(table_id):
         return "table_" + table_id.replace("-", "_")
-    digest = hashlib.sha1(table_id.encode("utf-8")).hexdigest()[:10]
+    digest = hashlib.sha1(table_id.encode("utf-8", "surrogatepass")).hexdigest()[:10]
     return f"table_{_UNSAFE.sub('_', table_id).strip('_').lower()}_{digest}"
 
 
@@ -45,11 +52,11 @@ def sqlite_column_names(header: Iterable[str]) -> tuple[str, ...]:
     """The header as SQLite column names: unchanged, except a (case-insensitive) repeat gets `_2`, `_3`...
 
     SQLite refuses two columns with the same name; the first keeps the real name, so SQL naming it reads
-    the first of the duplicates, as a person reading the header would expect.
+    the first of the duplicates, as a person reading the header would expect. (Lone surrogates: see sqlite_text.)
     """
     names: list[str] = []
     seen: set[str] = set()
-    for name in header:
+    for name in map(sqlite_text, header):
         candidate, k = name, 2
         while fold_identifier(candidate) in seen:
             candidate, k = f"{name}_{k}", k + 1
@@ -78,13 +85,15 @@ def _cell(value: Cell, column_type: str) -> Cell:
         return None
     if column_type == "real":
         number = number_or_none(value)
-        return value if number is None else number
-    return value if isinstance(value, str) else str(value)
+        if number is not None:
+            return number
+        return sqlite_text(value) if isinstance(value, str) else value
+    return sqlite_text(value if isinstance(value, str) else str(value))
 
 
 def _fingerprint(table: Table) -> str:
     payload = json.dumps(table.to_json(), sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha1(payload.encode("utf-8")).hexdigest()
+    return hashlib.sha1(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def create_table_sql(table: Table) -> str:
