@@ -206,7 +206,8 @@ def test_eval_stage_scores_the_hostile_file(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     start = time.perf_counter()
     result = run_cli("stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
-                     f"data.path={release}", "tracking=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+                     f"data.path={release}", "data_size.train=null", "data_size.val=null", "data_size.test=null",
+                     "tracking=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert time.perf_counter() - start < 30
     outputs = read_outputs(run_dir, (*OUTPUTS, "analysis.json", "report.html"))

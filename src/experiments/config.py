@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -297,6 +298,8 @@ def check_values(cfg: ExperimentConfig) -> None:
     for key, value in (("training.max_tokens_per_batch", t.max_tokens_per_batch),
                        ("training.tokens_per_step", t.tokens_per_step)):
         _positive(key, value, allow_none=True)
+    if not math.isfinite(cfg.eval.timeout_s):
+        raise ConfigError(f"eval.timeout_s={cfg.eval.timeout_s}: must be a finite number of seconds")
     if t.max_steps <= 0 and t.num_epochs <= 0:
         raise ConfigError(f"training.num_epochs={t.num_epochs} with training.max_steps={t.max_steps}: nothing to "
                           "train; set num_epochs > 0, or max_steps > 0 (which overrides num_epochs)")

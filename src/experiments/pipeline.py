@@ -148,6 +148,8 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
 
     result = run_eval(cfg, files.root)
     metrics = result["metrics"]
+    if metrics.get("unknown_prediction_ids"):  # loud in the run list too, not only in the report
+        tracker.set_tags({"warning": "; ".join(metrics.get("warnings", []))})
     intervals = interval_metrics(result["analysis"])
     tracker.log_metrics(metrics)
     tracker.log_metrics(intervals)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from experiments.data.jsonl import write_json
 from experiments.data.prepared import PreparedExample, read_prepared, read_tables
 from experiments.decoding.generate import generate_sql, new_tokens_cap
 from experiments.distributed import DistContext, broadcast_from_main, gather_to_main, shard, unshard
-from experiments.evaluation import evaluate
+from experiments.evaluation import score
 from experiments.paths import RunFiles
 
 log = logging.getLogger(__name__)
@@ -71,10 +70,8 @@ class ValidationScorer:
 
     def _score(self, sqls: list[str]) -> dict[str, float]:
         predictions = {p.example.id: sql for p, sql in zip(self.examples, sqls, strict=True)}
-        with tempfile.TemporaryDirectory(prefix="validation-") as scratch:
-            scored = evaluate([p.example for p in self.examples], self.tables, predictions, self.files.tables_sqlite,
-                              Path(scratch), timeout_s=self.cfg.eval.timeout_s, max_rows=self.cfg.eval.max_rows,
-                              progress=False)
+        scored = score([p.example for p in self.examples], self.tables, predictions, self.files.tables_sqlite,
+                       timeout_s=self.cfg.eval.timeout_s, max_rows=self.cfg.eval.max_rows, progress=False).metrics
         return {"val_execution_accuracy": scored["execution_accuracy"],
                 "val_logical_form_accuracy": scored["logical_form_accuracy"],
                 "val_valid_sql_rate": scored["valid_sql_rate"], "val_generated_examples": float(len(sqls))}

@@ -6,7 +6,7 @@
 """
 
 from experiments.evaluation.categories import CATEGORIES, EvalError
-from experiments.evaluation.evaluate import ExampleResult, evaluate, read_predictions
+from experiments.evaluation.evaluate import ExampleResult, Scored, evaluate, read_predictions, score
 from experiments.evaluation.executor import SafeExecutor
 from experiments.evaluation.logical_form import logical_forms_match, parse_logical_form
 from experiments.evaluation.results_compare import normalise_rows, results_match
@@ -17,6 +17,7 @@ __all__ = [
     "EvalError",
     "ExampleResult",
     "SafeExecutor",
+    "Scored",
     "evaluate",
     "logical_forms_match",
     "materialize_tables",
@@ -24,6 +25,7 @@ __all__ = [
     "parse_logical_form",
     "read_predictions",
     "results_match",
+    "score",
     "sqlite_column_names",
     "sqlite_table_name",
 ]

@@ -309,11 +309,20 @@ def _unknown_ids_warning(unknown: Sequence[str], n_predictions: int) -> str:
             f"(e.g. {_sample(unknown)}): they may have been made for another split or data selection")
 
 
-def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
-             db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
-             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
-    """Score `predictions` ({example id: SQL, or None for none}) on `examples`; write results, metrics, report
-    and the official-format files into `out_dir` (each atomically); return the metrics.
+@dataclass
+class Scored:
+    """Every example's result, its prediction's logical form (or why none) for the official files, the metrics."""
+
+    results: list[ExampleResult]
+    official: list[Query | str]
+    metrics: dict[str, Any]
+
+
+def score(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
+          db_path: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000, max_result_bytes: int = MAX_RESULT_BYTES,
+          progress: bool = True) -> Scored:
+    """Score `predictions` ({example id: SQL, or None for none}) on `examples`, writing nothing (validation during
+    training scores this way; `evaluate` also writes the outputs).
 
     The tables the examples need are materialised into `db_path` if not there yet. An example without a
     prediction counts as wrong (`missing_prediction`). Predictions whose ids are not among the examples are
@@ -333,8 +342,6 @@ def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictio
     warnings = [_unknown_ids_warning(unknown, len(predictions))] if unknown else []
     for warning in warnings:
         log.warning(warning)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     needed = [tables[tid] for tid in dict.fromkeys(e.table_id for e in examples) if tid in tables]
     materialize_tables(needed, Path(db_path))
     results: list[ExampleResult] = []
@@ -349,10 +356,21 @@ def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictio
                 results.append(result)
                 official.append(logical_form)
             bar.update(len(batch))
-    rows = [dict(vars(r)) for r in results]
+    return Scored(results, official, _metrics(results, len(unknown), warnings, time.perf_counter() - start))
+
+
+def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
+             db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
+             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
+    """`score`, then write results, metrics, report and the official-format files into `out_dir` (each
+    atomically; metrics.json last); return the metrics."""
+    scored = score(examples, tables, predictions, db_path, timeout_s=timeout_s, max_rows=max_rows,
+                   max_result_bytes=max_result_bytes, progress=progress)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [dict(vars(r)) for r in scored.results]
     write_jsonl(out_dir / RESULTS_FILE, rows)
-    write_official_files(examples, tables, official, out_dir)
-    metrics = _metrics(results, len(unknown), warnings, time.perf_counter() - start)
-    write_report(metrics, rows, out_dir / REPORT_FILE)
-    write_json(out_dir / METRICS_FILE, metrics)  # last: its presence says the evaluation finished
-    return metrics
+    write_official_files(examples, tables, scored.official, out_dir)
+    write_report(scored.metrics, rows, out_dir / REPORT_FILE)
+    write_json(out_dir / METRICS_FILE, scored.metrics)  # last: its presence says the evaluation finished
+    return scored.metrics
