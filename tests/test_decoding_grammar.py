@@ -19,12 +19,12 @@ from experiments.data.model import SOURCE_SPLITS, Table
 from experiments.data.official import load_split
 from experiments.data.sources import sample_dir
 from experiments.decoding.constraint import SchemaConstraint, allowed_tokens
+from experiments.decoding.generate import clean_generation, newline_token_ids
 from experiments.decoding.grammar import NUMBER_PATTERN, STRING_PATTERN, sql_grammar
 from experiments.evaluation.safe_sql import parse_single_query
-from experiments.infer import clean_generation, newline_token_ids
 from experiments.modeling import load_base_model, load_tokenizer
 from experiments.prompt import build_prompt, format_number, quote_identifier, quote_string, render_sql
-from experiments.tokenization import encode_prompt
+from experiments.tokenization import encode_prompt, encode_target
 
 # Header names that break naive quoting: quotes of both kinds, parentheses, slashes, dots, backslashes,
 # Unicode, a tab, a name that is a prefix of another once quoted, one that looks like SQL.
@@ -68,42 +68,47 @@ def constraint(tokenizer) -> SchemaConstraint:
                             threads=1)
 
 
-def gold_queries(directory: Path) -> list[tuple[Table, str]]:
-    pairs = []
+def gold_queries(directory: Path) -> list[tuple[Table, str, str]]:
+    """(table, prompt, gold SQL) of every example of every split."""
+    triples = []
     for split in SOURCE_SPLITS:
         data = load_split(directory, split)
-        pairs += [(data.tables[e.table_id], render_sql(e.query, data.tables[e.table_id])) for e in data.examples]
-    return pairs
+        for example in data.examples:
+            table = data.tables[example.table_id]
+            triples.append((table, build_prompt(example.question, table), render_sql(example.query, table)))
+    return triples
 
 
-def accepts_as_trained(constraint: SchemaConstraint, tokenizer, table: Table, sql: str, end: list[int]) -> bool:
-    """Whether the grammar lets the model write `sql` token by token exactly as training tokenised the target,
-    then end with `end` (EOS, or a newline and EOS)."""
+def accepts_tokens(constraint: SchemaConstraint, table: Table, ids: list[int]) -> bool:
+    """Whether the grammar lets the model write exactly these tokens, the last one ending the row."""
     matcher = constraint.matcher(table)
-    ids = tokenizer(sql, add_special_tokens=False).input_ids + end
     return matcher.consume_tokens(ids) and matcher.is_stopped()
 
 
 def test_grammar_accepts_every_gold_query_of_the_sample(constraint, tokenizer):
-    pairs = gold_queries(sample_dir())
-    assert len(pairs) == 960
+    triples = gold_queries(sample_dir())
+    assert len(triples) == 960
     eos, newline = tokenizer.eos_token_id, newline_token_ids(tokenizer)[0]
-    rejected = [sql for table, sql in pairs
-                if not (constraint.accepts(table, sql)
-                        and accepts_as_trained(constraint, tokenizer, table, sql, [eos])
-                        and accepts_as_trained(constraint, tokenizer, table, sql, [newline, eos]))]
+    rejected = []
+    for table, prompt, sql in triples:
+        trained = encode_target(tokenizer, prompt, sql)  # token by token as training taught: 'SELECT', ...
+        alone = tokenizer(sql, add_special_tokens=False).input_ids  # SQL tokenised on its own: '▁SE', 'LECT', ...
+        if not (constraint.accepts(table, sql) and accepts_tokens(constraint, table, trained + [eos])
+                and accepts_tokens(constraint, table, trained + [newline, eos])
+                and accepts_tokens(constraint, table, alone + [eos])):
+            rejected.append(sql)
     assert rejected == []
 
 
 def test_grammar_accepts_every_gold_query_of_an_awkward_official_release(constraint, tokenizer, tmp_path):
-    pairs = gold_queries(write_awkward_release(tmp_path / "release"))
-    assert len(pairs) == 3 * len(AWKWARD_SQL)
-    sqls = {sql for _, sql in pairs}
+    triples = gold_queries(write_awkward_release(tmp_path / "release"))
+    assert len(triples) == 3 * len(AWKWARD_SQL)
+    sqls = {sql for _, _, sql in triples}
     assert any("1e+20" in sql for sql in sqls) and any("1e-07" in sql for sql in sqls)  # repr() exponents
     assert any("> -3" in sql for sql in sqls) and any("'O''Neal'" in sql for sql in sqls)
-    for table, sql in pairs:
+    for table, prompt, sql in triples:
         assert constraint.accepts(table, sql), sql
-        assert accepts_as_trained(constraint, tokenizer, table, sql, [tokenizer.eos_token_id]), sql
+        assert accepts_tokens(constraint, table, encode_target(tokenizer, prompt, sql) + [tokenizer.eos_token_id])
 
 
 def test_numbers_and_strings_as_rendered_match_the_grammars_patterns():

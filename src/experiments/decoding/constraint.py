@@ -5,7 +5,7 @@ vocabulary) and compiles one grammar per table header, cached. `SchemaConstraint
 makes the `transformers.LogitsProcessor` for one `generate` call, given the table of each prompt in batch-row
 order:
 
-    stop_ids = [tokenizer.eos_token_id] + newline_token_ids(tokenizer)
+    stop_ids = [tokenizer.eos_token_id] + newline_token_ids(tokenizer)        # experiments.decoding.generate
     constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids)
     sequences = model.generate(input_ids=..., attention_mask=..., eos_token_id=stop_ids, pad_token_id=pad_id,
                                logits_processor=constraint.logits_processor(tables), max_new_tokens=...)

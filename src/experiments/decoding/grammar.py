@@ -10,9 +10,10 @@ are quoted by `quote_identifier` itself, so a header holding quotes, parentheses
 the way the prompt and the gold SQL spell it. Nothing else is allowed: no other column, no `;`, no second
 statement, no other spacing.
 
-The grammar accepts one optional leading space, because a SentencePiece tokenizer (Mistral's) encodes the
-training target "SELECT ..." as "▁SE" "LECT" ...: the model learned to start with a space-prefixed token, and
-`clean_generation` strips it. It accepts one optional newline at the end, because inference stops at any
+The grammar accepts one optional leading space. Training tokenises the target as the prompt's continuation
+('SELECT' ...), but Mistral's SentencePiece tokenizer writes the same SQL on its own as '▁SE' 'LECT' ..., the
+natural start for a base model zero-shot or an adapter trained on targets tokenised alone; `clean_generation`
+strips the space either way. It accepts one optional newline at the end, because inference stops at any
 newline as well as at EOS; the end of the grammar is where EOS becomes allowed (llguidance allows EOS exactly
 when the grammar is complete). A string value cannot hold a newline for the same reason: generation would stop
 inside it.
