@@ -2,7 +2,7 @@
 batched left-padded generation on the tiny model; prints a table and writes JSON.
 
     pip install xgrammar        # not a project dependency (it brings torch, transformers and triton with it)
-    python benchmarks/grammar_libraries.py --out grammar_libraries.json       # CPU, about 6 minutes on 2 cores
+    python benchmarks/grammar_libraries.py --torch-threads 1 --out grammar_libraries.json   # CPU, ~3 minutes
     python benchmarks/grammar_libraries.py --libraries llguidance             # the project's library only
 
 For each library, on the bundled sample: (a) tokenizer-info build seconds (once per run); (b) grammar compile
@@ -16,8 +16,9 @@ greedy decoding, in greedy decoding with a bonus to EOS and closing quotes after
 close a string value by themselves), and in beam search (num_beams=4, all four returned). xgrammar runs through
 its own processor (`xgrammar.contrib.hf.LogitsProcessor`, one compiled grammar per row); llguidance has none, so
 it runs through `experiments.decoding.constraint.SchemaConstraint`. Timings depend on the machine and its load
-(medians of --repeats): on a shared 2-core machine the same generate call took 2 to 17 s, while the processors'
-own seconds per token, timed inside them, moved by less than 2x.
+(medians of --repeats). On a shared 2-core machine, torch's two OpenMP threads made every parallel op wait
+~8 ms for the other thread (a 4 x 32000 torch.zeros: 8 ms, 0.01 ms with one thread), which swamped both the model
+and the masking; --torch-threads 1 measures them.
 """
 
 from __future__ import annotations
@@ -348,11 +349,15 @@ def main() -> None:
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--beam-prompts", type=int, default=4)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="library threads (masks, compile)")
+    parser.add_argument("--torch-threads", type=int, help="torch's CPU threads (1 on a shared machine: with 2 "
+                        "OpenMP threads on 2 busy cores every parallel op waited ~8 ms for the other thread)")
     parser.add_argument("--device", default="cpu", help="where the tiny model runs (cpu, cuda)")
     parser.add_argument("--tokenizer", help="a tokenizer.model file (default: mistral-common's)")
     parser.add_argument("--out", type=Path, default=Path("grammar_libraries.json"))
     args = parser.parse_args()
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     tokenizer = load_tokenizer(ModelConfig(tokenizer_path=args.tokenizer))
     model = load_base_model(load_config().model, QuantizationConfig(), torch.device(args.device)).eval()
     splits = {s: load_split(sample_dir(), s) for s in ("train", "dev", "test")}
@@ -380,6 +385,7 @@ def main() -> None:
         same = None
         results[0].pop("greedy_sequences")
     report = {"batch": args.batch, "new_tokens": args.new_tokens, "threads": args.threads, "device": args.device,
+              "torch_threads": torch.get_num_threads(),
               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
               "torch": torch.__version__, "unconstrained_generate_s": unconstrained,
               "identical_greedy_outputs": same, "results": results}
