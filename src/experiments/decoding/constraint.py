@@ -1,0 +1,246 @@
+"""Masking a batched `model.generate` so that every row writes SQL its own table's grammar accepts (llguidance).
+
+`SchemaConstraint` is made once per run: it builds llguidance's tokenizer info (0.3 s for Mistral's 32k
+vocabulary) and compiles one grammar per table header, cached. `SchemaConstraint.logits_processor(tables)`
+makes the `transformers.LogitsProcessor` for one `generate` call, given the table of each prompt in batch-row
+order:
+
+    stop_ids = [tokenizer.eos_token_id] + newline_token_ids(tokenizer)        # experiments.decoding.generate
+    constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids)
+    sequences = model.generate(input_ids=..., attention_mask=..., eos_token_id=stop_ids, pad_token_id=pad_id,
+                               logits_processor=constraint.logits_processor(tables), max_new_tokens=...)
+    constraint.stats.compile_seconds, constraint.stats.seconds_per_token
+
+How rows are followed. With `num_beams=k` or `num_return_sequences=k` the batch has len(tables) * k rows and
+row r belongs to prompt r // k (transformers' layout). Beam search reorders rows between steps, so the processor
+does not assume row r continues row r: it finds each row's parent by its generated tokens (a row whose history
+is unchanged continues itself, the common case, checked for all rows at once), and copies a matcher when two
+beams continue the same parent. A row that has produced a stop token (EOS or a newline) is finished: transformers
+pads it, so its matcher is dropped and it is allowed only EOS (never an all -inf row, which would give NaN
+probabilities). A row whose token the grammar rejects (possible only when another processor left no allowed
+token finite, e.g. `min_new_tokens` forbidding the EOS the grammar requires, or a dead beam carrying -inf) is
+treated the same way and counted in `stats.rejected_tokens`. So do not combine the processor with
+`min_new_tokens`: transformers applies it before custom processors, and a row whose query is complete would have
+no allowed token left. Sampling warpers (temperature, top-k, top-p) run after custom processors, on the masked
+scores, so sampling needs nothing special.
+
+Left padding needs nothing: every row's generated tokens start at the same position, the prompt length.
+Rows that reach `max_new_tokens` before the grammar is complete hold a valid prefix, not a query; the caller
+sees this as it always did (no stop token) and `SchemaConstraint.accepts` tells the two apart.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import llguidance
+import llguidance.hf
+import llguidance.torch
+import numpy as np
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from experiments.data.model import Table
+from experiments.decoding.grammar import sql_grammar
+from experiments.prompt import TABLE_NAME
+
+
+@dataclass
+class ConstraintStats:
+    """What constrained decoding cost, summed over the generate calls of one `SchemaConstraint`."""
+
+    tokenizer_seconds: float = 0.0  # building llguidance's tokenizer info, once
+    grammars: int = 0  # grammars compiled (distinct table headers)
+    compile_seconds: float = 0.0
+    steps: int = 0  # processor calls (generation steps)
+    masked_tokens: int = 0  # rows masked, summed over steps: generated tokens that were constrained
+    mask_seconds: float = 0.0  # inside the processor: advancing matchers, computing and applying masks
+    rejected_tokens: int = 0  # tokens the grammar refused (see the module docstring); 0 in plain decoding
+
+    @property
+    def seconds_per_token(self) -> float | None:
+        return self.mask_seconds / self.masked_tokens if self.masked_tokens else None
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "seconds_per_token": self.seconds_per_token}
+
+
+class SchemaConstraint:
+    """Per-table grammars for one tokenizer: tokenizer info built once, one compiled grammar per table header.
+
+    `stop_token_ids` are the ids that end a row in `generate` (EOS and the newline tokens); EOS is always one.
+    `threads` is llguidance's mask-computing thread pool (None: its default, 80% of the cores up to 32).
+    """
+
+    def __init__(self, tokenizer, *, stop_token_ids: Sequence[int] = (), table_name: str = TABLE_NAME,
+                 threads: int | None = None) -> None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError("constrained decoding needs a tokenizer with an EOS token: the grammar ends on it")
+        started = time.perf_counter()
+        self.tokenizer_info = llguidance.hf.from_tokenizer(tokenizer)
+        self.stats = ConstraintStats(tokenizer_seconds=time.perf_counter() - started)
+        self.eos_token_id = int(tokenizer.eos_token_id)
+        self.stop_token_ids = frozenset(int(i) for i in stop_token_ids) | {self.eos_token_id}
+        self.table_name = table_name
+        self.executor = llguidance.LLExecutor(num_threads=threads)
+        self._compiled: dict[tuple[str, ...], llguidance.LLMatcher] = {}
+
+    def grammar(self, table: Table) -> str:
+        return sql_grammar(table, self.table_name)
+
+    def matcher(self, table: Table) -> llguidance.LLMatcher:
+        """A fresh matcher for `table`'s grammar, compiled on first use and copied after (microseconds)."""
+        key = table.header
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            started = time.perf_counter()
+            compiled = llguidance.LLMatcher(self.tokenizer_info, self.grammar(table), log_level=0)
+            self.stats.compile_seconds += time.perf_counter() - started
+            if compiled.is_error():
+                raise ValueError(f"table {table.id!r}: its SQL grammar does not compile: {compiled.get_error()}")
+            self.stats.grammars += 1
+            self._compiled[key] = compiled
+        return compiled.deep_copy()
+
+    def prepare(self, tables: Sequence[Table]) -> None:
+        """Compile the grammars of `tables` now (e.g. before timing generation)."""
+        for table in tables:
+            self.matcher(table)
+
+    def accepts(self, table: Table, text: str) -> bool:
+        """Whether `text` is a complete query of `table`'s grammar (as generated: a leading space and a final
+        newline are allowed, nothing else around it)."""
+        matcher = self.matcher(table)
+        return matcher.consume_tokens(self.tokenizer_info.tokenize_str(text)) and matcher.is_accepting()
+
+    def logits_processor(self, tables: Sequence[Table]) -> LogitsProcessorList:
+        """A processor for one `generate` call whose prompts ask about `tables` (one per prompt, in batch-row
+        order). Make a new one for every call: it follows that call's rows."""
+        if not tables:
+            raise ValueError("logits_processor: no tables (one per prompt of the batch)")
+        return LogitsProcessorList([SchemaLogitsProcessor(self, [self.matcher(t) for t in tables])])
+
+
+class SchemaLogitsProcessor(LogitsProcessor):
+    """Masks each row's logits with its prompt's grammar; see the module docstring for how rows are followed."""
+
+    def __init__(self, constraint: SchemaConstraint, prompt_matchers: list[llguidance.LLMatcher]) -> None:
+        self.constraint = constraint
+        self.prompt_matchers = prompt_matchers
+        self.rows_per_prompt = 0
+        self.prompt_length: int | None = None
+        self.matchers: list[llguidance.LLMatcher | None] = []  # None: the row is finished (or dead)
+        self.history = torch.empty(0, 0, dtype=torch.long)  # generated tokens of each row so far
+        self.bitmask: torch.Tensor | None = None
+        self.stop_ids = torch.tensor(sorted(constraint.stop_token_ids), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        started = time.perf_counter()
+        if self.prompt_length is None:
+            self._start(input_ids)
+        else:
+            self._advance(input_ids[:, self.prompt_length:].cpu())
+        live = self._fill_masks()
+        scores = self._apply(scores)
+        stats = self.constraint.stats
+        stats.mask_seconds += time.perf_counter() - started
+        stats.steps += 1
+        stats.masked_tokens += live
+        return scores
+
+    def _start(self, input_ids: torch.Tensor) -> None:
+        rows, prompts = input_ids.shape[0], len(self.prompt_matchers)
+        if rows % prompts:
+            raise ValueError(f"generate has {rows} rows but the processor was given {prompts} tables: give one "
+                             "table per prompt (rows = prompts x num_beams or num_return_sequences)")
+        self.rows_per_prompt = rows // prompts
+        self.prompt_length = input_ids.shape[1]
+        self.matchers = [self.prompt_matchers[r // self.rows_per_prompt].deep_copy() for r in range(rows)]
+        self.history = torch.empty(rows, 0, dtype=torch.long)
+        self.bitmask = llguidance.torch.allocate_token_bitmask(rows, self.constraint.tokenizer_info.vocab_size)
+
+    def _advance(self, generated: torch.Tensor) -> None:
+        """Follow each row to its parent row of the last step, then feed it its newest token."""
+        if generated.shape != (self.history.shape[0], self.history.shape[1] + 1):
+            raise RuntimeError("SchemaLogitsProcessor serves one generate call, one token per step; make a new "
+                               "one with SchemaConstraint.logits_processor() for every call")
+        parents = self._parents(generated[:, :-1])
+        matchers: list[llguidance.LLMatcher | None] = []
+        handed_out: set[int] = set()
+        for parent in parents:  # copy before any matcher advances: siblings must see the parent's state
+            matcher = self.matchers[parent]
+            if matcher is not None and parent in handed_out:
+                matcher = matcher.deep_copy()
+            handed_out.add(parent)
+            matchers.append(matcher)
+        newest = generated[:, -1]
+        finished = torch.isin(newest, self.stop_ids).tolist()
+        for row, (matcher, token, stop) in enumerate(zip(matchers, newest.tolist(), finished, strict=True)):
+            if matcher is None:
+                continue
+            if stop:
+                matchers[row] = None
+            elif not matcher.consume_token(token):
+                self.constraint.stats.rejected_tokens += 1
+                matchers[row] = None
+        self.matchers = matchers
+        self.history = generated
+
+    def _parents(self, prefix: torch.Tensor) -> list[int]:
+        """Row index of the last step that each row continues (itself, unless beam search reordered rows)."""
+        rows = prefix.shape[0]
+        parents = list(range(rows))
+        if prefix.shape[1] == 0:
+            return parents
+        moved = (~(prefix == self.history).all(dim=1)).nonzero().flatten().tolist()
+        for row in moved:
+            first = row // self.rows_per_prompt * self.rows_per_prompt
+            group = self.history[first:first + self.rows_per_prompt]
+            same = (group == prefix[row]).all(dim=1).nonzero().flatten().tolist()
+            if not same:
+                raise RuntimeError(f"row {row}: its tokens continue no row of its prompt from the last step")
+            parents[row] = first + same[0]
+        return parents
+
+    def _fill_masks(self) -> int:
+        """Bitmask rows: the grammar's next tokens for live rows, EOS alone for finished ones. Returns how many
+        rows are live."""
+        assert self.bitmask is not None
+        live = [(matcher, row) for row, matcher in enumerate(self.matchers) if matcher is not None]
+        if live:
+            llguidance.torch.fill_next_token_bitmask_par(self.constraint.executor, live, self.bitmask)
+        eos = self.constraint.eos_token_id
+        for row, matcher in enumerate(self.matchers):
+            if matcher is None:
+                self.bitmask[row].zero_()
+                self.bitmask[row, eos // 32] = _bit(eos % 32)
+        return len(live)
+
+    def _apply(self, scores: torch.Tensor) -> torch.Tensor:
+        """scores with every token the bitmask forbids set to -inf."""
+        assert self.bitmask is not None
+        allowed = allowed_tokens(self.bitmask, scores.shape[1], scores.device)
+        return torch.where(allowed, scores, float("-inf"))
+
+
+def allowed_tokens(bitmask: torch.Tensor, vocab: int, device: torch.device) -> torch.Tensor:
+    """(rows, vocab) booleans on `device` from an int32 bitmask (bit j of word w: token 32w + j). Token ids past
+    the bitmask (e.g. a padded lm_head) are not allowed. The bits are unpacked where the scores are: by numpy's
+    unpackbits on the CPU (about half the time of torch shifts there), by shifts on a GPU."""
+    if device.type == "cpu" and sys.byteorder == "little":  # little-endian bytes: least significant bit first
+        bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=1, bitorder="little")
+        allowed = torch.from_numpy(bits.view(np.bool_))
+    else:
+        shifts = torch.arange(32, device=device, dtype=torch.int32)
+        allowed = ((bitmask.to(device).unsqueeze(-1) >> shifts) & 1).bool().flatten(1)
+    if allowed.shape[1] >= vocab:
+        return allowed[:, :vocab]
+    return torch.nn.functional.pad(allowed, (0, vocab - allowed.shape[1]), value=False)
+
+
+def _bit(index: int) -> int:
+    """Bit `index` of an int32 bitmask word, as the signed value torch stores."""
+    return (1 << index) - (1 << 32) if index == 31 else 1 << index
