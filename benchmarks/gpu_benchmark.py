@@ -36,7 +36,7 @@ import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
 from experiments.batching import PlannedBatchCollator
-from experiments.config import DataConfig, ExperimentConfig, load_config
+from experiments.config import Constrain, DataConfig, ExperimentConfig, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.decoding.generate import generate_sql
@@ -237,35 +237,59 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
 # ------------------------------------------------------------------------------------- generation, execution
 
 
-def generation(cfg: ExperimentConfig, device, prompts: list[str], single: int, new_tokens: int) -> dict:
-    """One prompt at a time vs the infer stage's batched path; same NF4 model + (unmerged) LoRA adapter, the same
-    fixed number of new tokens per prompt."""
+def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], single: int, new_tokens: int,
+               workdir: Path) -> dict:
+    """One prompt at a time vs the infer stage's batched path, then the batched path under each decoding: the
+    grammar constraint and grammar + execution guidance over 4 beams. Same NF4 model + (unmerged) LoRA adapter.
+    Unconstrained rows are held to exactly `new_tokens` new tokens; a grammar must stay free to end a query, so
+    constrained rows stop when it is complete or at the same cap (random weights rarely close a string value, so
+    most run to the cap): compare wall time and generated tokens together."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    from experiments.decoding.generate import Decoding
+    from experiments.evaluation import materialize_tables
+
     tokenizer = load_tokenizer(cfg.model)
-    tokenizer.padding_side = "left"
     model = load_base_model(cfg.model, cfg.quantization, device)
     lora = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                           target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
     model = get_peft_model(model, lora).eval()
-    results: dict[str, Any] = {"new_tokens": new_tokens, "batch_size": cfg.inference.batch_size}
-    for name, batch_size, subset in (("one_at_a_time", 1, prompts[:single]),
-                                     ("ours_batched", cfg.inference.batch_size, prompts)):
-        cfg.inference.batch_size = batch_size
-        generate_sql(model, tokenizer, subset[:2], cfg, device, new_tokens, progress=False,
-                     min_new_tokens=new_tokens)  # warm-up
-        release()
-        sync()
-        started = time.perf_counter()
-        _, generated = generate_sql(model, tokenizer, subset, cfg, device, new_tokens, progress=False,
-                                    min_new_tokens=new_tokens)
-        sync()
-        seconds = time.perf_counter() - started
-        results[name] = {"prompts": len(subset), "seconds": seconds, "generated_tokens": generated,
-                         "tokens_per_s": generated / seconds, "seconds_per_1000_prompts": seconds / len(subset) * 1000,
-                         "peak_memory_gib": peak_gpu_memory_gib()}
+    split = load_source(DataConfig())["train"]
+    db = workdir / "tables.sqlite"
+    materialize_tables(split.tables.values(), db)
+    prompts = [p.prompt for p in examples]
+    tables = [split.tables[p.example.table_id] for p in examples]
+    batch = cfg.inference.batch_size
+    results: dict[str, Any] = {"new_tokens": new_tokens, "batch_size": batch}
+    runs = (("one_at_a_time", 1, single, "none", 0), ("ours_batched", batch, len(prompts), "none", 0),
+            ("grammar", batch, len(prompts), "grammar", 0), ("grammar_guided_k4", batch, len(prompts), "grammar", 4))
+    for name, batch_size, count, constrain, guided in runs:
+        cfg.inference.batch_size, cfg.inference.execution_guided = batch_size, guided
+        cfg.inference.constrain = Constrain(constrain)
+        decoding = Decoding.for_run(cfg.inference, tokenizer, db)
+        forced = new_tokens if constrain == "none" else 0
+        try:
+            generate_sql(model, tokenizer, prompts[:2], cfg, device, new_tokens, progress=False,
+                         min_new_tokens=forced, tables=tables[:2], decoding=decoding)  # warm-up
+            release()
+            sync()
+            started = time.perf_counter()
+            out, generated = generate_sql(model, tokenizer, prompts[:count], cfg, device, new_tokens, progress=False,
+                                          min_new_tokens=forced, tables=tables[:count], decoding=decoding)
+            sync()
+            seconds = time.perf_counter() - started
+        finally:
+            decoding.close()
+        results[name] = {"prompts": count, "seconds": seconds, "generated_tokens": generated,
+                         "tokens_per_s": generated / seconds, "seconds_per_1000_prompts": seconds / count * 1000,
+                         "peak_memory_gib": peak_gpu_memory_gib(), **decoding.summary(),
+                         "guided_changed": sum(g.candidate != 0 for g in out)}
+        print(name, json.dumps(results[name]), flush=True)
     results["speedup"] = results["ours_batched"]["tokens_per_s"] / results["one_at_a_time"]["tokens_per_s"]
+    base = results["ours_batched"]["seconds"]
+    results["grammar_x_unconstrained_wall"] = results["grammar"]["seconds"] / base
+    results["guided_k4_x_unconstrained_wall"] = results["grammar_guided_k4"]["seconds"] / base
     return results
 
 
@@ -313,11 +337,14 @@ def print_table(report: dict) -> None:
                   f"{ratio:>7} {r['tflops_useful']:8.1f} {share:>7} {mem:>9} {r['epoch_seconds']:9.0f}")
     gen = report.get("generation")
     if gen:
-        for name in ("one_at_a_time", "ours_batched"):
+        for name in ("one_at_a_time", "ours_batched", "grammar", "grammar_guided_k4"):
             g = gen[name]
-            print(f"generation {name:14} {g['tokens_per_s']:9.0f} tok/s  {g['seconds_per_1000_prompts']:8.1f} s "
-                  f"per 1,000 prompts ({g['prompts']} timed, {gen['new_tokens']} new tokens each)")
-        print(f"generation speed-up: {gen['speedup']:.0f}x")
+            print(f"generation {name:18} {g['tokens_per_s']:9.0f} tok/s  {g['seconds_per_1000_prompts']:8.1f} s "
+                  f"per 1,000 prompts ({g['prompts']} timed, {g['generated_tokens']} tokens generated, cap "
+                  f"{gen['new_tokens']})")
+        print(f"generation speed-up: {gen['speedup']:.0f}x; wall time vs unconstrained batched: grammar "
+              f"{gen['grammar_x_unconstrained_wall']:.2f}x, grammar + execution-guided k=4 "
+              f"{gen['guided_k4_x_unconstrained_wall']:.2f}x")
     ev = report.get("evaluation")
     if ev:
         print(f"evaluation: {ev['predictions_per_s']:.0f} predictions/s on one core ({ev['predictions']} in "
@@ -382,8 +409,8 @@ def main() -> None:
         if "generation" not in args.skip:
             release()
             cfg = preset_config(args.presets[0], args.model, args.dry_run, [])
-            prompts = [p.prompt for p in bench_examples(args.gen_prompts)]
-            report["generation"] = generation(cfg, device, prompts, args.gen_single, args.gen_tokens)
+            report["generation"] = generation(cfg, device, bench_examples(args.gen_prompts), args.gen_single,
+                                              args.gen_tokens, Path(tmp))
             save()
         if "evaluation" not in args.skip:
             torch.set_num_threads(1)

@@ -37,6 +37,11 @@ class LossOn(str, Enum):
     completion = "completion"
 
 
+class Constrain(str, Enum):
+    none = "none"
+    grammar = "grammar"
+
+
 class BestBy(str, Enum):
     execution_accuracy = "execution_accuracy"
     eval_loss = "eval_loss"
@@ -169,6 +174,11 @@ class InferenceConfig:
     temperature: float = 0.0  # 0 = greedy
     stop_at_newline: bool = True
     merge_adapter: bool = False  # merge LoRA into the base (only without quantisation)
+    # grammar: each prompt's SQL is generated under a grammar of its own table (real columns only, WikiSQL's shape)
+    constrain: Constrain = Constrain.grammar
+    # k > 1: k candidates per question (beam search; sampling when temperature > 0), the first that executes with a
+    # non-empty result is kept (Wang et al., 2018); 0 = off
+    execution_guided: int = 0
 
 
 @dataclass
@@ -315,6 +325,9 @@ def check_values(cfg: ExperimentConfig) -> None:
     if t.early_stopping_patience is not None and t.best_by == BestBy.last:
         raise ConfigError("training.early_stopping_patience needs a measure to improve: set training.best_by="
                           "execution_accuracy or eval_loss")
+    if cfg.inference.execution_guided < 0 or cfg.inference.execution_guided == 1:
+        raise ConfigError(f"inference.execution_guided={cfg.inference.execution_guided}: 0 (off), or the number "
+                          "of candidates per question, at least 2")
     if cfg.zero_shot and cfg.adapter:
         raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
     if Stage.train in cfg.stages:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from experiments.analysis.run_report import read_results, write_run_analysis
 from experiments.config import ExperimentConfig
+from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared, read_tables
 from experiments.evaluation import evaluate, materialize_tables, read_predictions
+from experiments.evaluation.guidance import guidance_metrics, read_top_candidates
 from experiments.paths import RunFiles
 
 
@@ -31,6 +33,12 @@ def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
         materialize_tables(tables.values(), files.tables_sqlite)
     metrics = evaluate(examples, tables, predictions, files.tables_sqlite, files.root,
                        timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
+    results = read_results(files.results)
+    top_sql = read_top_candidates(predictions_path)
+    if top_sql is not None:  # execution-guided decoding: did keeping another candidate fix or break answers?
+        metrics.update(guidance_metrics(examples, tables, results, top_sql, files.tables_sqlite,
+                                        timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows))
+        write_json(files.metrics, metrics)
     trainer_state = files.trainer_state if files.trainer_state.is_file() else None
-    written = write_run_analysis(files.root, metrics, read_results(files.results), examples, tables, trainer_state)
+    written = write_run_analysis(files.root, metrics, results, examples, tables, trainer_state)
     return {"metrics": metrics, "results": files.results, **written}

@@ -15,8 +15,8 @@ import torch
 
 from experiments.config import ExperimentConfig, QuantMode, Stage
 from experiments.data.jsonl import write_json, write_jsonl
-from experiments.data.prepared import read_prepared
-from experiments.decoding.generate import generate_sql, new_tokens_cap
+from experiments.data.prepared import read_prepared, read_tables
+from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.distributed import dist_context, gather_to_main, run_on_main, shard, unshard
 from experiments.modeling import load_adapter, load_base_model, load_tokenizer, peak_gpu_memory_gib, resolve_device
 from experiments.paths import RunFiles
@@ -54,25 +54,49 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
     cap = new_tokens_cap(cfg, tokenizer, files.split("train"))
-    log.info("infer: %d prompts (%d on this rank of %d), batch %d, at most %d new tokens", len(test),
-             len(shard(test, ctx)), ctx.world_size, cfg.inference.batch_size, cap)
+    inf = cfg.inference
+    log.info("infer: %d prompts (%d on this rank of %d), batch %d, at most %d new tokens, constrain=%s%s", len(test),
+             len(shard(test, ctx)), ctx.world_size, inf.batch_size, cap, inf.constrain.value,
+             f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
+    mine = shard(test, ctx)
+    tables = read_tables(files.tables_jsonl)
+    decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite)
     started = time.perf_counter()
-    sqls, generated = generate_sql(model, tokenizer, [p.prompt for p in shard(test, ctx)], cfg, device, cap,
-                                   progress=ctx.is_main)
+    try:
+        generated, tokens = generate_sql(model, tokenizer, [p.prompt for p in mine], cfg, device, cap,
+                                         progress=ctx.is_main, tables=[tables[p.example.table_id] for p in mine],
+                                         decoding=decoding)
+    finally:
+        decoding.close()
     seconds = time.perf_counter() - started
-    gathered = gather_to_main(ctx, (sqls, generated, seconds, peak_gpu_memory_gib()))
+    gathered = gather_to_main(ctx, (generated, tokens, seconds, peak_gpu_memory_gib(), decoding.summary()))
 
     def write() -> dict:  # rank 0 writes; the other ranks wait for it, or fail with its error
         ordered = unshard([g[0] for g in gathered])  # checks every rank's share
         total_generated = sum(g[1] for g in gathered)
         slowest = max(g[2] for g in gathered)
-        write_jsonl(files.predictions, ({"id": p.example.id, "sql": sql} for p, sql in zip(test, ordered, strict=True)))
+        write_jsonl(files.predictions, (g.to_json(p.example.id) for p, g in zip(test, ordered, strict=True)))
         summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "max_new_tokens": cap,
+                   "constrain": inf.constrain.value, "execution_guided": inf.execution_guided,
                    "infer_seconds": slowest, "generated_tokens": total_generated,
-                   "generated_tokens_per_s": total_generated / slowest if slowest else None}
+                   "generated_tokens_per_s": total_generated / slowest if slowest else None,
+                   **merge_decoding_summaries([g[4] for g in gathered])}
+        if inf.execution_guided:
+            summary["guided_changed"] = sum(g.candidate != 0 for g in ordered)
         if torch.cuda.is_available():
             summary["infer_peak_memory_gib"] = max(g[3] for g in gathered)
         write_json(files.infer_summary, summary)
         return summary
 
     return {"predictions": files.predictions, "summary": run_on_main(ctx, write) or {}}
+
+
+def merge_decoding_summaries(summaries: list[dict]) -> dict:
+    """The ranks' decoding costs as one (seconds and counts summed), with the masking cost per generated token."""
+    merged: dict = {}
+    for summary in summaries:
+        for key, value in summary.items():
+            merged[key] = merged.get(key, 0) + value
+    if merged.get("grammar_masked_tokens"):
+        merged["grammar_mask_seconds_per_token"] = merged["grammar_mask_seconds"] / merged["grammar_masked_tokens"]
+    return merged

@@ -306,7 +306,11 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     if cfg.training.resume and resume_from is None:
         log.warning("training.resume=true but %s holds no checkpoint: starting from scratch", files.checkpoints_dir)
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        output = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        if trainer.scorer is not None:
+            trainer.scorer.close()
     seconds = time.perf_counter() - started
 
     peaks = gather_to_main(ctx, peak_gpu_memory_gib())

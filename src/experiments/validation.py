@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from experiments.config import BestBy, ExperimentConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import PreparedExample, read_prepared, read_tables
-from experiments.decoding.generate import generate_sql, new_tokens_cap
+from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.distributed import DistContext, broadcast_from_main, gather_to_main, shard, unshard
 from experiments.evaluation import score
 from experiments.paths import RunFiles
@@ -48,25 +48,29 @@ class ValidationScorer:
         self.cfg, self.files, self.tokenizer, self.device, self.ctx = cfg, files, tokenizer, device, ctx
         self.examples = validation_examples(files, cfg.training.eval_generate_examples)
         self.new_tokens = new_tokens_cap(cfg, tokenizer, files.split("train"))
-        self.tables = read_tables(files.tables_jsonl) if ctx.is_main else {}
+        self.tables = read_tables(files.tables_jsonl)
+        self.decoding = Decoding.for_run(cfg.inference, tokenizer, files.tables_sqlite)  # as the infer stage decodes
 
     @torch.no_grad()
     def __call__(self, model) -> dict[str, float]:
         started = time.perf_counter()
         was_training = model.training
         model.eval()
-        padding_side = self.tokenizer.padding_side
+        mine = shard(self.examples, self.ctx)
         try:
-            sqls, _ = generate_sql(model, self.tokenizer, [p.prompt for p in shard(self.examples, self.ctx)],
-                                   self.cfg, self.device, self.new_tokens, progress=False)
+            generated, _ = generate_sql(model, self.tokenizer, [p.prompt for p in mine], self.cfg, self.device,
+                                        self.new_tokens, progress=False,
+                                        tables=[self.tables[p.example.table_id] for p in mine], decoding=self.decoding)
         finally:
-            self.tokenizer.padding_side = padding_side
             model.train(was_training)
-        gathered = gather_to_main(self.ctx, sqls)
+        gathered = gather_to_main(self.ctx, [g.sql for g in generated])
         metrics = self._score(unshard(gathered)) if self.ctx.is_main else None
         metrics = broadcast_from_main(self.ctx, metrics)
         metrics["val_generation_seconds"] = time.perf_counter() - started
         return metrics
+
+    def close(self) -> None:
+        self.decoding.close()
 
     def _score(self, sqls: list[str]) -> dict[str, float]:
         predictions = {p.example.id: sql for p, sql in zip(self.examples, sqls, strict=True)}

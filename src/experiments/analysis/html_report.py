@@ -79,6 +79,11 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     headline_rows = [(HEADLINE_LABELS.get(k, k), f"{v['value']:.4f}", format_interval(v),
                       f"{v['successes']} / {v['n']}") for k, v in analysis["headline"].items()]
     parts.append(_table(("metric", "value", "95% interval", "count"), headline_rows, numeric=(1,)))
+    if "guided_changed" in metrics:
+        parts.append(f'<p class="note">Execution-guided decoding kept another candidate than the model\'s top one for '
+                     f"{_e(metrics['guided_changed'])} examples: it fixed {_e(metrics['guided_fixed'])}, broke "
+                     f"{_e(metrics['guided_broke'])}; both wrong {_e(metrics['guided_both_wrong'])}, both right "
+                     f"{_e(metrics['guided_both_right'])}.</p>")
     extra = [("examples", metrics.get("n")), ("predictions for unknown ids (ignored)",
                                               metrics.get("unknown_prediction_ids")),
              ("evaluation time (s)", f"{metrics.get('eval_seconds', 0.0):.2f}")]

@@ -2,18 +2,28 @@
 stage's validation.
 
 Prompts are encoded exactly as training encoded them, sorted by length and generated in large left-padded batches;
-each sequence stops at EOS or at a newline (the SQL is one line).
+each sequence stops at EOS or at a newline (the SQL is one line). With inference.constrain=grammar every row is
+masked by its own table's grammar (decoding.constraint); with inference.execution_guided=k each prompt gets k
+candidates and the first that executes is kept (decoding.guided).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from experiments.config import ExperimentConfig
+from experiments.config import Constrain, ExperimentConfig, InferenceConfig
+from experiments.data.model import Table
 from experiments.data.prepared import read_prepared
+from experiments.decoding.constraint import SchemaConstraint
+from experiments.decoding.guided import choose
+from experiments.evaluation.executor import SafeExecutor
 from experiments.tokenization import encode_prompt, encode_target
 
 TARGET_MARGIN_TOKENS = 8
@@ -46,19 +56,91 @@ def new_tokens_cap(cfg: ExperimentConfig, tokenizer, train_split: Path) -> int:
     return min(cap, longest + 1 + TARGET_MARGIN_TOKENS)
 
 
+@dataclass(frozen=True)
+class Generated:
+    """One prompt's SQL. With execution guidance: which of its candidates was kept (0 = the model's top), why
+    (guided.EXECUTES or guided.NONE_EXECUTES), and the top candidate's SQL when another one was kept."""
+
+    sql: str
+    candidate: int = 0
+    guided_reason: str | None = None
+    top_sql: str | None = None
+
+    def to_json(self, example_id: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": example_id, "sql": self.sql}
+        if self.guided_reason is not None:
+            row.update(candidate=self.candidate, guided_reason=self.guided_reason)
+            if self.top_sql is not None:
+                row["top_sql"] = self.top_sql
+        return row
+
+
+@dataclass
+class Decoding:
+    """How a run decodes, beyond InferenceConfig's numbers: the grammar constraint (None = unconstrained) and, for
+    execution-guided decoding, the executor that tries the candidates on the question's table."""
+
+    constraint: SchemaConstraint | None = None
+    executor: SafeExecutor | None = None
+    guidance_seconds: float = 0.0
+
+    @classmethod
+    def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path) -> Decoding:
+        stop_ids = stop_token_ids(tokenizer, inference)
+        constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids) \
+            if inference.constrain == Constrain.grammar else None
+        executor = SafeExecutor(tables_sqlite) if inference.execution_guided else None
+        return cls(constraint, executor)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
+
+    def summary(self) -> dict[str, Any]:
+        """What decoding cost, for infer_summary.json and the tracker."""
+        out: dict[str, Any] = {}
+        if self.constraint is not None:
+            stats = self.constraint.stats
+            out.update(grammar_tokenizer_seconds=stats.tokenizer_seconds, grammar_compile_seconds=stats.compile_seconds,
+                       grammars_compiled=stats.grammars, grammar_mask_seconds=stats.mask_seconds,
+                       grammar_masked_tokens=stats.masked_tokens, grammar_rejected_tokens=stats.rejected_tokens)
+        if self.executor is not None:
+            out["guidance_seconds"] = self.guidance_seconds
+        return out
+
+
+def stop_token_ids(tokenizer, inference: InferenceConfig) -> list[int]:
+    """EOS, and every newline token when the SQL is one line (inference.stop_at_newline)."""
+    return [tokenizer.eos_token_id] + (newline_token_ids(tokenizer) if inference.stop_at_newline else [])
+
+
 @torch.inference_mode()
 def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, device: torch.device,
-                 new_tokens_cap: int, progress: bool = True, min_new_tokens: int = 0) -> tuple[list[str], int]:
-    """SQL per prompt (input order) and the number of generated tokens. `min_new_tokens` exists for benchmarks:
-    random weights never stop by themselves, so both paths are made to generate the same number of tokens."""
+                 new_tokens_cap: int, progress: bool = True, min_new_tokens: int = 0,
+                 tables: Sequence[Table] | None = None,
+                 decoding: Decoding | None = None) -> tuple[list[Generated], int]:
+    """SQL per prompt (input order) and the number of generated tokens (all candidates counted).
+
+    `tables` (one per prompt) are needed by the grammar constraint and execution guidance in `decoding`. With
+    inference.execution_guided = k, each prompt gets k candidates (beam search, or sampling when temperature > 0,
+    best first) and guided.choose keeps one. `min_new_tokens` exists for benchmarks: random weights never stop by
+    themselves, so both paths are made to generate the same number of tokens (not with a grammar, which must be
+    free to end)."""
     inf = cfg.inference
+    decoding = decoding or Decoding()
+    if (decoding.constraint is not None or decoding.executor is not None) and tables is None:
+        raise ValueError("constrained or execution-guided decoding needs the table of each prompt")
+    if decoding.constraint is not None and min_new_tokens:
+        raise ValueError("min_new_tokens cannot be combined with a grammar: a complete query must be free to end")
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
-    stop_ids = [tokenizer.eos_token_id] + (newline_token_ids(tokenizer) if inf.stop_at_newline else [])
-    outputs: list[str] = [""] * len(prompts)
+    stop_ids = stop_token_ids(tokenizer, inf)
+    k = inf.execution_guided if decoding.executor is not None else 1
+    outputs: list[Generated] = [Generated("")] * len(prompts)
     generated_tokens = 0
     pad_id = tokenizer.pad_token_id
-    batches = [order[i:i + inf.batch_size] for i in range(0, len(order), inf.batch_size)]
+    batch_size = max(1, inf.batch_size // k)  # k rows per prompt
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         longest = max(len(encoded[i]) for i in batch)
         input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
@@ -66,15 +148,50 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
         for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
             input_ids[row, longest - len(encoded[i]):] = torch.tensor(encoded[i])
             attention[row, longest - len(encoded[i]):] = 1
-        sampling = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
+        options: dict[str, Any] = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
             {"do_sample": False}
-        sequences = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                   max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
-                                   eos_token_id=stop_ids, pad_token_id=pad_id, **sampling)
+        if k > 1:
+            options["num_return_sequences"] = k
+            if inf.temperature > 0:
+                options.update(output_scores=True, return_dict_in_generate=True)
+            else:
+                options.update(num_beams=k, early_stopping=True)
+        if decoding.constraint is not None:
+            options["logits_processor"] = decoding.constraint.logits_processor([tables[i] for i in batch])
+        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                             max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
+                             eos_token_id=stop_ids, pad_token_id=pad_id, **options)
+        sequences = out.sequences if hasattr(out, "sequences") else out
         new_tokens = sequences[:, longest:].cpu()
-        for row, i in enumerate(batch):
+        texts = []
+        for row in range(new_tokens.shape[0]):
             tokens = new_tokens[row].tolist()
-            stop = next((k for k, t in enumerate(tokens) if t in stop_ids), len(tokens))
+            stop = next((j for j, t in enumerate(tokens) if t in stop_ids), len(tokens))
             generated_tokens += min(stop + 1, len(tokens))
-            outputs[i] = clean_generation(tokenizer.decode(tokens[:stop], skip_special_tokens=True))
+            texts.append(clean_generation(tokenizer.decode(tokens[:stop], skip_special_tokens=True)))
+        if k == 1:
+            for row, i in enumerate(batch):
+                outputs[i] = Generated(texts[row])
+            continue
+        candidates = [texts[row * k:(row + 1) * k] for row in range(len(batch))]
+        if inf.temperature > 0:  # sampled candidates come unordered: best first by sequence log-probability
+            candidates = _by_score(candidates, model, out, k)
+        started = time.perf_counter()
+        choices = choose(candidates, [tables[i] for i in batch], decoding.executor)
+        decoding.guidance_seconds += time.perf_counter() - started
+        for row, (i, choice) in enumerate(zip(batch, choices, strict=True)):
+            kept = candidates[row][choice.index]
+            outputs[i] = Generated(kept, choice.index, choice.reason,
+                                   candidates[row][0] if choice.index else None)
     return outputs, generated_tokens
+
+
+def _by_score(candidates: list[list[str]], model, out, k: int) -> list[list[str]]:
+    """Each prompt's sampled candidates sorted by their sequence log-probability, best first."""
+    scores = model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    totals = torch.where(torch.isfinite(scores), scores, torch.zeros_like(scores)).sum(dim=1).tolist()
+    ranked = []
+    for row, texts in enumerate(candidates):
+        order = sorted(range(k), key=lambda j: -totals[row * k + j])
+        ranked.append([texts[j] for j in order])
+    return ranked

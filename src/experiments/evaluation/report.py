@@ -55,6 +55,9 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
         f"| examples | {n} |{extra}",
         f"| predictions for unknown ids (ignored) | {metrics['unknown_prediction_ids']} |{extra}",
         f"| evaluation time | {metrics['eval_seconds']:.2f} s |{extra}",
+        *([f"| execution-guided: another candidate kept | {metrics['guided_changed']} (fixed "
+           f"{metrics['guided_fixed']}, broke {metrics['guided_broke']}, both wrong {metrics['guided_both_wrong']}, "
+           f"both right {metrics['guided_both_right']}) |{extra}"] if "guided_changed" in metrics else []),
         "",
         "Execution accuracy: predicted and gold SQL run on the question's table and return the same rows "
         "(order-insensitive; text case-insensitive; numbers numerically). Logical-form accuracy: WikiSQL's "
