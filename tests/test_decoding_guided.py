@@ -54,3 +54,30 @@ def test_hostile_candidates_change_nothing(executor):
     assert guided.index == 4
     assert sqlite3.connect(db).execute("SELECT * FROM sqlite_master").fetchall() == before
     assert not Path("/tmp/x.db").exists()
+
+
+def test_the_eval_stage_counts_what_guidance_fixed_and_broke(tmp_path):
+    import json
+
+    from experiments.config import load_config
+    from experiments.data.prepared import read_prepared
+    from experiments.evaluate import run_eval
+    from experiments.paths import RunFiles
+    from experiments.prepare import run_prepare
+
+    cfg = load_config(["tracking=none", "data_size.train=4", "data_size.val=2", "data_size.test=3"])
+    run_prepare(cfg, tmp_path)
+    files = RunFiles(tmp_path)
+    test = read_prepared(files.split("test"))
+    rows = [  # guidance kept a right answer over a wrong top one; a wrong one over a right top; nothing changed
+        {"id": test[0].example.id, "sql": test[0].target, "candidate": 2, "guided_reason": "executes",
+         "top_sql": 'SELECT "no such column" FROM "t"'},
+        {"id": test[1].example.id, "sql": 'SELECT "nope" FROM "t"', "candidate": 1, "guided_reason": "executes",
+         "top_sql": test[1].target},
+        {"id": test[2].example.id, "sql": test[2].target, "candidate": 0, "guided_reason": "executes"},
+    ]
+    files.predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = run_eval(cfg, tmp_path)["metrics"]
+    assert (metrics["guided_changed"], metrics["guided_fixed"], metrics["guided_broke"]) == (2, 1, 1)
+    assert json.loads(files.metrics.read_text())["guided_fixed"] == 1
+    assert "execution-guided: another candidate kept | 2 (fixed 1, broke 1" in files.report_md.read_text()
