@@ -2,13 +2,16 @@
 # Here (not on the GPU machine): fill .whl/ with what the device tool's GPU image lacks, small enough to carry.
 # ../shared/device/fetch-wheels.sh fetches the pipeline's wheels; bitsandbytes' wheel holds libraries for every
 # CUDA/ROCm/XPU version (43 MB), so it is repacked with the CUDA 13 and CPU ones only (the image has torch cu130),
-# and TRL (for benchmarks/gpu_benchmark.py) is added. Then carry .whl and .device (tokenizer.model) and
+# and TRL (for benchmarks/gpu_benchmark.py) and llguidance are added. Then carry .whl and .device (tokenizer.model) and
 # `source benchmarks/device_setup.sh` there.
 set -euo pipefail
 top=$(git rev-parse --show-toplevel)
 cd "$top"
 [ -d .whl ] || bash ../shared/device/fetch-wheels.sh
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --platform any -d .whl trl==1.16.0
+# llguidance (schema-constrained decoding): one self-contained wheel
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_31_x86_64 --platform manylinux_2_28_x86_64 -d .whl llguidance==1.9.1
 rm -f .whl/greenlet-*.whl  # SQLAlchemy needs it only for asyncio
 wheel=$(ls .whl/bitsandbytes-*.whl)
 if [ "$(unzip -Z1 "$wheel" | grep -c libbitsandbytes_cuda118.so)" -gt 0 ]; then
