@@ -177,7 +177,7 @@ class InferenceConfig:
     # grammar: each prompt's SQL is generated under a grammar of its own table (real columns only, WikiSQL's shape)
     constrain: Constrain = Constrain.grammar
     # k > 1: k candidates per question (beam search; sampling when temperature > 0), the first that executes with a
-    # non-empty result is kept (Wang et al., 2018); 0 = off
+    # non-empty result is kept (Wang et al., 2018); 0 = off. A batch then holds batch_size x k rows.
     execution_guided: int = 0
 
 

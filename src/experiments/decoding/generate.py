@@ -139,8 +139,7 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
     outputs: list[Generated] = [Generated("")] * len(prompts)
     generated_tokens = 0
     pad_id = tokenizer.pad_token_id
-    batch_size = max(1, inf.batch_size // k)  # k rows per prompt
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i:i + inf.batch_size] for i in range(0, len(order), inf.batch_size)]  # k rows per prompt
     for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         longest = max(len(encoded[i]) for i in batch)
         input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
