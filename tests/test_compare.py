@@ -194,3 +194,24 @@ def test_run_whose_directory_is_gone_is_read_from_its_mlflow_artifacts(tmp_path,
     data = json.loads((out / "comparison.json").read_text())
     assert data["runs"][0]["execution_accuracy"] == 0.5
     assert [e["id"] for e in data["pairs"][0]["fixed"]] == ["test-1", "test-3", "test-5"]
+
+
+@pytest.mark.slow
+def test_runs_that_differ_only_in_decoding_are_paired(tmp_path):
+    """Decoding settings are not part of the prompt: the zero-shot base model decoded without and with the grammar
+    is scored on the same test examples under the same prompt fingerprint, so the comparison pairs the two."""
+    from experiments.config import load_config
+    from experiments.pipeline import run_pipeline
+
+    runs = []
+    for constrain in ("none", "grammar"):
+        cfg = load_config(["tracking=none", "stages=[prepare,infer,eval]", f"inference.constrain={constrain}",
+                           "data_size.train=8", "data_size.val=4", "data_size.test=6", "inference.max_new_tokens=6"])
+        run_pipeline(cfg, tmp_path / constrain)
+        runs.append(tmp_path / constrain)
+    out = tmp_path / "cmp"
+    assert main([*map(str, runs), "--out", str(out), "--no-mlflow"]) == 0
+    data = json.loads((out / "comparison.json").read_text())
+    assert data["warnings"] == []
+    (pair,) = data["pairs"]
+    assert pair["n"] == 6
