@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.analysis.run_report import read_results, write_run_analysis
+from experiments.analysis.run_report import read_results, run_facts, write_run_analysis
 from experiments.config import ExperimentConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared, read_tables
@@ -40,5 +40,6 @@ def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
                                         timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows))
         write_json(files.metrics, metrics)
     trainer_state = files.trainer_state if files.trainer_state.is_file() else None
-    written = write_run_analysis(files.root, metrics, results, examples, tables, trainer_state)
+    written = write_run_analysis(files.root, metrics, results, examples, tables, trainer_state,
+                                 facts=run_facts(cfg, files))
     return {"metrics": metrics, "results": files.results, **written}

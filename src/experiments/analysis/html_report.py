@@ -71,11 +71,13 @@ def _sql(text: str | None) -> str:
 
 
 def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: Mapping[str, Path],
-                title: str = "Evaluation report") -> str:
-    """The page: headline with intervals, categories, breakdowns, confusion, figures, hallucinated columns,
-    invalid SQL and examples of each failure."""
+                title: str = "Evaluation report", facts: Sequence[tuple[str, str]] = ()) -> str:
+    """The page: what was run, headline with intervals, categories, breakdowns, confusion, figures, hallucinated
+    columns, invalid SQL and examples of each failure."""
     parts = [f"<h1>{_e(title)}</h1>"]
     parts += [f'<div class="warning"><b>WARNING:</b> {_e(warning)}</div>' for warning in metrics.get("warnings", ())]
+    if facts:
+        parts.append(_table(("what was run", ""), facts))
     headline_rows = [(HEADLINE_LABELS.get(k, k), f"{v['value']:.4f}", format_interval(v),
                       f"{v['successes']} / {v['n']}") for k, v in analysis["headline"].items()]
     parts.append(_table(("metric", "value", "95% interval", "count"), headline_rows, numeric=(1,)))
@@ -87,6 +89,7 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     extra = [("examples", metrics.get("n")), ("predictions for unknown ids (ignored)",
                                               metrics.get("unknown_prediction_ids")),
              ("evaluation time (s)", f"{metrics.get('eval_seconds', 0.0):.2f}")]
+    extra = [row for row in extra if row[1]]  # no empty rows
     parts.append(_table(("", "value"), extra, numeric=(1,)))
     parts.append('<p class="note">Execution accuracy: predicted and gold SQL return the same rows on the '
                  "question's table. Logical-form accuracy: WikiSQL's official metric. Valid SQL rate: share of "
@@ -108,7 +111,8 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     parts.append("<h2>Aggregation confusion</h2>")
     parts.append('<p class="note">Rows: gold aggregation; columns: aggregation of the predicted SQL parsed back '
                  "into a logical form (unparsed: no prediction, or not a WikiSQL-shaped query).</p>")
-    confusion_rows = [(label, *row) for label, row in zip(confusion["gold"], confusion["counts"], strict=True)]
+    confusion_rows = [(label, *row) for label, row in zip(confusion["gold"], confusion["counts"], strict=True)
+                      if any(row)]  # gold aggregations the test split does not have: no row
     parts.append(_table(("gold / predicted", *confusion["predicted"]), confusion_rows,
                         numeric=range(1, len(confusion["predicted"]) + 1)))
 
@@ -156,7 +160,7 @@ def _more(total: int) -> str:
 
 
 def write_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: Mapping[str, Path], path: Path,
-               title: str = "Evaluation report") -> Path:
+               title: str = "Evaluation report", facts: Sequence[tuple[str, str]] = ()) -> Path:
     path = Path(path)
-    write_text(path, render_html(metrics, analysis, plots, title))
+    write_text(path, render_html(metrics, analysis, plots, title, facts))
     return path

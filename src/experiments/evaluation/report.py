@@ -33,7 +33,7 @@ def _text(text: str) -> str:
 
 
 def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
-                  analysis: Mapping[str, Any] | None = None) -> str:
+                  analysis: Mapping[str, Any] | None = None, facts: Sequence[tuple[str, str]] = ()) -> str:
     """The report; with an `analysis` (experiments.analysis.breakdown.analyze) it also gives 95% intervals,
     accuracy by query shape, the aggregation confusion, hallucinated columns, invalid SQL and what differed."""
     n = metrics["n"]
@@ -47,6 +47,8 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
     lines = [
         "# Evaluation report", "",
         *[line for warning in metrics.get("warnings", ()) for line in (f"> **WARNING**: {_text(warning)}", "")],
+        *(["| what was run | |", "| --- | --- |", *(f"| {_text(k)} | {_text(v)} |" for k, v in facts), ""]
+          if facts else []),
         "| metric | value | 95% interval |" if headline else "| metric | value |",
         "| --- | --- | --- |" if headline else "| --- | --- |",
         metric_row("execution accuracy", "execution_accuracy"),
@@ -165,5 +167,5 @@ def _code_cell(sql: str | None) -> str:
 
 
 def write_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]], path: Path,
-                 analysis: Mapping[str, Any] | None = None) -> None:
-    write_text(Path(path), render_report(metrics, results, analysis))
+                 analysis: Mapping[str, Any] | None = None, facts: Sequence[tuple[str, str]] = ()) -> None:
+    write_text(Path(path), render_report(metrics, results, analysis, facts))
