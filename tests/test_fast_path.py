@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import MistralConfig, MistralForCausalLM
 
-from experiments.batching import collate_padded, plan_batches, plan_token_batches
+from experiments.batching import collate_padded, keep_only_labelled_logits, plan_batches, plan_token_batches
 from experiments.config import DataConfig, LossOn, ModelConfig, TrainingConfig
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
@@ -20,23 +20,30 @@ from experiments.train import micro_batching, plan_training, token_batching
 MAX_LENGTH = 256
 
 
-@pytest.fixture(scope="module")
-def examples() -> list[TokenizedExample]:
+def encoded_examples(loss_on: LossOn) -> list[TokenizedExample]:
     from experiments.tokenization import encode_example
 
     tokenizer = load_tokenizer(ModelConfig())
     split = load_source(DataConfig())["train"]
     prepared = [PreparedExample.build(e, split.tables[e.table_id]) for e in split.examples[:8]]
-    return [encode_example(tokenizer, p.prompt, p.target, LossOn.all) for p in prepared]
+    return [encode_example(tokenizer, p.prompt, p.target, loss_on) for p in prepared]
 
 
-def tiny_lora_model() -> torch.nn.Module:
+@pytest.fixture(scope="module")
+def examples() -> list[TokenizedExample]:
+    return encoded_examples(LossOn.all)
+
+
+def tiny_lora_model(train_tied_embeddings: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
     config = MistralConfig(vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3)
+                           num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3,
+                           tie_word_embeddings=train_tied_embeddings)
     config._attn_implementation = "sdpa"
     model = MistralForCausalLM(config)
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"])
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"],
+                      modules_to_save=["embed_tokens"] if train_tied_embeddings else None,
+                      ensure_weight_tying=train_tied_embeddings)
     model = get_peft_model(model, lora)
     for name, param in model.named_parameters():  # non-zero B so LoRA gradients are not trivially equal
         if "lora_B" in name:
@@ -189,3 +196,29 @@ def test_right_padded_batches_train_the_same_without_the_padding_mask(examples):
     assert loss == pytest.approx(masked_loss, rel=1e-9)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, masked_grads[name], rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize(("loss_on", "train_tied_embeddings"),
+                         [(LossOn.completion, False), (LossOn.completion, True), (LossOn.all, True)])
+def test_logits_only_where_labelled_give_the_same_loss_and_gradients(loss_on, train_tied_embeddings):
+    """The train collator's keep_only_labelled_logits projects onto the vocabulary only where a label is predicted:
+    the loss and the gradients (LoRA, and the trained tied embeddings whose lm_head gradient it skips most of) are
+    those of the full logits, and the loss normalisation counts the same tokens."""
+    batch = collate_padded(encoded_examples(loss_on), pad_id=2)
+    fast = keep_only_labelled_logits(batch)
+    assert int((fast["shift_labels"] != IGNORE_INDEX).sum()) == loss_tokens(batch)
+    results = []
+    for inputs in (batch, fast):
+        model = tiny_lora_model(train_tied_embeddings)
+        out = model(**inputs)
+        out.loss.backward()
+        results.append((out.loss.item(), lora_grads(model), out.logits.shape[1]))
+    (full_loss, full_grads, full_positions), (loss, grads, positions) = results
+    assert positions == len(fast["logits_to_keep"]) <= full_positions
+    if loss_on == LossOn.completion:
+        assert positions < 0.9 * full_positions  # the prompt's positions are skipped
+    assert any("embed_tokens" in name for name in grads) == train_tied_embeddings
+    assert loss == pytest.approx(full_loss, rel=1e-6)  # the loss upcasts logits to float32
+    assert grads.keys() == full_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-6, atol=1e-9)

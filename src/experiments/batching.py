@@ -108,11 +108,26 @@ def collate_padded(examples: Sequence[TokenizedExample], pad_id: int) -> dict[st
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
+def keep_only_labelled_logits(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch plus `logits_to_keep` and `shift_labels`, so the model projects onto the vocabulary only at the
+    positions whose next token carries a label (same loss and gradients: the others add nothing to the loss).
+
+    With a 32k vocabulary the lm_head dominates a small model's step, and with loss on the SQL alone most positions
+    (the prompt, the pads) carry no label. `logits_to_keep` (positions, shared by the rows) is every position where
+    some row predicts a labelled token; `shift_labels` holds what each row predicts there (IGNORE_INDEX elsewhere),
+    the causal-LM loss's already shifted labels, which the Trainer also counts for its loss normalisation.
+    """
+    next_labels = torch.nn.functional.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+    positions = (next_labels != IGNORE_INDEX).any(dim=0).nonzero().flatten()
+    return {**batch, "logits_to_keep": positions, "shift_labels": next_labels[:, positions].contiguous()}
+
+
 class PlannedBatchCollator:
-    """Unwraps the one planned micro-batch the DataLoader hands over and pads it."""
+    """Unwraps the one planned micro-batch the DataLoader hands over, pads it and marks the positions that carry
+    a label (keep_only_labelled_logits)."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
 
     def __call__(self, items: list[list[TokenizedExample]]) -> dict[str, torch.Tensor]:
-        return collate_padded([example for item in items for example in item], self.pad_id)
+        return keep_only_labelled_logits(collate_padded([example for item in items for example in item], self.pad_id))
