@@ -110,6 +110,9 @@ class LoraConfig:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # Modules trained in full beside the adapters and saved with them (PEFT's modules_to_save), e.g. [embed_tokens]
+    # for a config-initialised model whose random embeddings LoRA alone cannot fix; tied embeddings stay tied.
+    modules_to_save: list[str] = field(default_factory=list)
 
 
 @dataclass

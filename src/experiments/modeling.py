@@ -155,8 +155,11 @@ def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpo
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model.config.use_cache = False  # training builds no KV cache (without checkpointing it would, per step)
+    # A module trained in full (modules_to_save) that is tied to another (embed_tokens and lm_head) stays tied.
+    tie = bool(cfg.modules_to_save) and bool(getattr(model.config, "tie_word_embeddings", False))
     peft_config = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                 target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
+                                 target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+                                 modules_to_save=list(cfg.modules_to_save) or None, ensure_weight_tying=tie)
     return get_peft_model(model, peft_config)
 
 
