@@ -47,6 +47,10 @@ SEED = 20240917
 OUT_DIR = ROOT / "src" / "experiments" / "data" / "sample"
 SPLITS = ("train", "dev", "test")
 QUESTIONS_PER_TABLE = 10
+# More train tables per domain, drawn after the rest from a second seeded stream, so dev, test and the first 640
+# train questions stay as they were: a small model only learns to copy values from the question (rather than
+# recall them) when it sees many tables' values.
+EXTRA_TRAIN_TABLES_PER_DOMAIN = 8
 MAX_BYTES = 1_500_000
 
 # ------------------------------------------------------------------------------------------------------------
@@ -1934,6 +1938,21 @@ def render_readme(summary: dict[str, Any]) -> str:
                          kb=round(summary["_data_bytes"] / 1024))
 
 
+def make_examples(r: random.Random, infos: list[TableInfo], specs: list[Spec]) -> list[dict[str, Any]]:
+    """One question per spec, on the first table (round robin from the spec's position) that can ask it."""
+    examples: list[dict[str, Any]] = []
+    for k, spec in enumerate(specs):
+        for attempt in range(len(infos)):
+            info = infos[(k + attempt) % len(infos)]
+            made = make_example(r, info, spec)
+            if made is not None:
+                query, question = made
+                examples.append({"phase": 1, "table_id": info.table.id, "question": question,
+                                 "sql": query.to_json()})
+                break
+    return examples
+
+
 def generate(out_dir: Path) -> dict[str, Any]:
     r = random.Random(SEED)
     used_ids: set[str] = set()
@@ -1948,19 +1967,17 @@ def generate(out_dir: Path) -> dict[str, Any]:
     for split in SPLITS:
         infos = infos_by_split[split]
         r.shuffle(infos)
-        specs = specs_for(r, split, QUESTIONS_PER_TABLE * len(infos))
-        examples: list[dict[str, Any]] = []
-        for k, spec in enumerate(specs):
-            for attempt in range(len(infos)):
-                info = infos[(k + attempt) % len(infos)]
-                made = make_example(r, info, spec)
-                if made is not None:
-                    query, question = made
-                    examples.append({"phase": 1, "table_id": info.table.id, "question": question,
-                                     "sql": query.to_json()})
-                    break
+        examples = make_examples(r, infos, specs_for(r, split, QUESTIONS_PER_TABLE * len(infos)))
         r.shuffle(examples)
         out[split] = (examples, infos)
+
+    extra = random.Random(SEED + 1)
+    infos = [build_table(domain, extra.choice(domain.contexts), extra, used_ids)
+             for domain in DOMAINS for _ in range(EXTRA_TRAIN_TABLES_PER_DOMAIN)]
+    extra.shuffle(infos)
+    examples = make_examples(extra, infos, specs_for(extra, "train", QUESTIONS_PER_TABLE * len(infos)))
+    extra.shuffle(examples)
+    out["train"] = (out["train"][0] + examples, out["train"][1] + infos)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, (examples, infos) in out.items():
