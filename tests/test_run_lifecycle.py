@@ -87,6 +87,24 @@ def test_a_signal_stops_every_job_of_a_parallel_sweep_and_its_parent(tmp_path, s
     assert "| KILLED |" in (sweep / "comparison.md").read_text()
 
 
+def test_a_sweep_whose_worker_is_killed_with_kill_9_closes_every_run(tmp_path):
+    """joblib gives up when a worker dies (and kills the other one): the parent ends FAILED at exit and both jobs,
+    their processes gone, are marked KILLED."""
+    outputs, sweep = tmp_path / "outputs", tmp_path / "sweep"
+    process = start_cli("-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
+                        "training.learning_rate=1e-3,3e-3", *ENDLESS, f"outputs_dir={outputs}",
+                        f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    jobs = [sweep / "0_smoke", sweep / "1_smoke"]
+    wait_for(lambda: all(training_started(j) for j in jobs), "both jobs training", process, tmp_path)
+    os.kill(record(jobs[0])["pid"], signal.SIGKILL)
+    assert finish(process, tmp_path) == 1
+    runs = mlflow_runs(outputs)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.status == "FAILED"
+    assert [r.info.status for r in runs if r is not parent] == ["KILLED", "KILLED"]
+    assert [record(j)["status"] for j in jobs] == ["KILLED", "KILLED"]
+
+
 def test_sigterm_stops_a_sequential_sweep_and_no_later_job_starts(tmp_path):
     outputs, sweep = tmp_path / "outputs", tmp_path / "sweep"
     process = start_cli("-m", "training.learning_rate=1e-3,3e-3", *ENDLESS, f"outputs_dir={outputs}",
