@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from experiments.config import load_config, to_plain_dict
+from experiments.config import ConfigError, load_config, to_plain_dict
 from experiments.paths import RunFiles
 from experiments.pipeline import run_pipeline
 from experiments.run_directory import (
@@ -89,6 +89,11 @@ def test_what_each_reuse_clears(tmp_path):
         infer_and_eval
     everything = names(p for s in ("prepare", "train", "infer", "eval") for p in files.stage_outputs(s))
     assert names(stale_outputs(files, ["prepare", "train"], resume=False, overwrite=True)) == everything
+
+
+def test_overwrite_and_resume_together_fail_at_composition():
+    with pytest.raises(ConfigError, match="overwrite=true with training.resume=true"):
+        load_config(["overwrite=true", "training.resume=true"])
 
 
 def test_resume_refuses_what_changes_the_weights_and_allows_the_cadence():
