@@ -3,7 +3,7 @@ save the adapter.
 
 Writes adapter/ (PEFT adapter + tokenizer only), trainer_state.json, checkpoints/ at the save cadence and
 data/train_report.json (what was dropped for length, token counts). `training.resume=true` continues from the
-last checkpoint in the same run directory.
+last complete checkpoint in the same run directory (a half-written one is skipped).
 """
 
 from __future__ import annotations
