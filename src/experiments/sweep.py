@@ -228,11 +228,14 @@ class SweepCallback(Callback):
     def _close_abandoned(self) -> None:
         """At exit, when the sweep did not reach on_multirun_end: close the parent run (KILLED after a signal, else
         FAILED) and mark KILLED the jobs whose processes died with their runs open."""
-        if self.sweep_dir is not None and self.sweep_dir.is_dir():
-            for job_dir in sorted(p for p in self.sweep_dir.iterdir() if p.is_dir()):
-                settle_if_abandoned(RunFiles(job_dir), close_abandoned_run, wait_s=10.0)
         if self.tracker is not None:
             status = "KILLED" if self.stop is not None and self.stop.signum is not None else "FAILED"
             log.error("the sweep stopped before its end: parent run %s ends %s", self.tracker.run_id, status)
-            self.tracker.finish(status)
-            self.tracker = None
+            tracker, self.tracker = self.tracker, None
+            tracker.finish(status)
+        if self.sweep_dir is not None and self.sweep_dir.is_dir():
+            for job_dir in sorted(p for p in self.sweep_dir.iterdir() if p.is_dir()):
+                try:
+                    settle_if_abandoned(RunFiles(job_dir), close_abandoned_run, wait_s=10.0)
+                except Exception:  # one unreadable job directory must not leave the others open
+                    log.exception("could not close the run in %s", job_dir)
