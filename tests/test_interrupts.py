@@ -42,6 +42,23 @@ def test_a_job_stops_at_the_first_signal_and_its_cleanup_survives_the_next(handl
     assert again.value.exit_code == 130
 
 
+def test_an_interrupt_that_lands_in_a_finalizer_is_raised_again(handlers):
+    """Python runs the handler wherever the main thread is, and drops an exception raised in a finalizer (here a
+    __del__; in a real job, SQLAlchemy's weakref callbacks): the job must stop all the same."""
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10000):  # the handler runs here, inside the finalizer
+                pass
+
+    stop = SignalStop(raise_outside_jobs=False)
+    stop.install()
+    with pytest.raises(Interrupted), stop.job():
+        Finalized()  # dropped at once: its __del__ runs
+        time.sleep(0.1)
+
+
 def test_a_sweep_process_records_a_signal_between_jobs_and_goes_on(handlers):
     seen = []
     stop = SignalStop(raise_outside_jobs=False, on_first_signal=seen.append)

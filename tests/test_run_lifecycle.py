@@ -31,7 +31,7 @@ def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
 
 
 def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen, cwd: Path,
-             timeout_s: float = 300) -> None:
+             timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -5,7 +5,9 @@ Python turns SIGINT into KeyboardInterrupt but SIGTERM (torchrun stopping the ot
 `kill PID`) kills the process on the spot, before any cleanup. `SignalStop` handles both alike: inside a job it
 raises `Interrupted` in the main thread once, so the pipeline's cleanup closes the run; later signals are logged and
 ignored, so a second Ctrl-C cannot cut that cleanup short (kill -9 can; the next use of the run directory then marks
-the run KILLED, see run_directory.py).
+the run KILLED, see run_directory.py). Python runs a signal handler wherever the main thread is, a garbage
+collector's finalizer included, and an exception raised there is printed and dropped ("Exception ignored in ..."):
+such an Interrupted is raised again (through sys.unraisablehook), so the job still stops.
 
 Outside a job, what a signal does depends on the process. A single run stops (`raise_outside_jobs=True`). A
 multirun's launching process and a joblib worker between jobs record it and go on: the sweep callback (sweep.py)
@@ -17,8 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,8 @@ class SignalStop:
         self.on_first_signal = on_first_signal
         self.signum: int | None = None
         self._in_job = False
-        self._raised = False
+        self._raised: Interrupted | None = None
+        self._next_unraisable_hook: Callable[[Any], None] = sys.unraisablehook
 
     def __call__(self, signum: int, frame: object) -> None:
         first = self.signum is None
@@ -54,10 +61,10 @@ class SignalStop:
             self.signum = signum
             if self.on_first_signal is not None:
                 self.on_first_signal(signum)
-        if not self._raised and (self._in_job or self.raise_outside_jobs):
-            self._raised = True
-            raise Interrupted(signum)
-        if self._raised or not first:
+        if self._raised is None and (self._in_job or self.raise_outside_jobs):
+            self._raised = Interrupted(signum)
+            raise self._raised
+        if self._raised is not None or not first:
             log.warning("%s received while stopping: ignored, so the cleanup that closes the runs can finish "
                         "(kill -9 stops at once; the next use of a run directory marks its run KILLED)",
                         signal.Signals(signum).name)
@@ -65,7 +72,7 @@ class SignalStop:
     @contextlib.contextmanager
     def job(self) -> Iterator[None]:
         """The span of one job: the first signal inside it raises Interrupted."""
-        self._in_job, self._raised = True, False
+        self._in_job, self._raised = True, None
         try:
             yield
         finally:
@@ -73,7 +80,23 @@ class SignalStop:
 
     def install(self) -> dict[int, object]:
         """Handle SIGINT and SIGTERM with this object (main thread only); returns the handlers it replaced."""
+        if sys.unraisablehook != self._unraisable:
+            self._next_unraisable_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return {sig: signal.signal(sig, self) for sig in HANDLED}
+
+    def _unraisable(self, unraisable: Any) -> None:
+        """The Interrupted this object raised was dropped in a finalizer: deliver the signal again."""
+        dropped = self._raised
+        if dropped is not None and unraisable.exc_value is dropped:
+            log.debug("%s landed in %r and was dropped: raised again", dropped, unraisable.object)
+            self._raised = None
+            # Sent from here, the handler would run at once, inside this hook, and be dropped again; sent a moment
+            # later from another thread, it runs in the main thread out of the finalizer (or lands here once more).
+            timer = threading.Timer(0.01, os.kill, args=(os.getpid(), dropped.signum))
+            timer.daemon = True
+            timer.start()
+            return
+        self._next_unraisable_hook(unraisable)
 
 
 def restore(previous: dict[int, object]) -> None:
