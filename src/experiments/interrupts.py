@@ -53,7 +53,7 @@ class SignalStop:
         self.signum: int | None = None
         self._in_job = False
         self._raised: Interrupted | None = None
-        self._next_unraisable_hook: Callable[[Any], None] = sys.unraisablehook
+        self._next_unraisable_hook: Callable[[Any], None] | None = None  # set by install()
 
     def __call__(self, signum: int, frame: object) -> None:
         first = self.signum is None
@@ -96,7 +96,7 @@ class SignalStop:
             timer.daemon = True
             timer.start()
             return
-        self._next_unraisable_hook(unraisable)
+        (self._next_unraisable_hook or sys.__unraisablehook__)(unraisable)
 
 
 def restore(previous: dict[int, object]) -> None:

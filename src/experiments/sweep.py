@@ -164,6 +164,11 @@ class SweepCallback(Callback):
         self.sweep_dir: Path | None = None
         self._handlers: dict[int, object] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The copy a joblib worker gets (Hydra sends the callbacks along with each job): no signal handling of this
+        process's, which cannot be pickled and has no meaning there (the worker's is cli._main's)."""
+        return {**self.__dict__, "stop": None, "_handlers": {}}
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = self.sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
