@@ -144,6 +144,40 @@ def test_the_hub_unreachable_fails_with_the_ways_out(tmp_path, monkeypatch):
     assert "data=official data.path=DIR_OR_TARBALL" in message and "HF_HUB_OFFLINE=1" in message
 
 
+@pytest.mark.parametrize("content", [b"<html>404: Not Found</html>", b"BZh91AY&SY" + b"\x00" * 64, "cut"])
+def test_an_unreadable_release_tarball_fails_naming_it(tmp_path, content):
+    tarball = tmp_path / "data.tar.bz2"
+    if content == "cut":  # a real tarball, cut short (an interrupted copy)
+        release = write_release(tmp_path / "src" / "data", examples_per_split=200)
+        with tarfile.open(tarball, "w:bz2") as archive:
+            archive.add(release, arcname="data")
+        content = tarball.read_bytes()[: tarball.stat().st_size // 2]
+    tarball.write_bytes(content)
+    with pytest.raises(DataError) as info:
+        resolve_release(str(tarball), tmp_path / "cache")
+    message = str(info.value)
+    assert str(tarball) in message and "not a readable WikiSQL release tarball" in message
+    assert "unpacked release directory" in message
+
+
+def test_the_official_release_offline_fails_naming_the_url_and_the_way_out(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    from experiments.data.official import RELEASE_URL
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(OSError(-3, "Temporary failure in name resolution"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(DataError) as info:
+        load_source(DataConfig(source=DataSource.official, cache_dir=str(tmp_path / "cache")))  # no data.path
+    message = str(info.value)
+    assert RELEASE_URL in message and "name resolution" in message
+    assert "data=official data.path=DIR_OR_TARBALL" in message
+    assert not list((tmp_path / "cache").iterdir())  # no half download left to be taken for a whole one
+
+
 # ---------------------------------------------------------------- one release, read through both loaders
 
 RELEASE_EXAMPLES = [  # (question, sql) on TABLE: numbers in text and real columns, a float, an empty question, OP

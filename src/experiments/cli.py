@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 
 import hydra
@@ -22,6 +21,7 @@ from experiments.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from experiments.interrupts import Interrupted, SignalStop, installed
 from experiments.paths import RUN_STAMP_ENV, conf_dir, run_stamp
 
 log = logging.getLogger("experiments")
@@ -33,7 +33,8 @@ def _main(dict_cfg: DictConfig) -> float | None:
     from pathlib import Path
 
     from experiments.pipeline import run_pipeline
-    from experiments.sweep import read_parent_run_id
+    from experiments.run_directory import RunDirectoryError
+    from experiments.sweep import read_parent_run_id, sweep_interrupted
 
     adopt_slurm_tasks()  # a multi-task SLURM job (submitit launcher): one rank per task
     ctx = dist_context()
@@ -46,30 +47,45 @@ def _main(dict_cfg: DictConfig) -> float | None:
         sys.exit(2)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     parent = read_parent_run_id(hydra_cfg.sweep.dir) if multirun else None
-    try:
-        summary = run_pipeline(cfg, Path(hydra_cfg.runtime.output_dir), overrides=tuple(hydra_cfg.overrides.task),
-                               parent_run_id=parent)
-    except Exception:
-        if not multirun or ctx.distributed:
-            raise
-        # One failed sweep job must not cost the others their comparison: its MLflow run and run_summary.json
-        # already say FAILED; the sweep's parent run ends FAILED and lists it.
-        log.exception("sweep job %s failed; going on with the sweep", hydra_cfg.job.num)
-        return None
+    # A joblib worker runs jobs with no handler of ours: its own, which outlives the job (see interrupts.py).
+    stop = installed() or SignalStop(raise_outside_jobs=False)
+    stop.install()
+    with stop.job():
+        if multirun and sweep_interrupted(hydra_cfg.sweep.dir):
+            log.warning("sweep job %s not started: the sweep was stopped by a signal", hydra_cfg.job.num)
+            return None
+        try:
+            summary = run_pipeline(cfg, Path(hydra_cfg.runtime.output_dir),
+                                   overrides=tuple(hydra_cfg.overrides.task), parent_run_id=parent)
+        except RunDirectoryError as error:  # the user's to fix, before anything was touched: the message
+            if multirun:
+                log.error("sweep job %s not run: %s", hydra_cfg.job.num, error)
+                return None
+            print(f"experiments: {error}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            if not multirun or ctx.distributed:
+                raise
+            # Its run and run_summary.json say KILLED; the sweep callback ends the sweep once every job has ended.
+            log.warning("sweep job %s stopped by a signal: its run ended KILLED", hydra_cfg.job.num)
+            return None
+        except Exception:
+            if not multirun or ctx.distributed:
+                raise
+            # One failed sweep job must not cost the others their comparison: its MLflow run and run_summary.json
+            # already say FAILED; the sweep's parent run ends FAILED and lists it.
+            log.exception("sweep job %s failed; going on with the sweep", hydra_cfg.job.num)
+            return None
     return broadcast_from_main(ctx, summary["stages"].get("eval", {}).get("execution_accuracy"))
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main() -> None:
     if not conf_dir().is_dir():
         sys.exit(f"experiments: config directory {conf_dir()} not found; install the project from its "
                  "repository with `pip install -e .` (see README)")
-    # torchrun stops the other ranks when one fails, and SLURM pre-empts jobs, with SIGTERM: turn it into
-    # KeyboardInterrupt so the MLflow run ends KILLED and run_summary.json is written, not left RUNNING.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # torchrun stops the other ranks when one fails, and SLURM pre-empts jobs, with SIGTERM: it stops the run like
+    # Ctrl-C, so the MLflow run ends KILLED and run_summary.json says so, and the command exits 143 (130 for SIGINT).
+    SignalStop(raise_outside_jobs=True).install()
     ctx = dist_context()
     if ctx.distributed:  # one run directory for all ranks; only rank 0 writes Hydra's files and main log
         init_distributed(ctx)
@@ -81,6 +97,10 @@ def main() -> None:
                          "~hydra.callbacks.mlflow_sweep"]
     try:
         _main()
+    except Interrupted as stopped:
+        shutdown_distributed(clean=False)
+        log.warning("%s", stopped)
+        sys.exit(stopped.exit_code)
     except BaseException:
         shutdown_distributed(clean=False)  # a peer may be gone: no barrier
         raise

@@ -217,6 +217,9 @@ class ExperimentConfig:
     zero_shot: bool = False  # infer with the base model alone, even when an adapter exists
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     outputs_dir: str = "outputs"
+    # A run directory that holds an earlier run's data or training is refused (run_directory.py); true clears its
+    # outputs first and starts again there.
+    overwrite: bool = False
 
 
 _SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (
@@ -335,6 +338,9 @@ def check_values(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
     if Stage.train in cfg.stages:
         _check_schedule(t)
+    if cfg.overwrite and t.resume:
+        raise ConfigError("overwrite=true with training.resume=true: overwrite clears the run directory that resume "
+                          "would continue; pick one")
 
 
 def to_typed(cfg: DictConfig | ExperimentConfig) -> ExperimentConfig:

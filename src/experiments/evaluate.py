@@ -13,8 +13,8 @@ from pathlib import Path
 from experiments.analysis.run_report import read_results, run_facts, write_run_analysis
 from experiments.config import ExperimentConfig
 from experiments.data.jsonl import write_json
-from experiments.data.prepared import read_prepared, read_tables
-from experiments.evaluation import evaluate, materialize_tables, read_predictions
+from experiments.data.prepared import read_prepared, read_tables, write_tables_sqlite
+from experiments.evaluation import evaluate, read_predictions
 from experiments.evaluation.guidance import guidance_metrics, read_top_candidates
 from experiments.paths import RunFiles
 
@@ -30,7 +30,7 @@ def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
     predictions = read_predictions(predictions_path, expected_ids={e.id for e in examples})  # fails before work
     tables = read_tables(files.tables_jsonl)
     if not files.tables_sqlite.is_file():
-        materialize_tables(tables.values(), files.tables_sqlite)
+        write_tables_sqlite(files.tables_sqlite, tables.values())
     metrics = evaluate(examples, tables, predictions, files.tables_sqlite, files.root,
                        timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
     results = read_results(files.results)

@@ -105,3 +105,22 @@ class RunFiles:
     @property
     def resolved_config(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def lock(self) -> Path:
+        """Held by the process that runs in this directory (run_directory.RunDirectory)."""
+        return self.root / ".lock"
+
+    def stage_outputs(self, stage: str) -> tuple[Path, ...]:
+        """What `stage` (prepare, train, infer or eval) writes here, as the README's Stages table lists it."""
+        if stage == "prepare":
+            return (self.data_dir,)
+        if stage == "train":
+            return (self.adapter_dir, self.checkpoints_dir, self.trainer_state, self.train_summary)
+        if stage == "infer":
+            return (self.predictions, self.infer_summary)
+        if stage == "eval":
+            return (self.results, self.metrics, self.analysis_json, self.report_md, self.report_html, self.plots_dir,
+                    *(self.root / name for name in ("official_source.jsonl", "official_predictions.jsonl",
+                                                    "official_tables.jsonl", "official_tables.db")))
+        raise ValueError(f"{stage!r}: not a stage (prepare, train, infer, eval)")

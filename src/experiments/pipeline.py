@@ -1,12 +1,15 @@
 """Runs the selected stages in order inside one run directory and one MLflow run.
 
-Whatever happens, the MLflow run is closed with the right status and GPU memory is released, so the next job
-of a sequential Hydra multirun starts clean. In a data-parallel job (torchrun / accelerate launch) every rank
-runs this; rank 0 alone writes the run directory's files and the MLflow run, prepares the data and scores.
+Whatever happens, the MLflow run is closed first with the right status (FINISHED, FAILED, or KILLED for Ctrl-C and
+SIGTERM), then the directory's record, run_summary.json, and GPU memory is released, so the next job of a sequential
+Hydra multirun starts clean. What a run may do in a directory that already holds one is run_directory.py's. In a
+data-parallel job (torchrun / accelerate launch) every rank runs this; rank 0 alone holds the run directory, writes
+its files and the MLflow run, prepares the data and scores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -17,11 +20,20 @@ import torch
 from omegaconf import OmegaConf
 
 from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, to_plain_dict
-from experiments.data.jsonl import write_json
+from experiments.data.jsonl import write_text
 from experiments.distributed import DistContext, dist_context, run_on_main
 from experiments.paths import RunFiles
 from experiments.prompt import PROMPT_VERSION
-from experiments.tracking import NullTracker, flatten, git_commit, open_tracker, ui_command
+from experiments.run_directory import (
+    PreviousRun,
+    RunDirectory,
+    check_resume,
+    clear,
+    now,
+    process_identity,
+    stale_outputs,
+)
+from experiments.tracking import NullTracker, close_abandoned_run, flatten, git_commit, open_tracker, ui_command
 
 log = logging.getLogger(__name__)
 
@@ -41,25 +53,79 @@ def release_memory() -> None:
 
 def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, ...] = (),
                  parent_run_id: str | None = None) -> dict[str, Any]:
-    """prepare -> train -> infer -> eval (those selected by cfg.stages); returns the run summary."""
+    """prepare -> train -> infer -> eval (those selected by cfg.stages); returns the run summary. Rank 0 holds the
+    run directory (run_directory.RunDirectory) for the whole run."""
     ctx = dist_context()
     files = RunFiles(run_dir)
+    directory = RunDirectory(files)
+    try:
+        previous = run_on_main(ctx, lambda: take_directory(directory, cfg)) or PreviousRun()
+        summary = _run_in(directory, cfg, previous, overrides, parent_run_id, ctx)
+    finally:
+        directory.release()
+    if ctx.is_main:
+        for line in headline_lines(summary, files, summary.get("tracking_uri")):
+            log.info(line)
+    return summary
+
+
+def take_directory(directory: RunDirectory, cfg: ExperimentConfig) -> PreviousRun:
+    """Lock the run directory, close a run that died there, apply the reuse and resume rules (run_directory.py), then
+    clear what this run makes stale and write its config.yaml. Refusals come before anything is deleted."""
+    files = directory.files
+    previous = directory.acquire()
+    previous = directory.settle_abandoned(previous, close_abandoned_run)
     plain = to_plain_dict(cfg)
+    stages = [s.value for s in STAGE_ORDER if s in cfg.stages]
+    stale = stale_outputs(files, stages, resume=cfg.training.resume, overwrite=cfg.overwrite)
+    if cfg.training.resume:
+        check_resume(files, previous, plain)
+    if stale:
+        log.warning("run directory %s: clearing %s before running %s (%s)", files.root,
+                    ", ".join(p.name for p in stale), ",".join(stages),
+                    "overwrite=true" if cfg.overwrite else "outputs of these stages and of later ones")
+        clear(stale)
+    write_text(files.resolved_config, OmegaConf.to_yaml(OmegaConf.create(plain)))
+    return previous
+
+
+def _carried_over(previous: PreviousRun, cfg: ExperimentConfig) -> dict[str, Any]:
+    """What the new record keeps from the previous run's: the results of the stages it does not run again (their
+    outputs stay), and the MLflow runs that made them."""
+    if cfg.overwrite or not previous.record:
+        return {"stages": {}}
+    rerun = {s.value for s in cfg.stages}
+    kept = {k: v for k, v in previous.record.get("stages", {}).items() if k not in rerun}
+    seconds = {f"{k}_seconds": previous.record[f"{k}_seconds"] for k in kept if f"{k}_seconds" in previous.record}
+    earlier = list(previous.record.get("earlier_mlflow_run_ids", []))
+    if previous.mlflow_run_id:
+        earlier.append(previous.mlflow_run_id)
+    return {"stages": kept, **seconds, "earlier_mlflow_run_ids": earlier}
+
+
+def _run_in(directory: RunDirectory, cfg: ExperimentConfig, previous: PreviousRun, overrides: tuple[str, ...],
+            parent_run_id: str | None, ctx: DistContext) -> dict[str, Any]:
+    files = directory.files
     tags = {"preset": cfg.preset, "git_commit": git_commit(), "overrides": " ".join(overrides) or "(none)",
             "device": describe_device(cfg.device), "prompt_version": PROMPT_VERSION, "run_dir": str(files.root),
             "world_size": str(ctx.world_size)}
-
-    def start():
-        files.root.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(plain), files.resolved_config)
-        return open_tracker(cfg.tracking, cfg.outputs_dir, cfg.preset, tags, parent_run_id)  # fails fast
-
-    tracker = run_on_main(ctx, start) or NullTracker()
+    resume_run_id = previous.mlflow_run_id if cfg.training.resume else None
+    summary: dict[str, Any] = {"run_dir": str(files.root), "mlflow_run_id": None, **_carried_over(previous, cfg)}
+    tracker: Any = NullTracker()
+    status, error = "FAILED", None
     release_memory()
-    summary: dict[str, Any] = {"run_dir": str(files.root), "mlflow_run_id": tracker.run_id, "stages": {}}
-    status = "FAILED"
     try:
-        tracker.log_params(flatten(plain))
+        tracker = run_on_main(ctx, lambda: open_tracker(cfg.tracking, cfg.outputs_dir, cfg.preset, tags, parent_run_id,
+                                                        resume_run_id)) or NullTracker()
+        if resume_run_id and ctx.is_main and cfg.tracking.backend != "none" and not tracker.resumed:
+            log.warning("training.resume=true: MLflow run %s (recorded in %s) is not in the store %s; logging to a "
+                        "new run, %s", resume_run_id, files.run_summary, tracker.uri, tracker.run_id)
+        if tracker.run_id in summary.get("earlier_mlflow_run_ids", []):  # the same MLflow run, continued
+            summary["earlier_mlflow_run_ids"].remove(tracker.run_id)
+        summary.update({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri, **process_identity(),
+                        "started_at": now()})
+        run_on_main(ctx, lambda: directory.write_record({**summary, "status": "RUNNING"}))
+        tracker.log_params(flatten(to_plain_dict(cfg)))
         tracker.log_artifact(files.resolved_config)
         for stage in (s for s in STAGE_ORDER if s in cfg.stages):
             started = time.perf_counter()
@@ -70,22 +136,48 @@ def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, 
             tracker.log_metrics({f"time_{stage.value}_s": seconds})
             log.info("stage %s: done in %.1f s", stage.value, seconds)
         status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through interrupts.SignalStop
+        status, error = "KILLED", exc
+        raise
+    except BaseException as exc:
+        error = exc
         raise
     finally:
         if ctx.is_main:
-            write_json(files.run_summary, {**summary, "status": status})
-            tracker.log_artifact(files.run_summary)
-        tracker.finish(status)
+            close_run(tracker, directory, {**summary, "ended_at": now()}, status, raise_errors=error is None)
         release_memory()
-    if ctx.is_main:
-        for line in headline_lines(summary, files, tracker):
-            log.info(line)
     return summary
 
 
-def headline_lines(summary: dict[str, Any], files: RunFiles, tracker) -> list[str]:
+def close_run(tracker, directory: RunDirectory, summary: dict[str, Any], status: str, *, raise_errors: bool) -> None:
+    """End the run: the MLflow run first, whatever fails after it, then the record on disk. A record that cannot be
+    written (a full disk) fails a run that had finished, in MLflow too. The first error is raised unless another one
+    is already on its way out."""
+    errors: list[Exception] = []
+    try:
+        tracker.finish(status)
+    except Exception as err:
+        log.exception("could not end MLflow run %s as %s", tracker.run_id, status)
+        errors.append(err)
+        status = "FAILED"
+    try:
+        directory.write_record({**summary, "status": status})
+    except Exception as err:
+        log.exception("could not write %s", directory.files.run_summary)
+        errors.append(err)
+        if status == "FINISHED":
+            with contextlib.suppress(Exception):
+                tracker.finish("FAILED")
+    else:
+        try:
+            tracker.log_artifact(directory.files.run_summary)
+        except Exception:
+            log.exception("could not log %s to MLflow", directory.files.run_summary)
+    if errors and raise_errors:
+        raise errors[0]
+
+
+def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str | None) -> list[str]:
     """What a finished run prints last: the headline metrics with their 95% intervals, where the report is, and
     how to see the run in MLflow."""
     lines = ["run finished"]
@@ -104,8 +196,8 @@ def headline_lines(summary: dict[str, Any], files: RunFiles, tracker) -> list[st
     lines.append(f"  {'run directory':<20} {files.root}")
     if files.report_html.is_file():
         lines.append(f"  {'report':<20} {files.report_html}")
-    if tracker.run_id:
-        lines.append(f"  {'MLflow run':<20} {tracker.run_id}  ({ui_command(tracker.uri)})")
+    if summary.get("mlflow_run_id") and tracking_uri:
+        lines.append(f"  {'MLflow run':<20} {summary['mlflow_run_id']}  ({ui_command(tracking_uri)})")
     return lines
 
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from experiments.config import ExperimentConfig
 from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint, prompt_fingerprint
 from experiments.data.jsonl import write_json
-from experiments.data.prepared import PreparedExample, write_prepared, write_tables
+from experiments.data.prepared import PreparedExample, write_prepared, write_tables, write_tables_sqlite
 from experiments.data.sources import load_source
 from experiments.data.subsets import SUBSET_SOURCES, draw_subset
-from experiments.evaluation import materialize_tables
 from experiments.paths import RunFiles
 from experiments.prompt import PROMPT_VERSION
 
@@ -45,9 +44,7 @@ def run_prepare(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Path]:
         log.info("prepare: %s <- %s: %d of %d examples", subset, source_split, len(chosen), len(split.examples))
     tables = sorted(used_tables.values(), key=lambda t: t.id)
     write_tables(files.tables_jsonl, tables)
-    if files.tables_sqlite.exists():
-        files.tables_sqlite.unlink()
-    materialize_tables(tables, files.tables_sqlite)
+    write_tables_sqlite(files.tables_sqlite, tables)
     report["tables"] = len(tables)
     write_json(files.data_report, report)
     return {"data_dir": files.data_dir, "report": files.data_report}

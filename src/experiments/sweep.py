@@ -1,13 +1,23 @@
 """Hydra callback that gives a multirun one MLflow parent run, nests every job under it, and leaves a
 comparison of the children in the parent when the sweep ends: the `experiments-compare` table (with the prompt/
-test-set fingerprint warnings) and, for a sweep over training-set size, the scaling curve."""
+test-set fingerprint warnings) and, for a sweep over training-set size, the scaling curve.
+
+It also stops a sweep cleanly on SIGINT or SIGTERM. The first signal marks the sweep interrupted (`.interrupted` in
+the sweep directory: no job starts after it) and, with the joblib launcher, is forwarded to the worker processes;
+each running job ends its run KILLED (interrupts.py), then the parent run ends KILLED and the process exits 130 or
+143. Should the sweep end any other way (a worker killed, so joblib gives up), the parent run is still closed at
+exit, and the jobs whose processes died are marked KILLED.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import signal
 from pathlib import Path
 from typing import Any
 
+import psutil
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -22,8 +32,17 @@ from experiments.analysis.scaling import (
     varies_train_size,
 )
 from experiments.compare import fingerprint_alerts, metrics_table, run_json, runs_table
-from experiments.data.jsonl import write_json
-from experiments.tracking import PARENT_RUN_FILE, MlflowTracker, check_reachable, resolve_tracking_uri
+from experiments.data.jsonl import write_json, write_text
+from experiments.interrupts import Interrupted, SignalStop, restore
+from experiments.paths import RunFiles
+from experiments.run_directory import settle_if_abandoned
+from experiments.tracking import (
+    PARENT_RUN_FILE,
+    MlflowTracker,
+    check_reachable,
+    close_abandoned_run,
+    resolve_tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +57,30 @@ def _tracking(config: DictConfig):
                           experiment_name=config.tracking.get("experiment_name", "text2sql-lora"))
 
 
+INTERRUPTED_FILE = ".interrupted"
+
+
 def read_parent_run_id(sweep_dir: str | Path) -> str | None:
     path = Path(sweep_dir) / PARENT_RUN_FILE
     return path.read_text().strip() if path.is_file() else None
+
+
+def sweep_interrupted(sweep_dir: str | Path) -> bool:
+    """Whether a signal stopped this sweep: a job that has not started yet must not start."""
+    return (Path(sweep_dir) / INTERRUPTED_FILE).is_file()
+
+
+def forward_to_workers(signum: int) -> int:
+    """Send `signum` to this process's child processes (joblib's workers; loky's resource tracker ignores it);
+    returns how many got it."""
+    sent = 0
+    for child in psutil.Process().children():
+        try:
+            child.send_signal(signum)
+            sent += 1
+        except psutil.NoSuchProcess:
+            continue
+    return sent
 
 
 def comparison_rows(client, parent_run_id: str) -> list[dict[str, Any]]:
@@ -120,36 +160,87 @@ def write_sweep_comparison(records: list[RunRecord], sweep_dir: Path, preset: st
 class SweepCallback(Callback):
     def __init__(self) -> None:
         self.tracker: MlflowTracker | None = None
+        self.stop: SignalStop | None = None
+        self.sweep_dir: Path | None = None
+        self._handlers: dict[int, object] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The copy a joblib worker gets (Hydra sends the callbacks along with each job): no signal handling of this
+        process's, which cannot be pickled and has no meaning there (the worker's is cli._main's)."""
+        return {**self.__dict__, "stop": None, "_handlers": {}}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = self.sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / INTERRUPTED_FILE).unlink(missing_ok=True)  # a sweep directory used again
+        parallel = "joblib" in str(config.hydra.launcher.get("_target_", "")).lower()
+        self.stop = SignalStop(raise_outside_jobs=False,
+                               on_first_signal=lambda signum: self._interrupt(sweep_dir, signum, parallel))
+        self._handlers = self.stop.install()
+        atexit.register(self._close_abandoned)
         if config.tracking.backend != "mlflow":
             return
         tracking = _tracking(config)
         uri = resolve_tracking_uri(tracking, config.outputs_dir)
         check_reachable(uri)
-        sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
         overrides = " ".join(config.hydra.overrides.task) or "(none)"
         self.tracker = MlflowTracker(uri, tracking.experiment_name, f"sweep {sweep_dir.name}",
                                      {"sweep_dir": str(sweep_dir), "overrides": overrides, "kind": "sweep"})
-        (sweep_dir / PARENT_RUN_FILE).write_text(self.tracker.run_id)
+        write_text(sweep_dir / PARENT_RUN_FILE, self.tracker.run_id)
         log.info("MLflow parent run %s for the sweep in %s", self.tracker.run_id, sweep_dir)
+
+    @staticmethod
+    def _interrupt(sweep_dir: Path, signum: int, parallel: bool) -> None:
+        write_text(sweep_dir / INTERRUPTED_FILE, f"{signal.Signals(signum).name}\n")
+        sent = forward_to_workers(signum) if parallel else 0
+        log.warning("%s: stopping the sweep; no job starts from now on%s", signal.Signals(signum).name,
+                    f"; sent to the {sent} joblib processes, whose running jobs end KILLED" if parallel else "")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         preset = config.get("preset")
-        if self.tracker is None:  # tracking=none: the comparison is still written into the sweep dir
-            if sweep_dir.is_dir():
-                write_sweep_comparison(_records_from_dir(sweep_dir), sweep_dir, preset)
-            return
-        failed = True
+        signum = self.stop.signum if self.stop else None
+        try:
+            if self.tracker is None:  # tracking=none: the comparison is still written into the sweep dir
+                if sweep_dir.is_dir():
+                    write_sweep_comparison(_records_from_dir(sweep_dir), sweep_dir, preset)
+            else:
+                self._close_parent(sweep_dir, preset)
+        finally:
+            atexit.unregister(self._close_abandoned)
+            restore(self._handlers)
+        if signum is not None:
+            raise Interrupted(signum)  # the command exits 130 or 143
+
+    def _close_parent(self, sweep_dir: Path, preset: str | None) -> None:
+        assert self.tracker is not None
+        status = "FAILED"
         try:
             rows = comparison_rows(self.tracker.client, self.tracker.run_id)
-            failed = any(r["status"] != "FINISHED" for r in rows)
-            if failed:
-                log.error("sweep: %d of %d jobs did not finish; see the comparison in %s",
-                          sum(r["status"] != "FINISHED" for r in rows), len(rows), sweep_dir)
+            unfinished = sum(r["status"] != "FINISHED" for r in rows)
+            if unfinished:
+                log.error("sweep: %d of %d jobs did not finish; see the comparison in %s", unfinished, len(rows),
+                          sweep_dir)
+            status = "FAILED" if unfinished else "FINISHED"
             for path in write_sweep_comparison([_record(r) for r in rows], sweep_dir, preset):
                 self.tracker.log_artifact(path)
         finally:
-            self.tracker.finish("FAILED" if failed else "FINISHED")
+            if self.stop is not None and self.stop.signum is not None:
+                status = "KILLED"
+            self.tracker.finish(status)
+            self.tracker = None
+
+    def _close_abandoned(self) -> None:
+        """At exit, when the sweep did not reach on_multirun_end: close the parent run (KILLED after a signal, else
+        FAILED) and mark KILLED the jobs whose processes died with their runs open."""
+        if self.tracker is not None:
+            status = "KILLED" if self.stop is not None and self.stop.signum is not None else "FAILED"
+            log.error("the sweep stopped before its end: parent run %s ends %s", self.tracker.run_id, status)
+            tracker, self.tracker = self.tracker, None
+            tracker.finish(status)
+        if self.sweep_dir is not None and self.sweep_dir.is_dir():
+            for job_dir in sorted(p for p in self.sweep_dir.iterdir() if p.is_dir()):
+                try:
+                    settle_if_abandoned(RunFiles(job_dir), close_abandoned_run, wait_s=10.0)
+                except Exception:  # one unreadable job directory must not leave the others open
+                    log.exception("could not close the run in %s", job_dir)

@@ -1,20 +1,26 @@
 """MLflow tracking through an explicit client and run id (no fluent global state), so Hydra's sequential
 multirun can open and close one run per job safely, failed jobs included.
 
-A multirun gets one parent run, created by `SweepCallback` before the first job (which also creates the SQLite
-store and the experiment once, so parallel jobs don't race to create them); each job's run is nested under it.
+A multirun gets one parent run, created by `SweepCallback` before the first job; each job's run is nested under it.
+A SQLite store is created (tables, migrations, the experiment) under a file lock beside it, so processes started
+together on a fresh outputs/ do not race to create it; its artifacts go beside it, never into the working directory.
+A resumed run reopens its MLflow run by id (`resume_run_id`), so a killed run continues instead of staying RUNNING.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from experiments.config import TrackingConfig
 
@@ -39,6 +45,52 @@ def resolve_tracking_uri(cfg: TrackingConfig, outputs_dir: str) -> str:
     path = default_store(outputs_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (None for other stores and in-memory databases)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    name = uri[len("sqlite:///"):].split("?", 1)[0]
+    name = name.removeprefix("file:")  # sqlite:///file:PATH?mode=ro&uri=true
+    return None if name in ("", ":memory:") else Path(name).expanduser().absolute()
+
+
+def check_store(uri: str) -> None:
+    """Refuse, naming the path and tracking.uri, a SQLite store in a directory that does not exist (MLflow would
+    silently create it, anywhere) or one this process cannot write."""
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    if not path.parent.is_dir():
+        raise TrackingUnavailable(f"MLflow store {path} (tracking.uri={uri}): directory {path.parent} does not "
+                                  "exist; create it, fix tracking.uri, or leave it unset for the default store "
+                                  "under outputs_dir")
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise TrackingUnavailable(f"MLflow store {path} (tracking.uri={uri}) is read-only ({target} is not "
+                                  "writable); point tracking.uri at a writable store, or run with tracking=none")
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, timeout_s: float = 300.0) -> Iterator[None]:
+    """Held while a process creates or first opens a SQLite store, so that two processes never create its tables
+    at once (MLflow's migrations then fail with `table experiments already exists`). No-op for other stores."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    with FileLock(f"{path}.lock", timeout=timeout_s):
+        yield
+
+
+def store_error(uri: str, err: Exception) -> TrackingUnavailable:
+    """An MLflow store failure at the start of a run, named by its store and tracking.uri."""
+    path = sqlite_path(uri)
+    where = f"MLflow store {path} (tracking.uri={uri})" if path else f"MLflow store tracking.uri={uri}"
+    hint = ("it is read-only; point tracking.uri at a writable store, or run with tracking=none"
+            if "readonly" in str(err).lower().replace("-", "") else "fix tracking.uri, or run with tracking=none")
+    return TrackingUnavailable(f"{where}: {type(err).__name__}: {str(err)[:500]}; {hint}")
 
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
@@ -89,6 +141,7 @@ class NullTracker:
 
     run_id: str | None = None
     uri: str | None = None
+    resumed: bool = False
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
@@ -98,26 +151,55 @@ class NullTracker:
 
 
 class MlflowTracker:
-    """One MLflow run, addressed by id."""
+    """One MLflow run, addressed by id: a new one, or with `resume_run_id` that run reopened (RUNNING again) when
+    the store has it; `resumed` says which happened."""
 
     def __init__(self, uri: str, experiment_name: str, run_name: str, tags: Mapping[str, str],
-                 parent_run_id: str | None = None):
+                 parent_run_id: str | None = None, resume_run_id: str | None = None):
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
-        experiment_id = ensure_experiment(self.client, experiment_name)
-        all_tags = dict(tags)
-        if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        self.resumed = False
+        self._logged_params: dict[str, str] = {}
+        check_store(uri)
+        try:
+            with store_lock(uri):
+                self.client = MlflowClient(tracking_uri=uri)
+                experiment_id = ensure_experiment(self.client, experiment_name, uri)
+            previous = _existing_run(self.client, resume_run_id) if resume_run_id else None
+            if previous is not None:
+                self.run_id = resume_run_id
+                self.client.update_run(self.run_id, status="RUNNING")
+                self._logged_params = dict(previous.data.params)
+                resumes = int(previous.data.tags.get("resumed", "0")) + 1
+                self.client.set_tag(self.run_id, "resumed", str(resumes))
+                self.resumed = True
+                return
+            all_tags = dict(tags)
+            if parent_run_id:
+                all_tags["mlflow.parentRunId"] = parent_run_id
+            if resume_run_id:
+                all_tags["resumed_from_run_id"] = resume_run_id
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        except TrackingUnavailable:
+            raise
+        except Exception as err:  # a read-only or broken store: named here, not deep in SQLAlchemy
+            raise store_error(uri, err) from err
 
     def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params; in a reopened run only new keys (MLflow refuses to change a param), with the values that
+        changed on resume (say training.resume itself) in the `resume_changes` tag."""
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        values = {k: str(v)[:6000] for k, v in params.items()}
+        changed = {k: v for k, v in values.items() if k in self._logged_params and self._logged_params[k] != v}
+        items = [Param(k, v) for k, v in values.items() if k not in self._logged_params]
         for start in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[start:start + 100])
+        self._logged_params.update({p.key: p.value for p in items})
+        if changed:
+            self.set_tags({"resume_changes": "; ".join(f"{k}: {self._logged_params[k]} -> {v}"
+                                                       for k, v in sorted(changed.items()))})
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         import time
@@ -143,12 +225,50 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id, status=status)
 
 
-def ensure_experiment(client, name: str) -> str:
+def _existing_run(client, run_id: str):
+    """The run with this id in the client's store, or None (another store, or deleted)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    return run if run.info.lifecycle_stage == "active" else None
+
+
+def close_abandoned_run(uri: str, run_id: str, status: str = "KILLED") -> str | None:
+    """End a run whose process died without closing it (kill -9, out of memory, power loss) with `status`, if the
+    store still has it RUNNING. Returns the run's status in the store afterwards, or None when the store or the run
+    cannot be reached (logged: it must not stop the new run)."""
+    try:
+        from mlflow.tracking import MlflowClient
+
+        check_store(uri)
+        with store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            run = _existing_run(client, run_id)
+        if run is None:
+            log.warning("MLflow run %s is not in the store %s: nothing to close", run_id, uri)
+            return None
+        if run.info.status != "RUNNING":
+            return run.info.status
+        client.set_terminated(run_id, status=status)
+        return status
+    except Exception as err:  # an unreachable store: the directory's record still says what happened
+        log.warning("could not close MLflow run %s in %s (%s: %s)", run_id, uri, type(err).__name__, err)
+        return None
+
+
+def ensure_experiment(client, name: str, uri: str | None = None) -> str:
+    """The experiment's id, created if needed; a SQLite store's experiment keeps its artifacts beside the database
+    (MLflow's default is ./mlruns in whatever directory the process started in)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    path = sqlite_path(uri) if uri else None
+    location = (path.parent / "mlartifacts").as_uri() if path else None
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=location)
     except Exception:  # created meanwhile by a parallel job
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -157,11 +277,11 @@ def ensure_experiment(client, name: str) -> str:
 
 
 def open_tracker(cfg: TrackingConfig, outputs_dir: str, run_name: str, tags: Mapping[str, str],
-                 parent_run_id: str | None = None) -> MlflowTracker | NullTracker:
+                 parent_run_id: str | None = None, resume_run_id: str | None = None) -> MlflowTracker | NullTracker:
     if cfg.backend == "none":
         return NullTracker()
     if cfg.backend != "mlflow":
         raise ValueError(f"tracking.backend={cfg.backend!r}: expected mlflow or none")
     uri = resolve_tracking_uri(cfg, outputs_dir)
     check_reachable(uri)
-    return MlflowTracker(uri, cfg.experiment_name, run_name, tags, parent_run_id)
+    return MlflowTracker(uri, cfg.experiment_name, run_name, tags, parent_run_id, resume_run_id)

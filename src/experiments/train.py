@@ -3,16 +3,20 @@ save the adapter.
 
 Writes adapter/ (PEFT adapter + tokenizer only), trainer_state.json, checkpoints/ at the save cadence and
 data/train_report.json (what was dropped for length, token counts). `training.resume=true` continues from the
-last checkpoint in the same run directory.
+last complete checkpoint in the same run directory (a half-written one is skipped).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
+import os
 import shutil
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches
 from experiments.config import BestBy, ExperimentConfig, TrainingConfig
-from experiments.data.jsonl import write_json
+from experiments.data.jsonl import write_json, write_text
 from experiments.data.prepared import read_prepared
 from experiments.distributed import dist_context, gather_to_main, run_on_main
 from experiments.modeling import (
@@ -250,9 +254,41 @@ def training_arguments(cfg: ExperimentConfig, output_dir: Path, device: torch.de
     return args
 
 
+def checkpoint_complete(path: Path) -> bool:
+    """Whether the Trainer finished writing this checkpoint: it writes trainer_state.json last, so a crash or a full
+    disk mid-save leaves a checkpoint without one, or with one cut short."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == int(path.name.split("-")[-1])
+
+
 def last_checkpoint(checkpoints_dir: Path) -> str | None:
-    found = sorted(checkpoints_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(found[-1]) if found else None
+    """The last complete checkpoint; incomplete ones after it are skipped, named in a warning."""
+    found = sorted((p for p in checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for path in found:
+        if checkpoint_complete(path):
+            return str(path)
+        log.warning("training.resume: %s is incomplete (no readable trainer_state.json for its step): skipped", path)
+    return None
+
+
+def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a directory through a temporary one renamed into place, so a crash leaves the old one or the new one
+    (or, between the two renames, none), never half of one that a later stage would load as whole."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    write(tmp)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCallback, ...] = ()) -> dict:
@@ -339,17 +375,18 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         summary["peak_memory_gib"] = max(peaks or [0.0])
         summary.update({f"peak_memory_gib_rank{rank}": peak for rank, peak in enumerate(peaks)})
 
-    def save() -> None:
-        if files.adapter_dir.exists():
-            shutil.rmtree(files.adapter_dir)
+    def save_adapter(directory: Path) -> None:
         if trainer.best.best is not None:  # the best evaluation's adapter, not the last step's
-            shutil.copytree(files.best_adapter_dir, files.adapter_dir, ignore=shutil.ignore_patterns("best.json"))
+            shutil.copytree(files.best_adapter_dir, directory, ignore=shutil.ignore_patterns("best.json"))
             log.info("adapter/: step %d's, the best by %s (%.4f)", trainer.best.best.step, trainer.best.best_by.value,
                      trainer.best.best.score)
         else:
-            model.save_pretrained(str(files.adapter_dir))
-        tokenizer.save_pretrained(str(files.adapter_dir))
-        trainer.state.save_to_json(str(files.trainer_state))
+            model.save_pretrained(str(directory))
+        tokenizer.save_pretrained(str(directory))
+
+    def save() -> None:
+        replace_dir(files.adapter_dir, save_adapter)
+        write_text(files.trainer_state, json.dumps(dataclasses.asdict(trainer.state), indent=2, sort_keys=True) + "\n")
         write_json(files.train_summary, summary)
 
     # rank 0 writes; the other ranks wait for it (infer reads the adapter), or fail with its error

@@ -7,7 +7,9 @@ The bundled sample uses the same layout, so it goes through this loader too.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -87,14 +89,28 @@ def download(url: str, cache_dir: Path) -> Path:
     if target.is_file():
         return target
     partial = target.with_suffix(target.suffix + ".part")
-    with urllib.request.urlopen(url) as response, open(partial, "wb") as out:  # noqa: S310 (user-given URL)
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {Path(url).name}") as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
+    try:
+        with urllib.request.urlopen(url) as response, open(partial, "wb") as out:  # noqa: S310 (user-given URL)
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"downloading {Path(url).name}") as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
+        partial.unlink(missing_ok=True)
+        reason = getattr(err, "reason", None) or err
+        raise DataError(f"{url}: cannot download the WikiSQL release ({reason}). Offline, or without access to it, "
+                        "use a local copy: data=official data.path=DIR_OR_TARBALL (the unpacked release directory or "
+                        "its data.tar.bz2; with data.path unset, data=official downloads it from this URL)") from None
     partial.replace(target)
     return target
+
+
+def _unreadable(tarball: Path, cache_dir: Path, err: BaseException) -> DataError:
+    again = ("delete this cached download to fetch it again" if tarball.parent == cache_dir
+             else "download it again (was it cut short?)")
+    return DataError(f"{tarball}: not a readable WikiSQL release tarball ({type(err).__name__}: {err}); {again}, or "
+                     "point data.path at the unpacked release directory")
 
 
 def extract(tarball: Path, cache_dir: Path) -> Path:
@@ -103,8 +119,15 @@ def extract(tarball: Path, cache_dir: Path) -> Path:
     marker = destination / ".complete"
     if not marker.is_file():
         destination.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(tarball) as archive:
-            archive.extractall(destination, filter="data")
+        try:
+            with tarfile.open(tarball) as archive:
+                archive.extractall(destination, filter="data")
+        except (tarfile.TarError, EOFError) as err:  # not a tarball, or one cut short
+            raise _unreadable(tarball, cache_dir, err) from None
+        except OSError as err:
+            if err.errno is not None:  # the disk, not the archive (bz2 reports a corrupt stream without errno)
+                raise
+            raise _unreadable(tarball, cache_dir, err) from None
         marker.touch()
     return find_release_dir(destination)
 

@@ -5,6 +5,8 @@ Later stages read only these, so any stage can run alone on an earlier run's dir
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,21 @@ def read_prepared(path: Path) -> list[PreparedExample]:
 
 def write_tables(path: Path, tables: list[Table]) -> None:
     write_jsonl(path, (t.to_json() for t in tables))
+
+
+def write_tables_sqlite(path: Path, tables: Iterable[Table]) -> None:
+    """data/tables.sqlite, built in a temporary file renamed into place: a crash never leaves a half-built database
+    that the eval stage would take for a whole one."""
+    from experiments.evaluation import materialize_tables
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        materialize_tables(tables, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_tables(path: Path) -> dict[str, Table]:
