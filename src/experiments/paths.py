@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 RUN_STAMP_ENV = "EXPERIMENTS_RUN_STAMP"
@@ -124,3 +126,19 @@ class RunFiles:
                     *(self.root / name for name in ("official_source.jsonl", "official_predictions.jsonl",
                                                     "official_tables.jsonl", "official_tables.db")))
         raise ValueError(f"{stage!r}: not a stage (prepare, train, infer, eval)")
+
+
+def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a directory through a temporary one renamed into place, so a crash leaves the old one or the new one
+    (or, between the two renames, none), never half of one that a later stage would load as whole."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    write(tmp)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    if old.exists():
+        shutil.rmtree(old)

@@ -12,11 +12,9 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shutil
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -37,7 +35,7 @@ from experiments.modeling import (
     peak_gpu_memory_gib,
     resolve_device,
 )
-from experiments.paths import RunFiles
+from experiments.paths import RunFiles, replace_dir
 from experiments.tokenization import TokenizedExample, encode_example
 from experiments.validation import BestCheckpoint, EvaluateAtTheEnd, ValidationScorer
 
@@ -273,22 +271,6 @@ def last_checkpoint(checkpoints_dir: Path) -> str | None:
             return str(path)
         log.warning("training.resume: %s is incomplete (no readable trainer_state.json for its step): skipped", path)
     return None
-
-
-def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
-    """Write a directory through a temporary one renamed into place, so a crash leaves the old one or the new one
-    (or, between the two renames, none), never half of one that a later stage would load as whole."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    old = target.with_name(f".{target.name}.{os.getpid()}.old")
-    for leftover in (tmp, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    write(tmp)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCallback, ...] = ()) -> dict:
