@@ -27,7 +27,7 @@ from experiments.data.prepared import PreparedExample, read_prepared, read_table
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.distributed import DistContext, broadcast_from_main, gather_to_main, shard, unshard
 from experiments.evaluation import score
-from experiments.paths import RunFiles
+from experiments.paths import RunFiles, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,14 @@ class BestCheckpoint:
         score = metrics["val_execution_accuracy"] if self.best_by == BestBy.execution_accuracy else \
             metrics["eval_loss"]
         self.best, self.evaluations_since_best = Best(step=step, score=score, metrics=dict(metrics)), 0
-        if is_main:
-            if self.directory.exists():
-                shutil.rmtree(self.directory)
-            save(self.directory)
-            write_json(self.state_file, asdict(self.best))
+        if is_main:  # adapter and best.json replace the previous best together, never half of one
+            best = asdict(self.best)
+
+            def write(directory: Path) -> None:
+                save(directory)
+                write_json(directory / self.state_file.name, best)
+
+            replace_dir(self.directory, write)
         return True
 
     def should_stop(self) -> bool:
