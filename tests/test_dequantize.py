@@ -196,8 +196,8 @@ def test_out_of_memory_walks_down_the_plans_and_computes_the_same_step(tiny_dir,
     assert [r["to"] for r in trainer.replans] == [
         "NF4 dequantised once, no gradient checkpointing, eager, micro-batches in 2 pieces",
         "NF4 dequantised once, gradient checkpointing, eager",
-        "weights as loaded (4-bit: dequantised per call), gradient checkpointing, eager",
-        "weights as loaded (4-bit: dequantised per call), gradient checkpointing, eager, micro-batches in 2 pieces"]
+        "NF4 dequantised per call, gradient checkpointing, eager",
+        "NF4 dequantised per call, gradient checkpointing, eager, micro-batches in 2 pieces"]
     assert count_dequantized(model) == (0, 14)  # the dense copies are gone
     assert_same_step(result, reference_step(tiny_dir, tmp_path))
 

@@ -105,13 +105,15 @@ class TrainPlan:
     gradient_checkpointing: bool
     compile: bool  # torch.compile of the transformer blocks
     split: int = 1  # each planned micro-batch runs as this many pieces (the out-of-memory re-plan raises it)
+    nf4: bool = True  # the model is NF4 (says how the weights are used when not dequantised once)
     mode: MemoryPlan = MemoryPlan.low
     predicted_peak_gib: float | None = None
     free_gib: float | None = None
     reason: str = ""
 
     def describe(self) -> str:
-        parts = ["NF4 dequantised once" if self.dequantize_once else "weights as loaded (4-bit: dequantised per call)",
+        weights = "NF4 dequantised per call" if self.nf4 else "weights as loaded"
+        parts = ["NF4 dequantised once" if self.dequantize_once else weights,
                  "gradient checkpointing" if self.gradient_checkpointing else "no gradient checkpointing",
                  "compiled blocks" if self.compile else "eager"]
         if self.split > 1:
@@ -211,7 +213,8 @@ def plan_training(mode: MemoryPlan, facts: ModelFacts, longest_tokens: int, free
 
     def made(dequantize_once: bool, checkpointing: bool, compiled: bool, reason: str) -> TrainPlan:
         peak = train_peak_bytes(facts, longest_tokens, dequantize_once, checkpointing) / GIB
-        return TrainPlan(dequantize_once, checkpointing, compiled, 1, mode, round(peak, 2), free_gib, reason)
+        return TrainPlan(dequantize_once, checkpointing, compiled, 1, facts.nf4, mode, round(peak, 2), free_gib,
+                         reason)
 
     if mode == MemoryPlan.low or (mode == MemoryPlan.auto and free_bytes is None):
         why = "memory_plan=low" if mode == MemoryPlan.low else "no GPU to plan for: the configured switches"
