@@ -134,12 +134,14 @@ class InferencePlan:
     static_cache: bool
     compile: bool  # compiled decode steps (transformers' compile_config; CUDA graphs)
     mode: MemoryPlan = MemoryPlan.low
+    nf4: bool = True  # the model is NF4 (a plain model is merged, not dequantised)
     predicted_peak_gib: float | None = None
     free_gib: float | None = None
     reason: str = ""
 
     def describe(self) -> str:
-        parts = ["dequantised + adapter merged" if self.dequantize_merge else "weights as loaded, adapter unmerged",
+        merged = "NF4 dequantised + adapter merged" if self.nf4 else "adapter merged"
+        parts = [merged if self.dequantize_merge else "weights as loaded, adapter unmerged",
                  "static KV cache" if self.static_cache else "dynamic KV cache",
                  "compiled decoding" if self.compile else "eager decoding"]
         return ", ".join(parts)
@@ -246,7 +248,7 @@ def plan_inference(mode: MemoryPlan, facts: ModelFacts, rows: int, prompt_tokens
 
     def made(merge: bool, static: bool, compiled: bool, reason: str) -> InferencePlan:
         peak = infer_peak_bytes(facts, rows, prompt_tokens, new_tokens, merge and facts.nf4) / GIB
-        return InferencePlan(merge, static, compiled, mode, round(peak, 2), free_gib, reason)
+        return InferencePlan(merge, static, compiled, mode, facts.nf4, round(peak, 2), free_gib, reason)
 
     if mode == MemoryPlan.low or (mode == MemoryPlan.auto and free_bytes is None):
         return made(False, False, False, "memory_plan=low" if mode == MemoryPlan.low else "no GPU: today's path")
