@@ -4,8 +4,9 @@ bitsandbytes' 4-bit matmul, on the shapes a training step has, dequantises the w
 an ordinary matmul (`gemm_4bit`'s dequantise + `F.linear` path; its backward always dequantises and multiplies).
 So a frozen dense copy of that dequantised weight, used with the same casts, computes bit-identical outputs and
 gradients, at 2 bytes per weight instead of ~0.52 and without the per-call dequantise and its Python overhead.
-(bitsandbytes 0.50's fused kernel takes over only for a few rows: at most 64 tokens per call on an H100/H200 by its
-heuristic, i.e. single-row decoding, never a training step.)
+(bitsandbytes 0.50's fused 4-bit kernel takes over only for calls of few rows: on an H100/H200, by its heuristic, at
+most 64 tokens per call for Mistral-7B's weights, i.e. single-sequence decoding, never a training micro-batch of more
+than 64 tokens; other GPUs may use it up to 512 rows, where the two agree to rounding rather than bit for bit.)
 
 `DequantizedLinear` keeps the 4-bit layer (outside the module tree: not in state_dict, not moved, not counted), so a
 run that runs out of memory can go back to dequantising per call (`use_per_call_dequantization`) with the same
