@@ -150,9 +150,10 @@ def test_facts_match_the_model_and_adapter_peft_builds():
 
     config = MistralConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=2)
-    lora = LoraConfig(r=4)
-    model = AutoModelForCausalLM.from_config(config)
-    facts = facts_from_module(model, config, NF4, lora, weight_bytes=4)
-    assert facts.quantized_params + facts.other_params == sum(p.numel() for p in model.parameters())
-    peft = get_peft_model(model, PeftLoraConfig(r=4, target_modules=list(lora.target_modules)))
-    assert facts.lora_params == peft.get_nb_trainable_parameters()[0]
+    for lora in (LoraConfig(r=4), LoraConfig(r=4, modules_to_save=["embed_tokens"])):
+        model = AutoModelForCausalLM.from_config(config)
+        facts = facts_from_module(model, config, NF4, lora, weight_bytes=4)
+        assert facts.quantized_params + facts.other_params == sum(p.numel() for p in model.parameters())
+        peft = get_peft_model(model, PeftLoraConfig(r=4, target_modules=list(lora.target_modules),
+                                                    modules_to_save=lora.modules_to_save or None))
+        assert facts.lora_params == peft.get_nb_trainable_parameters()[0]

@@ -86,7 +86,7 @@ class ModelFacts:
     kv_width: int  # num_key_value_heads x head_dim
     quantized_params: int  # the linear layers' weights bitsandbytes quantises (all but lm_head)
     other_params: int  # embeddings, lm_head, norms (and everything when not quantised)
-    lora_params: int
+    lora_params: int  # trainable: the adapters and any lora.modules_to_save
     quantization: QuantMode
     double_quant: bool
     compute_bytes: int  # bytes per element of the compute dtype
@@ -303,10 +303,13 @@ def facts_from_module(module, config, quant: QuantizationConfig, lora: LoraConfi
 
     quantized = lora_params = 0
     for name, layer in module.named_modules():
-        if not isinstance(layer, torch.nn.Linear) or name.split(".")[-1] == "lm_head":
+        short = name.split(".")[-1]
+        if short in lora.modules_to_save:  # trained in full beside the adapters: the same per-parameter state
+            lora_params += sum(p.numel() for p in layer.parameters())
+        if not isinstance(layer, torch.nn.Linear) or short == "lm_head":
             continue
         quantized += layer.weight.numel()
-        if name.split(".")[-1] in lora.target_modules:
+        if short in lora.target_modules:
             lora_params += lora.r * (layer.in_features + layer.out_features)
     total = sum(p.numel() for p in module.parameters())
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
