@@ -153,7 +153,11 @@ def fast_plan() -> TrainPlan:
 
 
 def step(trainer, inputs) -> tuple[float, dict[str, torch.Tensor]]:
-    num_items = int((inputs["labels"][:, 1:] != -100).sum())  # the step's loss tokens, as the Trainer counts them
+    """One training step on the train stage's collated batch (logits only where a label is predicted)."""
+    from experiments.batching import keep_only_labelled_logits
+
+    inputs = keep_only_labelled_logits(inputs)
+    num_items = int((inputs["shift_labels"] != -100).sum())  # the step's loss tokens, as the Trainer counts them
     loss = trainer.training_step(trainer.model, inputs, num_items_in_batch=num_items)
     grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
     return float(loss), grads
@@ -233,8 +237,16 @@ def test_out_of_memory_under_the_smallest_plan_names_the_keys(tiny_dir, tmp_path
 
 
 def test_split_rows_splits_per_row_tensors_only():
-    inputs = {**batch(rows=5), "shift_labels": torch.zeros(5, 11, dtype=torch.long), "logits_to_keep": 3}
+    """The collator's per-row tensors are split; the positions shared by the rows (logits_to_keep) go to every
+    piece, so each piece computes the logits and loss terms its rows had in the whole micro-batch."""
+    from experiments.batching import keep_only_labelled_logits
+
+    inputs = keep_only_labelled_logits(batch(rows=5))
     pieces = split_rows(inputs, 2)
     assert [p["input_ids"].shape[0] for p in pieces] == [3, 2]
-    assert all(p["logits_to_keep"] == 3 and p["shift_labels"].shape[0] == p["input_ids"].shape[0] for p in pieces)
-    assert torch.equal(torch.cat([p["labels"] for p in pieces]), inputs["labels"])
+    for piece in pieces:
+        assert piece["logits_to_keep"] is inputs["logits_to_keep"]
+        assert piece["shift_labels"].shape[0] == piece["attention_mask"].shape[0] == piece["input_ids"].shape[0]
+    for key in ("input_ids", "labels", "shift_labels"):
+        assert torch.equal(torch.cat([p[key] for p in pieces]), inputs[key])
+    assert split_rows({**inputs, "logits_to_keep": 3}, 2)[1]["logits_to_keep"] == 3
