@@ -4,18 +4,28 @@ execution, on the same model, prompts, LoRA and quantisation; prints a table and
     python benchmarks/gpu_benchmark.py --model /tmp/m7b --out bench.json       # on the GPU (random Mistral-7B)
     python benchmarks/gpu_benchmark.py --dry-run                                # CPU, tiny model: checks the code
 
-Training variants per preset (the preset's batch x accumulation, max_length, NF4, LoRA, gradient checkpointing):
-  seed        HF Trainer + DataCollatorForLanguageModeling, every example padded to max_length (the notebooks)
+Training variants per preset (the preset's batch x accumulation, max_length, NF4, LoRA):
+  seed        HF Trainer + DataCollatorForLanguageModeling, every example padded to max_length, gradient
+              checkpointing (the notebooks)
   trl_packed  TRL SFTTrainer with packing (its docs' recommendation to avoid padding)
-  ours        the project's train stage with its defaults (length-grouped, fused accumulation, causal attention
-              without the right-padding mask)
-  ours_compiled ours with torch.compile of the transformer blocks (training.compile=true; `extended` has it on)
-  ours_eager  ours without it (training.compile=false)
-  ours_lowmem ours with fuse_accumulation=false (the low-memory setting)
-  ours_no_gc  ours without gradient checkpointing (its cost)
+  ours        the project's train stage with its defaults: length-grouped, fused accumulation, causal attention
+              without the right-padding mask, and training.memory_plan=auto (the fastest plan this GPU's free memory
+              fits; compiled when the preset's real number of steps pays for it)
+  ours_fast   training.memory_plan=fast: NF4 dequantised once, no gradient checkpointing (compiled by the same rule)
+  ours_fast_eager  the fast plan, never compiled
+  ours_low    training.memory_plan=low: today's notebook-sized plan (NF4 per call, checkpointing, preset's compile)
+  ours_compiled / ours_eager  the low plan with training.compile=true / false
+  ours_lowmem the low plan with fuse_accumulation=false (the configured micro-batches with accumulation)
+  ours_no_gc  the low plan without gradient checkpointing
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
   ours_tokens ours with training.tokens_per_step = the seed's padded tokens per step (batch x accumulation x
               max_length) filled with real examples: more examples per step, as TRL's packing does
+Each `ours*` row records its plan, the plan's predicted peak beside the measured one, and any out-of-memory re-plan.
+Generation (NF4 model + a LoRA adapter with non-zero B, saved and loaded as the infer stage does): one prompt at a
+time (seed-style), the batched 4-bit path (inference.memory_plan=low), then the fast plan: dequantised + merged with
+a dynamic cache, + a static cache, + compiled decode steps (CUDA graphs; compile time reported apart), with each
+fast row's agreement with the 4-bit path's greedy text; grammar-constrained and execution-guided rows use the plan
+`auto` picks here.
 Useful tokens are loss-bearing tokens; rates are medians over the timed steps, after warm-up steps.
 """
 
@@ -24,6 +34,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -36,10 +47,11 @@ import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
 from experiments.batching import PlannedBatchCollator
-from experiments.config import Constrain, DataConfig, ExperimentConfig, load_config
+from experiments.config import Constrain, DataConfig, ExperimentConfig, MemoryPlan, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.decoding.generate import generate_sql
+from experiments.memory_plan import InferencePlan
 from experiments.modeling import (
     add_lora,
     autocast_dtype,
@@ -48,8 +60,9 @@ from experiments.modeling import (
     peak_gpu_memory_gib,
     resolve_device,
 )
+from experiments.replan import ReplanOnOutOfMemory, out_of_memory_advice
 from experiments.tokenization import IGNORE_INDEX, encode_example
-from experiments.train import apply_fast_paths, plan_training, training_arguments
+from experiments.train import apply_fast_paths, memory_plan_for, plan_training, training_arguments
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_throughput import measure as measure_evaluation  # noqa: E402
@@ -145,9 +158,9 @@ def mixed_precision(cfg: ExperimentConfig, device: torch.device) -> dict[str, bo
     return {"fp16": half == "float16", "bf16": half == "bfloat16"}
 
 
-def lora_model(cfg: ExperimentConfig, device: torch.device, gradient_checkpointing: bool):
+def lora_model(cfg: ExperimentConfig, device: torch.device, gradient_checkpointing: bool, dequantize: bool = False):
     model = load_base_model(cfg.model, cfg.quantization, device)
-    return add_lora(model, cfg.lora, cfg.quantization, gradient_checkpointing)
+    return add_lora(model, cfg.lora, cfg.quantization, gradient_checkpointing, dequantize)
 
 
 # ------------------------------------------------------------------------------------------ training variants
@@ -214,66 +227,151 @@ def train_trl(cfg: ExperimentConfig, device, examples, steps: int, warmup: int, 
                      cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
 
 
+class ReplanningTrainer(ReplanOnOutOfMemory, Trainer):
+    """The HF Trainer with the train stage's out-of-memory re-plan."""
+
+
+def preset_steps(cfg: ExperimentConfig, examples_per_step: float) -> int:
+    """Optimizer steps of the preset's real run (what the compile decision is made for, not the benchmark's few)."""
+    t = cfg.training
+    if t.max_steps > 0:
+        return t.max_steps
+    return math.ceil((cfg.data_size.train or 1000) / max(1.0, examples_per_step) * t.num_epochs)
+
+
 def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int, workdir: Path,
                name: str = "ours") -> dict:
-    """The train stage's own pieces: labels, planned batches, micro-batching, TrainingArguments."""
+    """The train stage's own pieces: labels, planned batches, micro-batching, the memory plan, TrainingArguments,
+    the out-of-memory re-plan."""
     tokenizer = load_tokenizer(cfg.model)
     t = cfg.training
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in examples]
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
     dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
-    model = lora_model(cfg, device, t.gradient_checkpointing)
-    apply_fast_paths(model, t)
+    never_compiled = name == "ours_fast_eager"
+    plan = memory_plan_for(cfg, dataset, accumulation, device,
+                           steps=1 if never_compiled else preset_steps(cfg, per_batch * accumulation))
+    model = lora_model(cfg, device, plan.gradient_checkpointing, plan.dequantize_once)
+    apply_fast_paths(model, t, plan.compile)
     args = replace(training_arguments(cfg, workdir / name, device, False, accumulation), max_steps=steps,
                    save_strategy="no", logging_steps=steps, disable_tqdm=True)
     counter = CountingCollator(PlannedBatchCollator(tokenizer.pad_token_id))
     clock = StepClock()
-    Trainer(model=model, args=args, train_dataset=dataset, data_collator=counter, callbacks=[clock]).train()
+    trainer = ReplanningTrainer(model=model, args=args, train_dataset=dataset, data_collator=counter,
+                                callbacks=[clock], memory_plan=plan,
+                                advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size,
+                                                            t.gradient_accumulation_steps))
+    trainer.train()
     params = model.get_nb_trainable_parameters()[1]
-    return summarise(name, clock, counter, accumulation, warmup, params, t.gradient_checkpointing,
-                     per_batch * accumulation, cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
+    row = summarise(name, clock, counter, accumulation, warmup, params, trainer.memory_plan.gradient_checkpointing,
+                    per_batch * accumulation, cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
+    return {**row, "plan": plan.describe(), "plan_mode": plan.mode.value, "predicted_peak_gib": plan.predicted_peak_gib,
+            "free_gib_at_plan": plan.free_gib, "replans": trainer.replans}
 
 
 # ------------------------------------------------------------------------------------- generation, execution
 
 
-def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], single: int, new_tokens: int,
-               workdir: Path) -> dict:
-    """One prompt at a time vs the infer stage's batched path, then the batched path under each decoding: the
-    grammar constraint and grammar + execution guidance over 4 beams. Same NF4 model + (unmerged) LoRA adapter.
-    Unconstrained rows are held to exactly `new_tokens` new tokens; a grammar must stay free to end a query, so
-    constrained rows stop when it is complete or at the same cap (random weights rarely close a string value, so
-    most run to the cap): compare wall time and generated tokens together."""
+def save_adapter(cfg: ExperimentConfig, device, workdir: Path) -> Path:
+    """A LoRA adapter for the benchmark model with non-zero B (an untrained adapter's B is zero, and merging it would
+    change nothing), saved as the train stage saves one."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    from experiments.decoding.generate import Decoding
-    from experiments.evaluation import materialize_tables
-
-    tokenizer = load_tokenizer(cfg.model)
     model = load_base_model(cfg.model, cfg.quantization, device)
     lora = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                           target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora).eval()
+    model = get_peft_model(model, lora)
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.01)
+    path = workdir / "adapter"
+    model.save_pretrained(str(path))
+    del model
+    release()
+    return path
+
+
+def generation_model(cfg: ExperimentConfig, device, adapter: Path, plan: InferencePlan):
+    """The infer stage's model under `plan`."""
+    from experiments.inference_model import load_inference_base, merges_adapter
+    from experiments.modeling import load_adapter
+
+    model = load_inference_base(cfg, device, plan)
+    model = load_adapter(model, adapter, merge=merges_adapter(cfg, plan)).eval()
+    model.generation_config.pad_token_id = load_tokenizer(cfg.model).pad_token_id
+    return model
+
+
+# (name, model: "low" | "fast" | "auto", batched, constrain, execution_guided, static cache, compiled)
+GENERATION_RUNS = (("one_at_a_time", "low", False, "none", 0, False, False),
+                   ("ours_batched", "low", True, "none", 0, False, False),
+                   ("fast_merged", "fast", True, "none", 0, False, False),
+                   ("fast_static", "fast", True, "none", 0, True, False),
+                   ("grammar", "auto", True, "grammar", 0, None, None),
+                   ("grammar_guided_k4", "auto", True, "grammar", 4, None, None),
+                   ("fast_compiled", "fast", True, "none", 0, True, True))
+
+
+def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], single: int, new_tokens: int,
+               workdir: Path, runs: list[str]) -> dict:
+    """One prompt at a time vs the infer stage's batched 4-bit path vs the fast plan (dequantised + merged; static
+    cache; compiled), then grammar and grammar + execution guidance over 4 beams under the plan `auto` picks. Same
+    NF4 model and adapter throughout. Unconstrained rows are held to exactly `new_tokens` new tokens; a grammar must
+    stay free to end a query, so constrained rows stop when it is complete or at the same cap (random weights rarely
+    close a string value, so most run to the cap): compare wall time and generated tokens together. The compiled
+    row's warm-up (one full batch of the longest prompts, the shapes the timed run has) holds the compile."""
+    from experiments.decoding.generate import Decoding
+    from experiments.evaluation import materialize_tables
+    from experiments.inference_model import inference_plan_for
+    from experiments.tokenization import encode_prompt
+
+    tokenizer = load_tokenizer(cfg.model)
+    tokenizer.padding_side = "left"
+    adapter = save_adapter(cfg, device, workdir)
     split = load_source(DataConfig())["train"]
     db = workdir / "tables.sqlite"
     materialize_tables(split.tables.values(), db)
     prompts = [p.prompt for p in examples]
     tables = [split.tables[p.example.table_id] for p in examples]
+    longest_first = sorted(range(len(prompts)), key=lambda i: -len(encode_prompt(tokenizer, prompts[i])))
     batch = cfg.inference.batch_size
-    results: dict[str, Any] = {"new_tokens": new_tokens, "batch_size": batch}
-    runs = (("one_at_a_time", 1, single, "none", 0), ("ours_batched", batch, len(prompts), "none", 0),
-            ("grammar", batch, len(prompts), "grammar", 0), ("grammar_guided_k4", batch, len(prompts), "grammar", 4))
-    for name, batch_size, count, constrain, guided in runs:
-        cfg.inference.batch_size, cfg.inference.execution_guided = batch_size, guided
+    auto = inference_plan_for(cfg, tokenizer, prompts, new_tokens, device)
+    plans = {"low": InferencePlan(False, False, False, MemoryPlan.low, auto.nf4),
+             "fast": InferencePlan(True, True, True, MemoryPlan.fast, auto.nf4), "auto": auto}
+    results: dict[str, Any] = {"new_tokens": new_tokens, "batch_size": batch, "auto_plan": auto.describe(),
+                               "auto_predicted_peak_gib": auto.predicted_peak_gib}
+    texts: dict[str, list[str]] = {}
+    model, loaded = None, None
+    for name, which, batched, constrain, guided, static, compiled in GENERATION_RUNS:
+        if name not in runs:
+            continue
+        plan = plans[which]
+        kind = "fast" if plan.dequantize_merge else "low"
+        if loaded != kind:
+            model = None
+            release()
+            started = time.perf_counter()
+            model = generation_model(cfg, device, adapter, plan)
+            loaded = kind
+            results[f"{kind}_model_load_seconds"] = time.perf_counter() - started
+        static = plan.static_cache if static is None else static
+        compiled = plan.compile if compiled is None else compiled
+        count = len(prompts) if batched else single
+        cfg.inference.batch_size, cfg.inference.execution_guided = (batch if batched else 1), guided
         cfg.inference.constrain = Constrain(constrain)
         decoding = Decoding.for_run(cfg.inference, tokenizer, db)
+        decoding.static_cache, decoding.compile = static, compiled
         forced = new_tokens if constrain == "none" else 0
+        warm = [longest_first[i] for i in range(min(batch, len(prompts)))] if compiled else [0, 1]
         try:
-            generate_sql(model, tokenizer, prompts[:2], cfg, device, new_tokens, progress=False,
-                         min_new_tokens=forced, tables=tables[:2], decoding=decoding)  # warm-up
             release()
+            started = time.perf_counter()
+            generate_sql(model, tokenizer, [prompts[i] for i in warm], cfg, device, new_tokens, progress=False,
+                         min_new_tokens=forced, tables=[tables[i] for i in warm], decoding=decoding)  # warm-up
             sync()
+            warmup_seconds = time.perf_counter() - started
             started = time.perf_counter()
             out, generated = generate_sql(model, tokenizer, prompts[:count], cfg, device, new_tokens, progress=False,
                                           min_new_tokens=forced, tables=tables[:count], decoding=decoding)
@@ -281,15 +379,31 @@ def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], s
             seconds = time.perf_counter() - started
         finally:
             decoding.close()
+        texts[name] = [g.sql for g in out]
         results[name] = {"prompts": count, "seconds": seconds, "generated_tokens": generated,
                          "tokens_per_s": generated / seconds, "seconds_per_1000_prompts": seconds / count * 1000,
+                         "warmup_seconds": warmup_seconds, "plan": plan.describe() if which != "fast" else
+                         InferencePlan(True, static, compiled, nf4=auto.nf4).describe(),
                          "peak_memory_gib": peak_gpu_memory_gib(), **decoding.summary(),
                          "guided_changed": sum(g.candidate != 0 for g in out)}
+        if name.startswith("fast_") and "ours_batched" in texts:
+            same = sum(a == b for a, b in zip(texts[name], texts["ours_batched"], strict=True))
+            results[name]["agreement_with_4bit"] = same / len(texts[name])
         print(name, json.dumps(results[name]), flush=True)
-    results["speedup"] = results["ours_batched"]["tokens_per_s"] / results["one_at_a_time"]["tokens_per_s"]
-    base = results["ours_batched"]["seconds"]
-    results["grammar_x_unconstrained_wall"] = results["grammar"]["seconds"] / base
-    results["guided_k4_x_unconstrained_wall"] = results["grammar_guided_k4"]["seconds"] / base
+    model = None
+    release()
+    base = results.get("ours_batched", {}).get("seconds")
+    if base and "one_at_a_time" in results:
+        results["speedup"] = results["ours_batched"]["tokens_per_s"] / results["one_at_a_time"]["tokens_per_s"]
+    for name in ("fast_merged", "fast_static", "fast_compiled", "grammar", "grammar_guided_k4"):
+        if base and name in results:
+            results[f"{name}_x_4bit_wall"] = results[name]["seconds"] / base
+    if "one_at_a_time" in results:
+        single_per_prompt = results["one_at_a_time"]["seconds"] / results["one_at_a_time"]["prompts"]
+        for name in ("ours_batched", "fast_merged", "fast_static", "fast_compiled"):
+            if name in results:
+                results[name]["x_one_at_a_time"] = single_per_prompt * results[name]["prompts"] / \
+                    results[name]["seconds"]
     return results
 
 
@@ -315,36 +429,60 @@ def matmul_peak_tflops(device: torch.device) -> float | None:
 # ------------------------------------------------------------------------------------------------------ main
 
 VARIANTS = {"seed": train_seed, "trl_packed": train_trl, "ours": train_ours}
+LOW = "training.memory_plan=low"
+
+
+def variant_overrides(variant: str, per_step: int, max_length: int) -> list[str]:
+    """The Hydra overrides of a training variant (see the module docstring)."""
+    return {"ours_fast": ["training.memory_plan=fast"], "ours_fast_eager": ["training.memory_plan=fast"],
+            "ours_low": [LOW], "ours_compiled": [LOW, "training.compile=true"],
+            "ours_eager": [LOW, "training.compile=false"],
+            "ours_lowmem": [LOW, "training.fuse_accumulation=false"],
+            "ours_no_gc": [LOW, "training.gradient_checkpointing=false"],
+            "ours_bf16": ["quantization.compute_dtype=bfloat16"],
+            # the seed's padded-token budget per step, spent on real examples (like TRL packing)
+            "ours_tokens": [f"training.tokens_per_step={per_step * max_length}"],
+            }.get(variant, [])
 
 
 def print_table(report: dict) -> None:
     peak = report.get("bf16_matmul_tflops")
     print(f"\ndevice: {report['device']}   measured bf16 matmul: {peak and f'{peak:.0f} TFLOP/s'}")
-    head = (f"{'preset':9} {'variant':12} {'useful tok/s':>12} {'total tok/s':>12} {'x seed':>7} {'TFLOP/s':>8} "
-            f"{'% bf16':>7} {'peak GiB':>9} {'s/epoch':>9}")
+    head = (f"{'preset':9} {'variant':15} {'useful tok/s':>12} {'total tok/s':>12} {'x seed':>7} {'TFLOP/s':>8} "
+            f"{'% bf16':>7} {'peak GiB':>9} {'pred GiB':>9} {'s/epoch':>9}")
     print(head)
     print("-" * len(head))
+    plans = []
     for preset, rows in report["training"].items():
-        seed = next((r["useful_tokens_per_s"] for r in rows if r["variant"] == "seed"), None)
+        seed = next((r["useful_tokens_per_s"] for r in rows if r["variant"] == "seed" and "error" not in r), None)
         for r in rows:
             if "error" in r:
-                print(f"{preset:9} {r['variant']:12} error: {r['error'][:80]}")
+                print(f"{preset:9} {r['variant']:15} error: {r['error'][:80]}")
                 continue
             ratio = f"{r['useful_tokens_per_s'] / seed:.1f}" if seed else "-"
             share = f"{100 * r['tflops_useful'] / peak:.1f}" if peak else "-"
             mem = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
-            print(f"{preset:9} {r['variant']:12} {r['useful_tokens_per_s']:12.0f} {r['total_tokens_per_s']:12.0f} "
-                  f"{ratio:>7} {r['tflops_useful']:8.1f} {share:>7} {mem:>9} {r['epoch_seconds']:9.0f}")
+            predicted = f"{r['predicted_peak_gib']:.1f}" if r.get("predicted_peak_gib") is not None else "-"
+            print(f"{preset:9} {r['variant']:15} {r['useful_tokens_per_s']:12.0f} {r['total_tokens_per_s']:12.0f} "
+                  f"{ratio:>7} {r['tflops_useful']:8.1f} {share:>7} {mem:>9} {predicted:>9} {r['epoch_seconds']:9.0f}")
+            if "plan" in r:
+                replans = f"; re-planned: {' -> '.join(x['to'] for x in r['replans'])}" if r["replans"] else ""
+                plans.append(f"  {preset} {r['variant']}: {r['plan']} ({r['plan_mode']}){replans}")
+    if plans:
+        print("plans:", *plans, sep="\n")
     gen = report.get("generation")
     if gen:
-        for name in ("one_at_a_time", "ours_batched", "grammar", "grammar_guided_k4"):
+        print(f"generation: auto picks {gen['auto_plan']} (predicted peak {gen['auto_predicted_peak_gib']} GiB)")
+        for name, *_ in GENERATION_RUNS:
+            if name not in gen:
+                continue
             g = gen[name]
+            agree = f", agrees with 4-bit on {100 * g['agreement_with_4bit']:.1f}%" if "agreement_with_4bit" in g \
+                else ""
+            ratio = f", {g['x_one_at_a_time']:.0f}x one at a time" if "x_one_at_a_time" in g else ""
             print(f"generation {name:18} {g['tokens_per_s']:9.0f} tok/s  {g['seconds_per_1000_prompts']:8.1f} s "
-                  f"per 1,000 prompts ({g['prompts']} timed, {g['generated_tokens']} tokens generated, cap "
-                  f"{gen['new_tokens']})")
-        print(f"generation speed-up: {gen['speedup']:.0f}x; wall time vs unconstrained batched: grammar "
-              f"{gen['grammar_x_unconstrained_wall']:.2f}x, grammar + execution-guided k=4 "
-              f"{gen['guided_k4_x_unconstrained_wall']:.2f}x")
+                  f"per 1,000 prompts ({g['prompts']} timed, {g['generated_tokens']} tokens, cap {gen['new_tokens']}; "
+                  f"warm-up {g['warmup_seconds']:.1f} s{ratio}{agree})  [{g['plan']}]")
     ev = report.get("evaluation")
     if ev:
         print(f"evaluation: {ev['predictions_per_s']:.0f} predictions/s on one core ({ev['predictions']} in "
@@ -355,14 +493,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="local Mistral directory (e.g. from make_random_mistral.py)")
     parser.add_argument("--presets", nargs="+", default=["baseline", "extended"])
-    parser.add_argument("--variants", nargs="+",
-                        default=["seed", "trl_packed", "ours", "ours_tokens", "ours_lowmem"])
+    parser.add_argument("--variants", nargs="+", default=["seed", "trl_packed", "ours", "ours_low", "ours_tokens"])
     parser.add_argument("--extra-variants-preset", default="baseline", help="preset for ours_no_gc")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--gen-prompts", type=int, default=1000)
     parser.add_argument("--gen-single", type=int, default=6)
     parser.add_argument("--gen-tokens", type=int, default=40)
+    parser.add_argument("--gen-runs", nargs="+", default=[r[0] for r in GENERATION_RUNS],
+                        choices=[r[0] for r in GENERATION_RUNS])
     parser.add_argument("--skip", nargs="*", default=[], choices=["training", "generation", "evaluation"])
     parser.add_argument("--dry-run", action="store_true", help="CPU + tiny model: exercise the code, not a result")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
@@ -388,13 +527,7 @@ def main() -> None:
                 rows = report["training"].setdefault(preset, [])
                 variants = list(args.variants) + (["ours_no_gc"] if preset == args.extra_variants_preset else [])
                 for variant in variants:
-                    extra = {"ours_compiled": ["training.compile=true"], "ours_eager": ["training.compile=false"],
-                             "ours_lowmem": ["training.fuse_accumulation=false"],
-                             "ours_no_gc": ["training.gradient_checkpointing=false"],
-                             "ours_bf16": ["quantization.compute_dtype=bfloat16"],
-                             # the seed's padded-token budget per step, spent on real examples (like TRL packing)
-                             "ours_tokens": [f"training.tokens_per_step={per_step * cfg0.data_size.max_length}"],
-                             }.get(variant, [])
+                    extra = variant_overrides(variant, per_step, cfg0.data_size.max_length)
                     cfg = preset_config(preset, args.model, args.dry_run, extra)
                     run = VARIANTS.get(variant, train_ours)
                     release()
@@ -410,7 +543,7 @@ def main() -> None:
             release()
             cfg = preset_config(args.presets[0], args.model, args.dry_run, [])
             report["generation"] = generation(cfg, device, bench_examples(args.gen_prompts), args.gen_single,
-                                              args.gen_tokens, Path(tmp))
+                                              args.gen_tokens, Path(tmp), args.gen_runs)
             save()
         if "evaluation" not in args.skip:
             torch.set_num_threads(1)

@@ -6,6 +6,7 @@ The GPU benchmark found the NF4 + LoRA step bound by a fixed cost per pass rathe
 it. One model load serves every row: switches are toggled in place (compiling last, as it cannot be undone).
 
     python benchmarks/profile_step.py --model /tmp/m7b --preset baseline --out costs.json    # on the GPU
+    python benchmarks/profile_step.py --model /tmp/m7b --dequantize --out costs_dq.json       # the fast plan's weights
     python benchmarks/profile_step.py --dry-run                                               # CPU, tiny model
 """
 
@@ -84,6 +85,8 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=3, help="profiled steps (0: none)")
     parser.add_argument("--profile-row", type=int, default=1, help="the matrix row to profile, right after timing it")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--dequantize", action="store_true",
+                        help="NF4 dequantised once before LoRA (the fast memory plan's weights) for every row")
     parser.add_argument("--dry-run", action="store_true", help="CPU + tiny model: exercise the code")
     parser.add_argument("--trace", type=Path, help="Chrome trace of the profiled steps (chrome://tracing, Perfetto)")
     parser.add_argument("--out", type=Path, default=Path("step_costs.json"))
@@ -99,7 +102,7 @@ def main() -> None:
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in bench_examples(per_step * 8)]
     dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
     collate = PlannedBatchCollator(tokenizer.pad_token_id)
-    model = lora_model(cfg, device, t.gradient_checkpointing)
+    model = lora_model(cfg, device, t.gradient_checkpointing, dequantize=args.dequantize)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.learning_rate)
     half = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(cfg.quantization.compute_dtype)
@@ -117,6 +120,7 @@ def main() -> None:
         sync()
 
     report = {"preset": args.preset, "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+              "dequantized_once": args.dequantize,
               "examples_per_step": per_batch * accumulation, "accumulation": accumulation, "rows": []}
     index, mask_hook, compiled = 0, None, False
     print(f"{'switches':42} {'step s':>8} {'first steps s':>14} {'peak GiB':>9}", flush=True)

@@ -123,12 +123,12 @@ def test_asking_a_split_for_more_examples_than_it_has_is_an_error(tmp_path):
     from experiments.config import load_config
     from experiments.prepare import run_prepare
 
-    cfg = load_config(["data=sample", "data_size.train=1000", "tracking=none"])
+    cfg = load_config(["data=sample", "data_size.val=1000", "tracking=none"])
     with pytest.raises(DataError) as info:
         run_prepare(cfg, tmp_path / "run")
     message = str(info.value)
-    assert "data_size.train=1000" in message and "'train' of data=sample" in message
-    assert "only 640 usable examples" in message and "data_size.train=null" in message
+    assert "data_size.val=1000" in message and "'dev' of data=sample" in message
+    assert "only 160 usable examples" in message and "data_size.val=null" in message
     with pytest.raises(DataError, match="must be >= 0"):
         draw_subset(list(range(5)), -1, seed=0, subset="val")
     assert draw_subset(list(range(5)), 5, seed=0, subset="val") == list(range(5))  # all of them is fine

@@ -42,6 +42,12 @@ class Constrain(str, Enum):
     grammar = "grammar"
 
 
+class MemoryPlan(str, Enum):
+    auto = "auto"
+    low = "low"
+    fast = "fast"
+
+
 class BestBy(str, Enum):
     execution_accuracy = "execution_accuracy"
     eval_loss = "eval_loss"
@@ -167,6 +173,11 @@ class TrainingConfig:
     # ranks, so N GPUs reproduce the 1-GPU run's schedule exactly (0.82x there: a 4-bit step costs about the same
     # for 8 examples as for 16, see README "Speed").
     keep_global_batch: bool = False
+    # How the step uses GPU memory (same maths every way; memory_plan.py): auto = the fastest arrangement the free
+    # memory fits (NF4 dequantised once or per call, gradient checkpointing, compiled blocks when the run is long
+    # enough), low = the switches above as configured (gradient_checkpointing, compile, NF4 dequantised per call),
+    # fast = dequantised once without checkpointing. Out of memory, a step is re-planned and retried.
+    memory_plan: MemoryPlan = MemoryPlan.auto
 
 
 @dataclass
@@ -182,6 +193,10 @@ class InferenceConfig:
     # k > 1: k candidates per question (beam search; sampling when temperature > 0), the first that executes with a
     # non-empty result is kept (Wang et al., 2018); 0 = off. A batch then holds batch_size x k rows.
     execution_guided: int = 0
+    # auto = with memory to spare, NF4 weights dequantised once with the adapter merged in (and a static KV cache
+    # with compiled decoding when the run is long enough to pay for the compile); low = today's path (4-bit weights,
+    # adapter unmerged, dynamic cache); fast = dequantised + merged + static cache + compiled decoding.
+    memory_plan: MemoryPlan = MemoryPlan.auto
 
 
 @dataclass

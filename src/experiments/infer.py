@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
-from experiments.config import ExperimentConfig, QuantMode, Stage
+from experiments.config import ExperimentConfig, Stage
 from experiments.data.jsonl import write_json, write_jsonl
 from experiments.data.prepared import read_prepared, read_tables
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.distributed import dist_context, gather_to_main, run_on_main, shard, unshard
-from experiments.modeling import load_adapter, load_base_model, load_tokenizer, peak_gpu_memory_gib, resolve_device
+from experiments.inference_model import inference_plan_for, load_inference_base, merges_adapter
+from experiments.modeling import load_adapter, load_tokenizer, peak_gpu_memory_gib, resolve_device
 from experiments.paths import RunFiles
 
 log = logging.getLogger(__name__)
@@ -43,24 +44,24 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     adapter = resolve_adapter(cfg, files)
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "left"
-    model = load_base_model(cfg.model, cfg.quantization, device)
+    cap = new_tokens_cap(cfg, tokenizer, files.split("train"))
+    plan = inference_plan_for(cfg, tokenizer, [p.prompt for p in shard(test, ctx)], cap, device)
+    model = load_inference_base(cfg, device, plan)
     if adapter is None:
         log.warning("infer: scoring the base model zero-shot (%s)", "zero_shot=true" if cfg.zero_shot else
                     "adapter=null and no train stage in this run")
     else:
-        merge = cfg.inference.merge_adapter and cfg.quantization.mode == QuantMode.none
-        model = load_adapter(model, adapter, merge=merge)
+        model = load_adapter(model, adapter, merge=merges_adapter(cfg, plan))
     model.eval()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
-    cap = new_tokens_cap(cfg, tokenizer, files.split("train"))
     inf = cfg.inference
     log.info("infer: %d prompts (%d on this rank of %d), batch %d, at most %d new tokens, constrain=%s%s", len(test),
              len(shard(test, ctx)), ctx.world_size, inf.batch_size, cap, inf.constrain.value,
              f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
     mine = shard(test, ctx)
     tables = read_tables(files.tables_jsonl)
-    decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite)
+    decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite, plan)
     started = time.perf_counter()
     try:
         generated, tokens = generate_sql(model, tokenizer, [p.prompt for p in mine], cfg, device, cap,
@@ -78,6 +79,7 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
         write_jsonl(files.predictions, (g.to_json(p.example.id) for p, g in zip(test, ordered, strict=True)))
         summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "max_new_tokens": cap,
                    "constrain": inf.constrain.value, "execution_guided": inf.execution_guided,
+                   "memory_plan": plan.describe(), "memory_plan_predicted_peak_gib": plan.predicted_peak_gib,
                    "infer_seconds": slowest, "generated_tokens": total_generated,
                    "generated_tokens_per_s": total_generated / slowest if slowest else None,
                    **merge_decoding_summaries([g[4] for g in gathered])}
@@ -88,7 +90,8 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
         write_json(files.infer_summary, summary)
         return summary
 
-    return {"predictions": files.predictions, "summary": run_on_main(ctx, write) or {}}
+    return {"predictions": files.predictions, "summary": run_on_main(ctx, write) or {},
+            "tags": plan.as_tags("memory_plan.infer")}
 
 
 def merge_decoding_summaries(summaries: list[dict]) -> dict:

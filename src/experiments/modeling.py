@@ -143,14 +143,20 @@ def autocast_dtype(cfg: ModelConfig, quant: QuantizationConfig, device: torch.de
     return {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(dtype)
 
 
-def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpointing: bool):
-    """Wrap the base model with trainable LoRA adapters (k-bit preparation first for quantised models)."""
+def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpointing: bool,
+             dequantize: bool = False):
+    """Wrap the base model with trainable LoRA adapters (k-bit preparation first for quantised models). `dequantize`:
+    NF4 weights dequantised once after k-bit preparation, before LoRA (dequantize.py; the same maths)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if quant.mode != QuantMode.none:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
+        if dequantize:
+            from experiments.dequantize import dequantize_4bit_layers
+
+            log.info("NF4: %d layers dequantised once to %s", dequantize_4bit_layers(model), quant.compute_dtype)
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -160,7 +166,12 @@ def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpo
     peft_config = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                                  target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
                                  modules_to_save=list(cfg.modules_to_save) or None, ensure_weight_tying=tie)
-    return get_peft_model(model, peft_config)
+    model = get_peft_model(model, peft_config)
+    if dequantize:
+        from experiments.dequantize import match_4bit_lora_casts
+
+        match_4bit_lora_casts(model)
+    return model
 
 
 def load_adapter(model, adapter_dir: Path, merge: bool = False):

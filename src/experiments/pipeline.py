@@ -225,6 +225,7 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
 
         result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
         tracker.log_metrics({f"train_{k}": v for k, v in result["summary"].items()})
+        tracker.set_tags(result.get("tags", {}))  # the memory plan chosen, and the one the run ended with
         tracker.log_artifact(files.adapter_dir, "adapter")
         tracker.log_artifact(files.train_summary)
         return result["summary"]
@@ -233,6 +234,7 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
 
         result = run_infer(cfg, files.root)
         tracker.log_metrics(result["summary"])
+        tracker.set_tags(result.get("tags", {}))  # the inference memory plan
         tracker.log_artifact(files.predictions)
         return result["summary"]
     from experiments.analysis.breakdown import interval_metrics

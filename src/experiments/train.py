@@ -25,6 +25,14 @@ from experiments.config import BestBy, ExperimentConfig, TrainingConfig
 from experiments.data.jsonl import write_json, write_text
 from experiments.data.prepared import read_prepared
 from experiments.distributed import dist_context, gather_to_main, run_on_main
+from experiments.memory_plan import (
+    TrainPlan,
+    free_gpu_bytes,
+    longest_micro_batch_tokens,
+    model_facts,
+    planned_steps,
+)
+from experiments.memory_plan import plan_training as plan_training_memory
 from experiments.modeling import (
     add_lora,
     attend_causally_without_padding_mask,
@@ -34,8 +42,10 @@ from experiments.modeling import (
     load_tokenizer,
     peak_gpu_memory_gib,
     resolve_device,
+    weights_dtype,
 )
 from experiments.paths import RunFiles, replace_dir
+from experiments.replan import ReplanOnOutOfMemory, out_of_memory_advice
 from experiments.tokenization import TokenizedExample, encode_example
 from experiments.validation import BestCheckpoint, EvaluateAtTheEnd, ValidationScorer
 
@@ -136,12 +146,33 @@ class ReplanEachEpoch(TrainerCallback):
         self.dataset.set_epoch(math.floor(state.epoch + 1e-9))  # state.epoch is fractional after a mid-epoch resume
 
 
-def apply_fast_paths(model, t: TrainingConfig) -> None:
+def apply_fast_paths(model, t: TrainingConfig, compile: bool | None = None) -> None:
     """The model-side fast paths of training (same maths): causal attention without the right-padding mask and,
-    with training.compile, compiled transformer blocks."""
+    with training.compile (or the memory plan's `compile`), compiled transformer blocks."""
     attend_causally_without_padding_mask(model)
-    if t.compile:
+    if t.compile if compile is None else compile:
         log.info("torch.compile: %d transformer blocks (compiled during the first steps)", compile_blocks(model))
+
+
+def memory_plan_for(cfg: ExperimentConfig, train_set: BatchDataset, accumulation: int, device: torch.device,
+                    steps: int | None = None) -> TrainPlan:
+    """The run's training plan (memory_plan.plan_training, training.memory_plan) for the longest micro-batch it has
+    planned in any epoch and this GPU's free memory; logged before the model is loaded. `steps`: the optimizer steps
+    the compile decision is made for (default: the run's own)."""
+    t = cfg.training
+    run_steps = planned_steps(len(train_set), accumulation, t.num_epochs, t.max_steps)
+    epochs = min(20, max(1, math.ceil(run_steps * accumulation / max(1, len(train_set)))))
+    plans = [train_set.batches] + ([train_set.replan(e) for e in range(1, epochs)] if train_set.replan else [])
+    longest = longest_micro_batch_tokens([len(e.input_ids) for e in train_set.examples], plans)
+    facts = model_facts(cfg.model, cfg.quantization, cfg.lora,
+                        weights_dtype(cfg.model, cfg.quantization, device).itemsize)
+    plan = plan_training_memory(t.memory_plan, facts, longest, free_gpu_bytes(device),
+                                run_steps if steps is None else steps, t.gradient_checkpointing, t.compile)
+    free = f" of {plan.free_gib:.1f} GiB free" if plan.free_gib is not None else ""
+    log.info("memory plan (training.memory_plan=%s): %s; predicted peak %.1f GiB%s for the longest micro-batch "
+             "(%d padded tokens); %s", t.memory_plan.value, plan.describe(), plan.predicted_peak_gib, free, longest,
+             plan.reason)
+    return plan
 
 
 class ThroughputCallback(TrainerCallback):
@@ -173,9 +204,10 @@ class ThroughputCallback(TrainerCallback):
             self.losses.append(float(logs["loss"]))
 
 
-class Text2SqlTrainer(Trainer):
+class Text2SqlTrainer(ReplanOnOutOfMemory, Trainer):
     """The HF Trainer plus, at each evaluation, execution accuracy on the val examples (validation.ValidationScorer)
-    and the best checkpoint by training.best_by (validation.BestCheckpoint), with early stopping."""
+    and the best checkpoint by training.best_by (validation.BestCheckpoint), with early stopping; a step that runs
+    out of memory is retried under a smaller plan (replan.ReplanOnOutOfMemory)."""
 
     def __init__(self, *args, scorer: ValidationScorer | None, best: BestCheckpoint, is_main: bool, **kwargs):
         super().__init__(*args, **kwargs)
@@ -297,11 +329,12 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
              f" (steps of at most {t.tokens_per_step} padded tokens)" if t.tokens_per_step else "",
              len(val_examples))
 
+    plan = memory_plan_for(cfg, train_set, accumulation, device)
     model = load_base_model(cfg.model, cfg.quantization, device)
-    model = add_lora(model, cfg.lora, cfg.quantization, cfg.training.gradient_checkpointing)
+    model = add_lora(model, cfg.lora, cfg.quantization, plan.gradient_checkpointing, plan.dequantize_once)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters", f"{trainable:,}", f"{total:,}")
-    apply_fast_paths(model, t)
+    apply_fast_paths(model, t, plan.compile)
 
     throughput = ThroughputCallback()
     generate = val_set is not None and t.eval_generate_examples != 0
@@ -319,6 +352,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         scorer=ValidationScorer(cfg, files, tokenizer, device, ctx) if generate else None,
         best=BestCheckpoint(best_by, t.early_stopping_patience, files.best_adapter_dir, t.resume),
         is_main=ctx.is_main,
+        memory_plan=plan,
+        advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size, t.gradient_accumulation_steps),
     )
     resume_from = last_checkpoint(files.checkpoints_dir) if cfg.training.resume else None
     if cfg.training.resume and resume_from is None:
@@ -343,7 +378,9 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "loss_tokens_per_epoch": sum(e.loss_tokens for e in train_examples),
         "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
-        "world_size": ctx.world_size, "effective_batch": effective_batch, "compiled": t.compile,
+        "world_size": ctx.world_size, "effective_batch": effective_batch, "compiled": plan.compile,
+        "memory_plan": trainer.memory_plan.describe(), "memory_plan_predicted_peak_gib": plan.predicted_peak_gib,
+        "memory_replans": trainer.replans,
         "tokens_per_s": tokens_this_session / seconds if seconds else None,
         # median over logging windows after the first (warm-up), all ranks together
         "tokens_per_s_median": statistics.median(throughput.rates[1:]) if len(throughput.rates) > 1 else None,
@@ -373,4 +410,5 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
 
     # rank 0 writes; the other ranks wait for it (infer reads the adapter), or fail with its error
     run_on_main(ctx, save)
-    return {"adapter": files.adapter_dir, "summary": summary if ctx.is_main else {}}
+    return {"adapter": files.adapter_dir, "summary": summary if ctx.is_main else {},
+            "tags": {**plan.as_tags("memory_plan.train"), "memory_plan.train.final": trainer.memory_plan.describe()}}

@@ -83,14 +83,20 @@ class Decoding:
     constraint: SchemaConstraint | None = None
     executor: SafeExecutor | None = None
     guidance_seconds: float = 0.0
+    # The inference plan's cache and compile (memory_plan.InferencePlan): a static KV cache, and compiled decode steps
+    # (transformers compiles the decoding forward with CUDA graphs; a GPU only, it skips compiling elsewhere).
+    static_cache: bool = False
+    compile: bool = False
 
     @classmethod
-    def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path) -> Decoding:
+    def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path, plan=None) -> Decoding:
         stop_ids = stop_token_ids(tokenizer, inference)
         constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids) \
             if inference.constrain == Constrain.grammar else None
         executor = SafeExecutor(tables_sqlite) if inference.execution_guided else None
-        return cls(constraint, executor)
+        if plan is None:
+            return cls(constraint, executor)
+        return cls(constraint, executor, static_cache=plan.static_cache, compile=plan.compile)
 
     def close(self) -> None:
         if self.executor is not None:
@@ -140,7 +146,11 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
     generated_tokens = 0
     pad_id = tokenizer.pad_token_id
     batches = [order[i:i + inf.batch_size] for i in range(0, len(order), inf.batch_size)]  # k rows per prompt
+    cache_options = static_cache_options(decoding, max((len(e) for e in encoded), default=0) + new_tokens_cap)
     for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
+        real = len(batch)
+        if decoding.compile:  # compiled decode steps are shaped by the batch: every batch as big as the first
+            batch = batch + [batch[-1]] * (inf.batch_size - real)
         longest = max(len(encoded[i]) for i in batch)
         input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
         attention = torch.zeros((len(batch), longest), dtype=torch.long)
@@ -149,6 +159,7 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
             attention[row, longest - len(encoded[i]):] = 1
         options: dict[str, Any] = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
             {"do_sample": False}
+        options.update(cache_options)
         if k > 1:
             options["num_return_sequences"] = k
             if inf.temperature > 0:
@@ -161,7 +172,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
                              max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
                              eos_token_id=stop_ids, pad_token_id=pad_id, **options)
         sequences = out.sequences if hasattr(out, "sequences") else out
-        new_tokens = sequences[:, longest:].cpu()
+        new_tokens = sequences[:real * k, longest:].cpu()  # the filler rows of a padded last batch are dropped
+        batch = batch[:real]
         texts = []
         for row in range(new_tokens.shape[0]):
             tokens = new_tokens[row].tolist()
@@ -183,6 +195,22 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
             outputs[i] = Generated(kept, choice.index, choice.reason,
                                    candidates[row][0] if choice.index else None)
     return outputs, generated_tokens
+
+
+def static_cache_options(decoding: Decoding, max_cache_len: int) -> dict[str, Any]:
+    """generate() options for the plan's cache: a static KV cache sized once for the longest prompt + the new tokens
+    (one shape for every batch, so compiled decode steps are compiled once) and, unless the plan compiles, no
+    compiling (generate would compile a static cache's decode steps on a GPU by itself)."""
+    if not decoding.static_cache:
+        return {}
+    options: dict[str, Any] = {"cache_implementation": "static", "max_cache_len": max_cache_len}
+    if decoding.compile:
+        from transformers import CompileConfig
+
+        options["compile_config"] = CompileConfig(fullgraph=False, dynamic=False, mode="reduce-overhead")
+    else:
+        options["disable_compile"] = True
+    return options
 
 
 def _by_score(candidates: list[list[str]], model, out, k: int) -> list[list[str]]:
