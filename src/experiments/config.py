@@ -211,6 +211,7 @@ class TrackingConfig:
     backend: str = "mlflow"  # mlflow | none
     uri: str | None = None  # null = sqlite:///<outputs>/mlflow.db
     experiment_name: str = "text2sql-lora"
+    system_metrics: bool = True  # CPU/memory/GPU utilisation every 10 s as system/* metrics of the run
 
 
 @dataclass

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,16 @@ from experiments.run_directory import (
     process_identity,
     stale_outputs,
 )
-from experiments.tracking import NullTracker, close_abandoned_run, flatten, git_commit, open_tracker, ui_command
+from experiments.tracking import (
+    NullTracker,
+    close_abandoned_run,
+    flatten,
+    git_commit,
+    open_tracker,
+    run_name,
+    system_tags,
+    ui_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +119,15 @@ def _run_in(directory: RunDirectory, cfg: ExperimentConfig, previous: PreviousRu
     files = directory.files
     tags = {"preset": cfg.preset, "git_commit": git_commit(), "overrides": " ".join(overrides) or "(none)",
             "device": describe_device(cfg.device), "prompt_version": PROMPT_VERSION, "run_dir": str(files.root),
-            "world_size": str(ctx.world_size)}
+            "world_size": str(ctx.world_size), **system_tags(run_description(cfg, overrides))}
     resume_run_id = previous.mlflow_run_id if cfg.training.resume else None
     summary: dict[str, Any] = {"run_dir": str(files.root), "mlflow_run_id": None, **_carried_over(previous, cfg)}
     tracker: Any = NullTracker()
     status, error = "FAILED", None
     release_memory()
     try:
-        tracker = run_on_main(ctx, lambda: open_tracker(cfg.tracking, cfg.outputs_dir, cfg.preset, tags, parent_run_id,
+        name = run_name(cfg.preset, overrides)
+        tracker = run_on_main(ctx, lambda: open_tracker(cfg.tracking, cfg.outputs_dir, name, tags, parent_run_id,
                                                         resume_run_id)) or NullTracker()
         if resume_run_id and ctx.is_main and cfg.tracking.backend != "none" and not tracker.resumed:
             log.warning("training.resume=true: MLflow run %s (recorded in %s) is not in the store %s; logging to a "
@@ -177,6 +189,38 @@ def close_run(tracker, directory: RunDirectory, summary: dict[str, Any], status:
         raise errors[0]
 
 
+def dataset_inputs(cfg: ExperimentConfig, files: RunFiles) -> list[dict[str, str]]:
+    """The run's train/val/test subsets as MLflow dataset inputs: named by source and subset, with the prepare
+    stage's fingerprint of their examples as the digest, so runs on the same examples show the same dataset."""
+    report = json.loads(files.data_report.read_text(encoding="utf-8"))
+    source = cfg.data.source.value
+    where = cfg.data.path or {"sample": "bundled sample", "hub": "Salesforce/wikisql", "official": "WikiSQL release"}[
+        source]
+    revision = cfg.data.hub_revision if source == "hub" else None
+    inputs = []
+    for subset, facts in report["subsets"].items():
+        origin = {"uri": where, "revision": revision, "split": facts["source_split"], "examples": facts["drawn"],
+                  "seed": cfg.data.seed}
+        inputs.append({"name": f"{source}-{subset}", "digest": facts["examples_sha"][:36], "context": subset,
+                       "source_type": "hub" if source == "hub" else "local", "source": json.dumps(origin)})
+    return inputs
+
+
+def run_description(cfg: ExperimentConfig, overrides: Sequence[str]) -> str:
+    """The MLflow run's description (Markdown): preset, model, data, training and decoding, and the command."""
+    m, t = cfg.model, cfg.training
+    steps = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_epochs:g} epochs"
+    data = f"{cfg.data.source.value}" + (f" ({cfg.data.path})" if cfg.data.path else "")
+    sizes = "/".join("all" if n is None else str(n) for n in (cfg.data_size.train, cfg.data_size.val,
+                                                               cfg.data_size.test))
+    return (f"**{cfg.preset}**: {m.name_or_path or m.name}, quantization {cfg.quantization.mode.value}, "
+            f"LoRA r{cfg.lora.r}; data {data}, train/val/test {sizes}, max length {cfg.data_size.max_length}; "
+            f"{steps} of {t.per_device_batch_size} x {t.gradient_accumulation_steps}, lr {t.learning_rate:g} "
+            f"{t.lr_scheduler}; decoding {cfg.inference.constrain.value}"
+            + (f", execution-guided k={cfg.inference.execution_guided}" if cfg.inference.execution_guided else "")
+            + f"; stages {', '.join(s.value for s in cfg.stages)}.\n\n`experiments {' '.join(overrides)}`")
+
+
 def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str | None) -> list[str]:
     """What a finished run prints last: the headline metrics with their 95% intervals, where the report is, and
     how to see the run in MLflow."""
@@ -218,6 +262,7 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
 
         run_prepare(cfg, files.root)
         tracker.log_artifact(files.data_report, "data")
+        tracker.log_datasets(dataset_inputs(cfg, files))
         return {"report": str(files.data_report)}
     if stage == Stage.train:
         from experiments.tracking_callback import MetricsToTracker

@@ -16,7 +16,7 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ from experiments.config import TrackingConfig
 log = logging.getLogger(__name__)
 
 PARENT_RUN_FILE = ".mlflow_parent_run_id"
+# MLflow 3 opens an experiment without this tag in its GenAI view; training runs belong in the model-training one.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+SYSTEM_METRICS_INTERVAL_S = 10
 
 
 class TrackingUnavailable(RuntimeError):
@@ -121,6 +124,41 @@ def numeric_metrics(values: Mapping[str, Any]) -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))}
 
 
+# Short names for the keys a run name shows (preset plus what its overrides change)
+_SHORT_KEYS = {"training.learning_rate": "lr", "training.num_epochs": "epochs", "training.max_steps": "steps",
+               "data_size.train": "train", "data_size.val": "val", "data_size.test": "test",
+               "data_size.max_length": "max_length", "training.per_device_batch_size": "batch",
+               "training.gradient_accumulation_steps": "accumulation", "inference.constrain": "constrain",
+               "inference.execution_guided": "guided", "model.name_or_path": "model"}
+# Overrides that say where, not what: left out of run names
+_PLACES = ("hydra.", "outputs_dir", "experiment", "tracking.", "overwrite", "stages", "+hydra", "~hydra")
+
+
+def run_name(preset: str, overrides: Sequence[str]) -> str:
+    """`smoke lr=0.003`, `baseline train=4000 epochs=2`: the preset and what the command line changed, so a sweep's
+    children, a standalone run and a comparison do not all read `smoke` in the runs list."""
+    parts = [preset]
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if not value or key.startswith(_PLACES):
+            continue
+        parts.append(f"{_SHORT_KEYS.get(key, key.rsplit('.', 1)[-1])}={value}")
+    return " ".join(parts)[:250]
+
+
+def system_tags(description: str) -> dict[str, str]:
+    """MLflow's own tags, which fill the UI's Source, User, Version and Description fields."""
+    import getpass
+    import sys
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in the environment (some containers)
+        user = "unknown"
+    return {"mlflow.source.name": " ".join(["experiments", *sys.argv[1:]])[:500], "mlflow.source.type": "LOCAL",
+            "mlflow.source.git.commit": git_commit(), "mlflow.user": user, "mlflow.note.content": description}
+
+
 def ui_command(uri: str) -> str:
     """The command that shows this store's runs: `mlflow ui` for a local store, the server's address otherwise."""
     if uri.startswith(("http://", "https://")):
@@ -147,6 +185,7 @@ class NullTracker:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def log_datasets(self, datasets: Sequence[Mapping[str, str]]) -> None: ...
     def finish(self, status: str) -> None: ...
 
 
@@ -155,10 +194,11 @@ class MlflowTracker:
     the store has it; `resumed` says which happened."""
 
     def __init__(self, uri: str, experiment_name: str, run_name: str, tags: Mapping[str, str],
-                 parent_run_id: str | None = None, resume_run_id: str | None = None):
+                 parent_run_id: str | None = None, resume_run_id: str | None = None, system_metrics: bool = True):
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        self._monitor = None
         self.resumed = False
         self._logged_params: dict[str, str] = {}
         check_store(uri)
@@ -185,6 +225,9 @@ class MlflowTracker:
             raise
         except Exception as err:  # a read-only or broken store: named here, not deep in SQLAlchemy
             raise store_error(uri, err) from err
+        finally:
+            if getattr(self, "run_id", None) and system_metrics:
+                self._monitor = _start_system_metrics(self.run_id, uri, resume=self.resumed)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params; in a reopened run only new keys (MLflow refuses to change a param), with the values that
@@ -221,8 +264,38 @@ class MlflowTracker:
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, str(value)[:5000])
 
+    def log_datasets(self, datasets: Sequence[Mapping[str, str]]) -> None:
+        """Datasets as the run's inputs (name, digest, source type and source, context train/val/test), so MLflow's
+        Datasets column shows what the run was trained and scored on."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(Dataset(name=d["name"], digest=d["digest"], source_type=d["source_type"],
+                                       source=d["source"]), tags=[InputTag("mlflow.data.context", d["context"])])
+                  for d in datasets]
+        self.client.log_inputs(self.run_id, datasets=inputs)
+
     def finish(self, status: str) -> None:
+        if self._monitor is not None:
+            try:
+                self._monitor.finish()
+            except Exception:  # system metrics are a nicety: never the reason a run stays open
+                log.warning("MLflow system metrics: the monitor did not stop cleanly", exc_info=True)
         self.client.set_terminated(self.run_id, status=status)
+
+
+def _start_system_metrics(run_id: str, uri: str, resume: bool):
+    """CPU, memory, disk, network and (with nvidia-ml-py) GPU utilisation and memory, every 10 s, as `system/*`
+    metrics of the run, so an idle GPU shows without a profiler. None when MLflow cannot start the monitor."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, resume_logging=resume,
+                                       tracking_uri=uri)
+        monitor.start()
+        return monitor
+    except Exception:
+        log.warning("MLflow system metrics: cannot start the monitor; the run goes on without", exc_info=True)
+        return None
 
 
 def _existing_run(client, run_id: str):
@@ -264,11 +337,13 @@ def ensure_experiment(client, name: str, uri: str | None = None) -> str:
     (MLflow's default is ./mlruns in whatever directory the process started in)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment.experiment_id
     path = sqlite_path(uri) if uri else None
     location = (path.parent / "mlartifacts").as_uri() if path else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:  # created meanwhile by a parallel job
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -284,4 +359,5 @@ def open_tracker(cfg: TrackingConfig, outputs_dir: str, run_name: str, tags: Map
         raise ValueError(f"tracking.backend={cfg.backend!r}: expected mlflow or none")
     uri = resolve_tracking_uri(cfg, outputs_dir)
     check_reachable(uri)
-    return MlflowTracker(uri, cfg.experiment_name, run_name, tags, parent_run_id, resume_run_id)
+    return MlflowTracker(uri, cfg.experiment_name, run_name, tags, parent_run_id, resume_run_id,
+                         system_metrics=cfg.system_metrics)
