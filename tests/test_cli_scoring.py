@@ -101,3 +101,14 @@ def test_predictions_for_other_ids_fail_naming_the_file_instead_of_scoring_zero(
     assert f"{predictions}: none of its 2 prediction ids is one of the 4 test example ids" in result.stderr
     assert "'test-0'" in result.stderr and "'dev-0'" in result.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_help_names_the_project_presets_groups_and_examples(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = result.stdout
+    assert text.startswith("experiments: LoRA fine-tuning")
+    for expected in ("smoke", "learn", "baseline", "tweaked", "extended", "scaling", "model: mistral_7b, tiny_mistral",
+                     "hydra/launcher: basic", "local_parallel", "slurm", "experiments -m experiment=smoke",
+                     "sqlite:///<outputs_dir>/mlflow.db"):
+        assert expected in text, expected

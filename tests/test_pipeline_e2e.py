@@ -74,6 +74,11 @@ def test_multirun_nests_children_under_one_parent_with_a_comparison(tmp_path):
     assert "| 1 | smoke | FINISHED |" in table and "| 2 | smoke | FINISHED |" in table
     assert "execution_accuracy" in table and "EX 95% CI" in table
     assert "training.learning_rate=0.001" in table and "training.learning_rate=0.003" in table  # what varied
+    assert parent.data.params["swept.training.learning_rate"] == "0.001,0.003"
+    assert "best_execution_accuracy" in parent.data.metrics
+    names = sorted(c.info.run_name for c in children)
+    assert names == [f"smoke lr={lr} steps=3 train=24 val=8 test=8 max_new_tokens=8" for lr in ("1e-3", "3e-3")]
+    assert "sweep comparison (" in result.stdout + result.stderr  # printed at the end, with its path
 
 
 def test_a_failed_sweep_job_is_recorded_and_the_sweep_still_closes_its_parent(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -79,7 +80,18 @@ def _main(dict_cfg: DictConfig) -> float | None:
     return broadcast_from_main(ctx, summary["stages"].get("eval", {}).get("execution_accuracy"))
 
 
+def quiet_noise() -> None:
+    """Silence what is not the user's problem: bitsandbytes' note about its optional CPU kernels (printed on import,
+    quantised or not) and deprecation warnings raised inside transformers/PEFT by their own calls."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    for message in (".*is_gradient_checkpointing.*", ".*gradient_checkpointing_enable.*",
+                    ".*torch.jit.script_method.*"):
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        warnings.filterwarnings("ignore", message=message, category=DeprecationWarning)
+
+
 def main() -> None:
+    quiet_noise()
     if not conf_dir().is_dir():
         sys.exit(f"experiments: config directory {conf_dir()} not found; install the project from its "
                  "repository with `pip install -e .` (see README)")

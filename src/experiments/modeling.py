@@ -158,7 +158,7 @@ def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpo
 
             log.info("NF4: %d layers dequantised once to %s", dequantize_4bit_layers(model), quant.compute_dtype)
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
         model.enable_input_require_grads()
     model.config.use_cache = False  # training builds no KV cache (without checkpointing it would, per step)
     # A module trained in full (modules_to_save) that is tied to another (embed_tokens and lm_head) stays tied.
@@ -172,6 +172,15 @@ def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpo
 
         match_4bit_lora_casts(model)
     return model
+
+
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing without reentrancy, under the name this transformers version prefers
+    (`activation_checkpointing_enable` since 5.2x; the older name warns there)."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def load_adapter(model, adapter_dir: Path, merge: bool = False):

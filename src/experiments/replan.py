@@ -22,6 +22,7 @@ import torch
 
 from experiments.dequantize import use_per_call_dequantization
 from experiments.memory_plan import TrainPlan, smaller
+from experiments.modeling import enable_checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def apply_plan(model, old: TrainPlan, new: TrainPlan) -> None:
     dequantisation. (Splitting is the training step's business.)"""
     if new.gradient_checkpointing and not old.gradient_checkpointing:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(base)
     if old.dequantize_once and not new.dequantize_once:
         use_per_call_dequantization(model)
 

@@ -130,6 +130,28 @@ def _records_from_dir(sweep_dir: Path) -> list[RunRecord]:
     return records
 
 
+def swept_params(records: list[RunRecord]) -> dict[str, str]:
+    """The keys the sweep varied, each with the values it took (`training.learning_rate: 0.001,0.003`)."""
+    swept: dict[str, list[str]] = {}
+    for setting in varied_settings(records):
+        for pair in setting.split():
+            key, _, value = pair.partition("=")
+            if value not in swept.setdefault(key, []):
+                swept[key].append(value)
+    return {f"swept.{key}": ",".join(values) for key, values in swept.items()}
+
+
+def print_comparison(sweep_dir: Path, max_lines: int = 60) -> None:
+    """The end of a sweep on the terminal: its comparison table (comparison.md) and where the files are."""
+    path = sweep_dir / "comparison.md"
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    shown = "\n".join(lines[:max_lines]) + (f"\n... ({len(lines) - max_lines} more lines)" if len(lines) > max_lines
+                                             else "")
+    log.info("sweep comparison (%s, also comparison.html and comparison.json):\n%s", path, shown)
+
+
 def write_sweep_comparison(records: list[RunRecord], sweep_dir: Path, preset: str | None) -> list[Path]:
     """comparison.{md,html,json} (the `experiments-compare` table, with each job's overrides and the prompt/test
     fingerprint warnings) and, for a sweep over training-set size, the scaling curve and table."""
@@ -204,6 +226,7 @@ class SweepCallback(Callback):
             if self.tracker is None:  # tracking=none: the comparison is still written into the sweep dir
                 if sweep_dir.is_dir():
                     write_sweep_comparison(_records_from_dir(sweep_dir), sweep_dir, preset)
+                    print_comparison(sweep_dir)
             else:
                 self._close_parent(sweep_dir, preset)
         finally:
@@ -222,8 +245,14 @@ class SweepCallback(Callback):
                 log.error("sweep: %d of %d jobs did not finish; see the comparison in %s", unfinished, len(rows),
                           sweep_dir)
             status = "FAILED" if unfinished else "FINISHED"
-            for path in write_sweep_comparison([_record(r) for r in rows], sweep_dir, preset):
+            records = [_record(r) for r in rows]
+            for path in write_sweep_comparison(records, sweep_dir, preset):
                 self.tracker.log_artifact(path)
+            self.tracker.log_params(swept_params(records))
+            scores = [r["execution_accuracy"] for r in rows if r.get("execution_accuracy") is not None]
+            if scores:  # the parent's own column in the runs list: the sweep's best child
+                self.tracker.log_metrics({"best_execution_accuracy": max(scores)})
+            print_comparison(sweep_dir)
         finally:
             if self.stop is not None and self.stop.signum is not None:
                 status = "KILLED"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
 from experiments.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches
 from experiments.config import BestBy, ExperimentConfig, TrainingConfig
@@ -173,6 +173,16 @@ def memory_plan_for(cfg: ExperimentConfig, train_set: BatchDataset, accumulation
              "(%d padded tokens); %s", t.memory_plan.value, plan.describe(), plan.predicted_peak_gib, free, longest,
              plan.reason)
     return plan
+
+
+class NumericProgress(ProgressCallback):
+    """The Trainer's progress bar, with logged values printed as numbers (4 significant digits) rather than the
+    quoted strings transformers 5 prints."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            shown = {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in logs.items() if k != "total_flos"}
+            self.training_bar.write(" ".join(f"{k}={v}" for k, v in shown.items()))
 
 
 class ThroughputCallback(TrainerCallback):
@@ -355,6 +365,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         memory_plan=plan,
         advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size, t.gradient_accumulation_steps),
     )
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(NumericProgress())
     resume_from = last_checkpoint(files.checkpoints_dir) if cfg.training.resume else None
     if cfg.training.resume and resume_from is None:
         log.warning("training.resume=true but %s holds no checkpoint: starting from scratch", files.checkpoints_dir)
