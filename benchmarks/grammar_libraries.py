@@ -38,7 +38,7 @@ from experiments.config import ModelConfig, QuantizationConfig, load_config
 from experiments.data.official import load_split
 from experiments.data.sources import sample_dir
 from experiments.decoding.constraint import SchemaConstraint
-from experiments.decoding.generate import clean_generation, newline_token_ids
+from experiments.decoding.generate import clean_generation, left_padded, newline_token_ids
 from experiments.decoding.grammar import sql_grammar
 from experiments.evaluation.safe_sql import parse_single_query
 from experiments.modeling import load_base_model, load_tokenizer
@@ -164,14 +164,7 @@ def _version(package: str) -> str:
 
 
 def _left_padded(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
-    longest = max(len(e) for e in encoded)
-    input_ids = torch.full((len(encoded), longest), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    for row, ids in enumerate(encoded):
-        input_ids[row, longest - len(ids):] = torch.tensor(ids)
-        attention[row, longest - len(ids):] = 1
-    return input_ids, attention
+    return left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
 
 
 def _check_rows(library, tokenizer, sequences: torch.Tensor, prompt_length: int, tables, grammars,

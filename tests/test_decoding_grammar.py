@@ -19,7 +19,7 @@ from experiments.data.model import SOURCE_SPLITS, Table
 from experiments.data.official import load_split
 from experiments.data.sources import sample_dir
 from experiments.decoding.constraint import SchemaConstraint, allowed_tokens
-from experiments.decoding.generate import clean_generation, newline_token_ids
+from experiments.decoding.generate import clean_generation, left_padded, newline_token_ids
 from experiments.decoding.grammar import NUMBER_PATTERN, STRING_PATTERN, sql_grammar
 from experiments.evaluation.safe_sql import parse_single_query
 from experiments.modeling import load_base_model, load_tokenizer
@@ -207,14 +207,7 @@ def tiny_model():
 
 
 def left_padded_batch(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    encoded = [encode_prompt(tokenizer, p) for p in prompts]
-    longest = max(len(e) for e in encoded)
-    input_ids = torch.full((len(encoded), longest), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros_like(input_ids)
-    for row, ids in enumerate(encoded):
-        input_ids[row, longest - len(ids):] = torch.tensor(ids)
-        attention[row, longest - len(ids):] = 1
-    return input_ids, attention
+    return left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
 
 
 def batch_of_questions(tables_dir: Path, split: str, count: int) -> list[tuple[str, Table]]:

@@ -142,3 +142,16 @@ def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
     tmp.rename(target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def replace_file(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a file (a database, say) through a temporary file beside it, renamed over `target`: a crash never
+    leaves half of one that a later stage would take for a whole one."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        write(tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

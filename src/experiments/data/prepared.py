@@ -5,7 +5,6 @@ Later stages read only these, so any stage can run alone on an earlier run's dir
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,15 +56,9 @@ def write_tables_sqlite(path: Path, tables: Iterable[Table]) -> None:
     """data/tables.sqlite, built in a temporary file renamed into place: a crash never leaves a half-built database
     that the eval stage would take for a whole one."""
     from experiments.evaluation import materialize_tables
+    from experiments.paths import replace_file
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        materialize_tables(tables, tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_file(path, lambda tmp: materialize_tables(tables, tmp))
 
 
 def read_tables(path: Path) -> dict[str, Table]:

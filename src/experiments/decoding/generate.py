@@ -115,6 +115,17 @@ class Decoding:
         return out
 
 
+def left_padded(encoded: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask of a batch padded on the left, so every prompt ends where generation starts."""
+    longest = max(len(ids) for ids in encoded)
+    input_ids = torch.full((len(encoded), longest), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(encoded), longest), dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        attention[row, longest - len(ids):] = 1
+    return input_ids, attention
+
+
 def stop_token_ids(tokenizer, inference: InferenceConfig) -> list[int]:
     """EOS, and every newline token when the SQL is one line (inference.stop_at_newline)."""
     return [tokenizer.eos_token_id] + (newline_token_ids(tokenizer) if inference.stop_at_newline else [])
@@ -151,12 +162,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
         real = len(batch)
         if decoding.compile:  # compiled decode steps are shaped by the batch: every batch as big as the first
             batch = batch + [batch[-1]] * (inf.batch_size - real)
-        longest = max(len(encoded[i]) for i in batch)
-        input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
-            input_ids[row, longest - len(encoded[i]):] = torch.tensor(encoded[i])
-            attention[row, longest - len(encoded[i]):] = 1
+        input_ids, attention = left_padded([encoded[i] for i in batch], pad_id)
+        longest = input_ids.shape[1]
         options: dict[str, Any] = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
             {"do_sample": False}
         options.update(cache_options)

@@ -10,7 +10,6 @@ the parsed logical forms (or `{"error": ...}`) line by line in the same order, `
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from experiments.data.jsonl import write_jsonl
 from experiments.data.model import Example, Query, Table
 from experiments.evaluation.sqlite_tables import number_or_none, sqlite_text
+from experiments.paths import replace_file
 from experiments.prompt import quote_identifier
 
 SOURCE_FILE = "official_source.jsonl"
@@ -37,14 +37,7 @@ def _official_cell(value: object, column_type: str) -> object:
 
 def _write_db(tables: Sequence[Table], path: Path) -> None:
     """Built beside `path` and renamed over it, so a crash never leaves a half-filled database."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        _fill_db(tables, tmp)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    replace_file(path, lambda tmp: _fill_db(tables, tmp))
 
 
 def _fill_db(tables: Sequence[Table], path: Path) -> None:
