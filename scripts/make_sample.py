@@ -50,8 +50,8 @@ QUESTIONS_PER_TABLE = 10
 # More train tables per domain, drawn after the rest from a second seeded stream, so dev, test and the first 640
 # train questions stay as they were: a small model only learns to copy values from the question (rather than
 # recall them) when it sees many tables' values.
-EXTRA_TRAIN_TABLES_PER_DOMAIN = 8
-MAX_BYTES = 1_500_000
+EXTRA_TRAIN_TABLES_PER_DOMAIN = 12
+MAX_BYTES = 2_000_000
 
 # ------------------------------------------------------------------------------------------------------------
 # Value pools (ASCII letters only in anything a question may re-case: SQLite's NOCASE folds ASCII only)
