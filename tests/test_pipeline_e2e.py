@@ -77,7 +77,7 @@ def test_multirun_nests_children_under_one_parent_with_a_comparison(tmp_path):
     assert parent.data.params["swept.training.learning_rate"] == "0.001,0.003"
     assert "best_execution_accuracy" in parent.data.metrics
     names = sorted(c.info.run_name for c in children)
-    assert names == [f"smoke lr={lr} steps=3 train=24 val=8 test=8 max_new_tokens=8" for lr in ("1e-3", "3e-3")]
+    assert names == [f"smoke lr={lr} steps=3 train=24 val=8 test=8 max_new_tokens=8" for lr in ("0.001", "0.003")]
     assert "sweep comparison (" in result.stdout + result.stderr  # printed at the end, with its path
 
 

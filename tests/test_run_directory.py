@@ -103,7 +103,7 @@ def test_resume_refuses_what_changes_the_weights_and_allows_the_cadence():
         "training.save_steps=3", "inference.batch_size=4", "tracking=none", "stages=[train,infer]",
         "lora.r=8", "training.learning_rate=1e-3", "training.lr_scheduler=linear", "data_size.train=100"]))
     assert resume_conflicts(before, after) == [
-        "data_size.train: 256 -> 100", "lora.r: 16 -> 8", "training.learning_rate: 0.005 -> 0.001",
+        "data_size.train: None -> 100", "lora.r: 16 -> 8", "training.learning_rate: 0.005 -> 0.001",
         "training.lr_scheduler: 'cosine' -> 'linear'"]
 
 

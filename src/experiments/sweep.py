@@ -187,9 +187,10 @@ class SweepCallback(Callback):
         self._handlers: dict[int, object] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        """The copy a joblib worker gets (Hydra sends the callbacks along with each job): no signal handling of this
-        process's, which cannot be pickled and has no meaning there (the worker's is cli._main's)."""
-        return {**self.__dict__, "stop": None, "_handlers": {}}
+        """The copy a joblib worker gets (Hydra sends the callbacks along with each job): none of this process's
+        signal handling or parent run (whose system-metrics thread cannot be pickled); a job finds the parent run
+        in the sweep directory and handles its own signals (cli._main)."""
+        return {**self.__dict__, "tracker": None, "stop": None, "_handlers": {}}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = self.sweep_dir = Path(config.hydra.sweep.dir)
