@@ -164,10 +164,17 @@ def test_runs_resolved_by_mlflow_name_and_id_and_comparison_logged(tmp_path, mlf
     data = json.loads((out / "comparison.json").read_text())
     assert [r["run_dir"] for r in data["runs"]] == [str(base_dir), str(tuned_dir)]
     assert [e["id"] for e in data["pairs"][0]["fixed"]] == ["test-0", "test-1", "test-2"]
-    logged = client.search_runs([experiment], filter_string="tags.kind = 'comparison'")
-    assert len(logged) == 1
-    artifacts = {a.path for a in client.list_artifacts(logged[0].info.run_id)}
+    # Logged with its figures in an experiment of its own, not on top of the training runs' list
+    assert not client.search_runs([experiment], filter_string="tags.kind = 'comparison'")
+    comparisons = client.get_experiment_by_name("text2sql-lora comparisons").experiment_id
+    (logged,) = client.search_runs([comparisons], filter_string="tags.kind = 'comparison'")
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"comparison.md", "comparison.html", "comparison.json"} <= artifacts
+    assert logged.data.metrics["run_1/execution_accuracy"] == 0.0 and logged.data.metrics["run_2/execution_accuracy"] \
+        == 0.5
+    assert logged.data.metrics["pair_1_2/fixed"] == 3 and logged.data.metrics["pair_1_2/broken"] == 0
+    assert 0 < logged.data.metrics["pair_1_2/p_value"] < 1
+    assert logged.data.tags["compared_runs"] == f"{base.info.run_id},{tuned.info.run_id}"
 
 
 def test_ambiguous_or_unknown_mlflow_name_is_a_clear_error(tmp_path, mlflow_store, capsys):

@@ -182,9 +182,9 @@ def test_two_process_smoke_run_matches_the_single_process_run(smoke_run, tmp_pat
     experiment = client.get_experiment_by_name("text2sql-lora")
     (run,) = client.search_runs([experiment.experiment_id])  # one MLflow run, written by rank 0 alone
     assert run.info.status == "FINISHED" and run.data.tags["world_size"] == "2"
-    assert run.data.metrics["train_effective_batch"] == train_single["effective_batch"]
-    assert "execution_accuracy" in run.data.metrics
-    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert run.data.params["count/effective_batch"] == str(train_single["effective_batch"])
+    assert "test/execution_accuracy" in run.data.metrics
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert len({m.step for m in losses}) == len(losses)  # each logging step once, not once per rank
     assert "adapter/adapter_config.json" in {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
 

@@ -39,3 +39,28 @@ def test_a_run_fills_mlflows_own_fields(tmp_path, monkeypatch):
     assert set(inputs) == {"sample-train", "sample-val", "sample-test"}
     assert inputs["sample-test"][1] == ["test"] and len(inputs["sample-test"][0]) == 16
     assert any(key.startswith("system/cpu_utilization") for key in run.data.metrics)
+    # One naming scheme whose prefixes are the UI's metric sections; counts are params, not one-point curves
+    sections = {key.split("/", 1)[0] for key in run.data.metrics}
+    assert sections <= {"train", "val", "test", "infer", "time", "category", "system"}, sections
+    assert {"test/execution_accuracy", "test/execution_accuracy_ci_low", "val/loss", "val/execution_accuracy",
+            "train/loss", "train/learning_rate", "time/train_s", "time/infer_s", "category/correct"} <= \
+        set(run.data.metrics)
+    assert run.data.params["count/train_examples"] == "16" and run.data.params["count/scored_examples"] == "4"
+    assert not any(key.startswith("count/") for key in run.data.metrics)
+
+
+def test_names_group_trainer_logs_and_drop_repeats():
+    from experiments.metric_names import eval_logged, trainer_log_metrics
+
+    assert trainer_log_metrics({"loss": 1.5, "learning_rate": 1e-3, "epoch": 0.5, "num_input_tokens_seen": 900,
+                                "eval_loss": 1.2, "eval_runtime": 3.0, "eval_samples_per_second": 9.0,
+                                "val_execution_accuracy": 0.25, "val_generation_seconds": 4.0,
+                                "train_runtime": 10.0, "some_new_key": 7}) == {
+        "train/loss": 1.5, "train/learning_rate": 1e-3, "train/epoch": 0.5, "train/tokens_seen": 900,
+        "val/loss": 1.2, "time/val_loss_s": 3.0, "val/execution_accuracy": 0.25, "time/val_generation_s": 4.0,
+        "train/some_new_key": 7}
+    metrics, params = eval_logged({"execution_accuracy": 0.5, "n": 8, "categories": {"correct": 4},
+                                   "warnings": [], "eval_seconds": 0.1}, {"execution_accuracy_ci_low": 0.2})
+    assert metrics == {"test/execution_accuracy": 0.5, "test/execution_accuracy_ci_low": 0.2,
+                       "time/scoring_s": 0.1, "category/correct": 4}
+    assert params == {"count/scored_examples": 8}

@@ -40,17 +40,19 @@ def test_default_smoke_run_learns_and_lands_in_mlflow(smoke_run):
     assert run.data.params["training.learning_rate"] == "0.005"
     assert run.data.params["model.name"] == "tiny_mistral"
     assert run.data.tags["preset"] == "smoke" and run.data.tags["device"] == "cpu"
-    for metric in ("execution_accuracy", "logical_form_accuracy", "valid_sql_rate", "time_train_s", "eval_loss"):
+    for metric in ("test/execution_accuracy", "test/logical_form_accuracy", "test/valid_sql_rate", "time/train_s",
+                   "val/loss", "category/correct"):
         assert metric in run.data.metrics, metric
-    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert run.data.params["count/train_examples"] == "4480" and run.data.params["count/scored_examples"] == "160"
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(losses) >= 5 and losses[-1].step > losses[0].step
-    curve = client.get_metric_history(run.info.run_id, "val_execution_accuracy")  # one point per evaluation
+    curve = client.get_metric_history(run.info.run_id, "val/execution_accuracy")  # one point per evaluation
     assert [m.step for m in curve] == [100, 200, 300, 400] and curve[-1].value > curve[0].value
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"adapter", "predictions.jsonl", "results.jsonl", "metrics.json", "report.md", "config.yaml",
             "report.html", "analysis.json", "plots"} <= artifacts
     assert "plots/loss_curves.png" in {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert run.data.metrics["execution_accuracy_ci_low"] <= run.data.metrics["execution_accuracy"]
+    assert run.data.metrics["test/execution_accuracy_ci_low"] <= run.data.metrics["test/execution_accuracy"]
     assert "adapter/adapter_config.json" in {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
 
 
@@ -75,7 +77,8 @@ def test_multirun_nests_children_under_one_parent_with_a_comparison(tmp_path):
     assert "execution_accuracy" in table and "EX 95% CI" in table
     assert "training.learning_rate=0.001" in table and "training.learning_rate=0.003" in table  # what varied
     assert parent.data.params["swept.training.learning_rate"] == "0.001,0.003"
-    assert "best_execution_accuracy" in parent.data.metrics
+    assert "sweep/best_execution_accuracy" in parent.data.metrics
+    assert "## Pairs" in table and "McNemar" in table  # the paired test of experiments-compare
     names = sorted(c.info.run_name for c in children)
     assert names == [f"smoke lr={lr} steps=3 train=24 val=8 test=8 max_new_tokens=8" for lr in ("0.001", "0.003")]
     assert "sweep comparison (" in result.stdout + result.stderr  # printed at the end, with its path

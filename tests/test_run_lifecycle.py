@@ -153,7 +153,7 @@ def test_a_run_killed_with_kill_9_is_resumed_in_the_same_mlflow_run(tmp_path):
     assert run.data.tags["resumed"] == "1" and "training.resume: False -> True" in run.data.tags["resume_changes"]
     train = json.loads((run_dir / "train_summary.json").read_text())
     assert train["resumed_from"] == str(checkpoint.parent / f"checkpoint-{last}") and train["global_steps"] == 60
-    history = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}").get_metric_history(run.info.run_id, "loss")
+    history = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}").get_metric_history(run.info.run_id, "train/loss")
     after = sorted(m.step for m in history if m.timestamp >= resumed_at)
     assert after[0] == last + 5 and after[-1] == 60  # the metrics go on from the checkpoint's step
-    assert record(run_dir)["status"] == "FINISHED" and "execution_accuracy" in run.data.metrics
+    assert record(run_dir)["status"] == "FINISHED" and "test/execution_accuracy" in run.data.metrics

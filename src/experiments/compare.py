@@ -55,21 +55,37 @@ def run_name(record: RunRecord) -> str:
     return record.preset + (" (zero-shot)" if record.zero_shot else "")
 
 
+COST_NOTE = ("EX/LF 95% CI: Wilson score intervals. Times are wall-clock seconds per stage; peak memory is the GPU "
+             "peak of training or inference (blank on CPU).")
+
+
+def _fixed(value: float | None, digits: int) -> str | None:
+    """One format per column (0.238, not 0.2375 beside 0.1): accuracies to 3 decimals, seconds and GiB to 1."""
+    return None if value is None else f"{value:.{digits}f}"
+
+
 def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] | None = None) -> Table:
-    """Headline metrics with 95% Wilson intervals, stage wall times and peak memory: one row per run.
-    `extra` adds columns (e.g. a sweep's overrides), one value per run."""
+    """Headline metrics with 95% Wilson intervals: one row per run, narrow enough for MLflow's artifact preview.
+    `extra` adds columns right after the run's name (e.g. a sweep's overrides), one value per run."""
     extra = extra or {}
-    headers = ("#", "run", "status", "execution_accuracy", "EX 95% CI", "logical_form_accuracy", "LF 95% CI",
-               "valid_sql_rate", "n", "train_examples", *(f"{s}_s" for s in STAGES), "peak_memory_gib",
-               *extra)
+    headers = ("#", "run", "status", *extra, "execution_accuracy", "EX 95% CI", "logical_form_accuracy", "LF 95% CI",
+               "valid_sql_rate", "n")
     rows = []
     for i, record in enumerate(records):
         ex, lf = record.accuracy("exec_match"), record.accuracy("lf_match")
         valid = (record.metrics or {}).get("valid_sql_rate")
-        rows.append((i + 1, run_name(record), record.status, ex and ex[0], _ci(ex), lf and lf[0], _ci(lf), valid,
-                     record.n, record.train_examples, *(record.stage_seconds(s) for s in STAGES),
-                     record.peak_memory_gib, *(values[i] for values in extra.values())))
+        rows.append((i + 1, run_name(record), record.status, *(values[i] for values in extra.values()),
+                     _fixed(ex and ex[0], 3), _ci(ex), _fixed(lf and lf[0], 3), _ci(lf), _fixed(valid, 3),
+                     record.n))
     return Table(headers, tuple(rows))
+
+
+def cost_table(records: Sequence[RunRecord]) -> Table:
+    """What each run cost: training examples, wall seconds per stage, peak GPU memory."""
+    headers = ("#", "run", "train_examples", *(f"{s}_s" for s in STAGES), "peak_memory_gib")
+    rows = tuple((i + 1, run_name(r), r.train_examples, *(_fixed(r.stage_seconds(s), 1) for s in STAGES),
+                  _fixed(r.peak_memory_gib, 1)) for i, r in enumerate(records))
+    return Table(headers, rows)
 
 
 def runs_table(records: Sequence[RunRecord]) -> Table:
@@ -251,9 +267,7 @@ def build_comparison(records: Sequence[RunRecord], max_examples: int = 25,
     pairs = [compare_pair(records, a, b) for a, b in combinations(range(len(records)), 2)]
     doc = Document(title)
     doc.add(*alerts)
-    doc.add(Heading("Runs"), metrics_table(records), runs_table(records))
-    doc.add(Paragraph("EX/LF 95% CI: Wilson score intervals. Times are wall-clock seconds per stage; peak memory "
-                      "is the GPU peak of training or inference (blank on CPU)."))
+    doc.add(Heading("Runs"), metrics_table(records), Paragraph(COST_NOTE), cost_table(records), runs_table(records))
     doc.add(Heading("Pairs"))
     for pair in pairs:
         doc.add(*pair_blocks(records, pair, max_examples))
@@ -359,6 +373,22 @@ def _experiment_of(client, records: Sequence[RunRecord]) -> str | None:
     return None
 
 
+def comparison_metrics(data: dict[str, Any]) -> dict[str, float]:
+    """A comparison's figures as metrics of its MLflow run: each run's headline (`run_1/execution_accuracy`) and
+    each pair's paired test (`pair_1_2/p_value`, `pair_1_2/fixed`, `pair_1_2/broken`)."""
+    out: dict[str, float] = {}
+    for run in data["runs"]:
+        for key in ("execution_accuracy", "logical_form_accuracy", "valid_sql_rate"):
+            if run.get(key) is not None:
+                out[f"run_{run['index']}/{key}"] = run[key]
+    for pair in data["pairs"]:
+        if "mcnemar" in pair:
+            name = f"pair_{pair['a']}_{pair['b']}"
+            out.update({f"{name}/p_value": pair["mcnemar"]["p_value"], f"{name}/fixed": len(pair["fixed"]),
+                        f"{name}/broken": len(pair["broken"])})
+    return out
+
+
 def log_comparison(client, uri: str, records: Sequence[RunRecord], paths: Sequence[Path], data: dict[str, Any],
                    ) -> str:
     from experiments.tracking import MlflowTracker
@@ -366,12 +396,14 @@ def log_comparison(client, uri: str, records: Sequence[RunRecord], paths: Sequen
     experiment = _experiment_of(client, records) or str(
         (records[0].config.get("tracking") or {}).get("experiment_name") or "text2sql-lora")
     compared = ",".join(r.mlflow_run_id or str(r.run_dir) for r in records)
-    tracker = MlflowTracker(uri, experiment, "compare " + " vs ".join(run_name(r) for r in records),
-                            {"kind": "comparison", "compared_runs": compared[:5000],
+    # An experiment of their own: comparisons would otherwise sit at the top of the training runs' list
+    tracker = MlflowTracker(uri, f"{experiment} comparisons", "compare " + " vs ".join(run_name(r) for r in records),
+                            {"kind": "comparison", "compared_runs": compared[:5000], "compared_experiment": experiment,
                              "warnings": str(len(data["warnings"]))})
     status = "FAILED"
     try:
         tracker.log_params({f"run_{i + 1}": r.mlflow_run_id or r.run_dir for i, r in enumerate(records)})
+        tracker.log_metrics(comparison_metrics(data))
         for path in paths:
             tracker.log_artifact(path)
         status = "FINISHED"

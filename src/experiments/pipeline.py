@@ -24,6 +24,7 @@ from omegaconf import OmegaConf
 from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, to_plain_dict
 from experiments.data.jsonl import write_text
 from experiments.distributed import DistContext, dist_context, run_on_main
+from experiments.metric_names import eval_logged, infer_summary_logged, stage_seconds, train_summary_logged
 from experiments.paths import RunFiles
 from experiments.prompt import PROMPT_VERSION
 from experiments.run_directory import (
@@ -145,7 +146,7 @@ def _run_in(directory: RunDirectory, cfg: ExperimentConfig, previous: PreviousRu
             summary["stages"][stage.value] = _run_stage(stage, cfg, files, tracker, ctx)
             seconds = time.perf_counter() - started
             summary[f"{stage.value}_seconds"] = seconds
-            tracker.log_metrics({f"time_{stage.value}_s": seconds})
+            tracker.log_metrics({stage_seconds(stage.value): seconds})
             log.info("stage %s: done in %.1f s", stage.value, seconds)
         status = "FINISHED"
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through interrupts.SignalStop
@@ -269,7 +270,9 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
         from experiments.train import run_train
 
         result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
-        tracker.log_metrics({f"train_{k}": v for k, v in result["summary"].items()})
+        metrics, counts = train_summary_logged(result["summary"])
+        tracker.log_metrics(metrics)
+        tracker.log_params(counts)
         tracker.set_tags(result.get("tags", {}))  # the memory plan chosen, and the one the run ended with
         tracker.log_artifact(files.adapter_dir, "adapter")
         tracker.log_artifact(files.train_summary)
@@ -278,7 +281,9 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
         from experiments.infer import run_infer
 
         result = run_infer(cfg, files.root)
-        tracker.log_metrics(result["summary"])
+        metrics, counts = infer_summary_logged(result["summary"])
+        tracker.log_metrics(metrics)
+        tracker.log_params(counts)
         tracker.set_tags(result.get("tags", {}))  # the inference memory plan
         tracker.log_artifact(files.predictions)
         return result["summary"]
@@ -290,9 +295,9 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
     if metrics.get("unknown_prediction_ids"):  # loud in the run list too, not only in the report
         tracker.set_tags({"warning": "; ".join(metrics.get("warnings", []))})
     intervals = interval_metrics(result["analysis"])
-    tracker.log_metrics(metrics)
-    tracker.log_metrics(intervals)
-    tracker.log_metrics({f"category_{k}": v for k, v in metrics.get("categories", {}).items()})
+    logged, counts = eval_logged(metrics, intervals)
+    tracker.log_metrics(logged)
+    tracker.log_params(counts)
     for path in (files.results, files.metrics, files.report_md, files.report_html, files.analysis_json):
         tracker.log_artifact(path)
     tracker.log_artifact(files.plots_dir, "plots")  # a directory: logged as plots/*.png

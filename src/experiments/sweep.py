@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import logging
 import signal
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import psutil
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.analysis.document import Alert, Document, Heading, Image, write_document
+from experiments.analysis.document import Alert, Document, Heading, Image, Paragraph, write_document
 from experiments.analysis.runs import RunError, RunRecord, load_run
 from experiments.analysis.scaling import (
     plot_scaling,
@@ -31,7 +32,17 @@ from experiments.analysis.scaling import (
     varied_settings,
     varies_train_size,
 )
-from experiments.compare import fingerprint_alerts, metrics_table, run_json, runs_table
+from experiments.compare import (
+    COST_NOTE,
+    compare_pair,
+    cost_table,
+    fingerprint_alerts,
+    metrics_table,
+    pair_blocks,
+    pair_json,
+    run_json,
+    runs_table,
+)
 from experiments.data.jsonl import write_json, write_text
 from experiments.interrupts import Interrupted, SignalStop, restore
 from experiments.paths import RunFiles
@@ -46,8 +57,9 @@ from experiments.tracking import (
 
 log = logging.getLogger(__name__)
 
-HEADLINE = ("execution_accuracy", "logical_form_accuracy", "valid_sql_rate", "n", "train_train_loss_last",
-            "time_train_s", "time_infer_s", "train_peak_memory_gib")
+# A child's row: its headline metrics as MLflow holds them (metric_names), under short keys
+HEADLINE = {"execution_accuracy": "test/execution_accuracy", "logical_form_accuracy": "test/logical_form_accuracy",
+            "valid_sql_rate": "test/valid_sql_rate"}
 
 
 def _tracking(config: DictConfig):
@@ -93,7 +105,7 @@ def comparison_rows(client, parent_run_id: str) -> list[dict[str, Any]]:
     for child in children:
         row = {"run": child.info.run_name, "run_id": child.info.run_id, "status": child.info.status,
                "overrides": child.data.tags.get("overrides", ""), "run_dir": child.data.tags.get("run_dir")}
-        row.update({k: child.data.metrics.get(k) for k in HEADLINE})
+        row.update({key: child.data.metrics.get(name) for key, name in HEADLINE.items()})
         rows.append(row)
     return rows
 
@@ -152,15 +164,40 @@ def print_comparison(sweep_dir: Path, max_lines: int = 60) -> None:
     log.info("sweep comparison (%s, also comparison.html and comparison.json):\n%s", path, shown)
 
 
+MAX_ALL_PAIRS = 5  # up to this many jobs every pair is tested (10 pairs); beyond, each job against the best
+
+
+def sweep_pairs(records: list[RunRecord]) -> list[tuple[int, int]]:
+    """The pairs of jobs a sweep's comparison tests: all of them for a few jobs, else each against the best by
+    execution accuracy (the question a sweep asks: is the best one better than the rest?)."""
+    scored = [i for i, r in enumerate(records) if r.accuracy("exec_match")]
+    if len(scored) < 2:
+        return []
+    if len(scored) <= MAX_ALL_PAIRS:
+        return list(combinations(scored, 2))
+    best = max(scored, key=lambda i: records[i].accuracy("exec_match")[0])
+    return [(min(i, best), max(i, best)) for i in scored if i != best]
+
+
 def write_sweep_comparison(records: list[RunRecord], sweep_dir: Path, preset: str | None) -> list[Path]:
     """comparison.{md,html,json} (the `experiments-compare` table, with each job's overrides and the prompt/test
     fingerprint warnings) and, for a sweep over training-set size, the scaling curve and table."""
     doc = Document(f"Sweep {sweep_dir.name}")
     doc.add(*fingerprint_alerts(records))
-    doc.add(Heading("Runs"), metrics_table(records, {"overrides": varied_settings(records)}), runs_table(records))
+    doc.add(Heading("Runs"), metrics_table(records, {"overrides": varied_settings(records)}), Paragraph(COST_NOTE),
+            cost_table(records), runs_table(records))
+    pairs = [compare_pair(records, a, b) for a, b in sweep_pairs(records)]
     data: dict[str, Any] = {"warnings": [{"title": a.title, "lines": list(a.lines)} for a in doc.blocks
                                          if isinstance(a, Alert)],
-                            "runs": [run_json(i, r) for i, r in enumerate(records)]}
+                            "runs": [run_json(i, r) for i, r in enumerate(records)],
+                            "pairs": [pair_json(records, p) for p in pairs]}
+    if pairs:
+        doc.add(Heading("Pairs"), Paragraph(
+            "Each pair scored on the same test examples: the McNemar test says whether the difference in execution "
+            "accuracy is more than chance" + ("." if len(records) <= MAX_ALL_PAIRS else
+                                               f"; with more than {MAX_ALL_PAIRS} jobs, each against the best.")))
+        for pair in pairs:
+            doc.add(*pair_blocks(records, pair, max_examples=10))
     paths: list[Path] = []
     if preset == "scaling" or varies_train_size(records):
         points = scaling_points(records)
@@ -252,7 +289,7 @@ class SweepCallback(Callback):
             self.tracker.log_params(swept_params(records))
             scores = [r["execution_accuracy"] for r in rows if r.get("execution_accuracy") is not None]
             if scores:  # the parent's own column in the runs list: the sweep's best child
-                self.tracker.log_metrics({"best_execution_accuracy": max(scores)})
+                self.tracker.log_metrics({"sweep/best_execution_accuracy": max(scores)})
             print_comparison(sweep_dir)
         finally:
             if self.stop is not None and self.stop.signum is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from transformers import TrainerCallback
 
+from experiments.metric_names import trainer_log_metrics
+
 
 class MetricsToTracker(TrainerCallback):
     def __init__(self, tracker) -> None:
@@ -12,4 +14,4 @@ class MetricsToTracker(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and state.is_world_process_zero:
-            self.tracker.log_metrics(logs, step=state.global_step)
+            self.tracker.log_metrics(trainer_log_metrics(logs), step=state.global_step)
