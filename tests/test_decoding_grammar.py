@@ -20,7 +20,14 @@ from experiments.data.official import load_split
 from experiments.data.sources import sample_dir
 from experiments.decoding.constraint import SchemaConstraint, allowed_tokens
 from experiments.decoding.generate import clean_generation, left_padded, newline_token_ids
-from experiments.decoding.grammar import NUMBER_PATTERN, STRING_PATTERN, sql_grammar
+from experiments.decoding.grammar import (
+    MAX_CONDITIONS,
+    MIN_STRING_BOUND,
+    NUMBER_PATTERN,
+    STRING_PATTERN,
+    max_string_chars,
+    sql_grammar,
+)
 from experiments.evaluation.safe_sql import parse_single_query
 from experiments.modeling import load_base_model, load_tokenizer
 from experiments.prompt import build_prompt, format_number, quote_identifier, quote_string, render_sql
@@ -167,6 +174,27 @@ def test_grammar_accepts_the_awkward_names_themselves(constraint):
                                          f"{quote_identifier(name)} < -1.5e-07 AND {quote_identifier(name)} = ''''")
     assert constraint.accepts(table, ' SELECT "No." FROM "t"\n')  # the leading space of "▁SE", the newline stop
     assert not constraint.accepts(table, 'SELECT "No." FROM "t"\n\n')
+
+
+def test_grammar_makes_a_looping_model_end_its_query(constraint):
+    """A value or a list of conditions cannot run on until the token budget (an unfinished, invalid query): at most
+    four conditions, string values up to twice the table's longest cell (at least 64 characters)."""
+    table = Table.from_json(AWKWARD)
+    bound = max_string_chars(table)
+    assert bound == MIN_STRING_BOUND  # AWKWARD's cells are short
+    condition = '"No." = 3'
+    assert constraint.accepts(table, 'SELECT "No." FROM "t" WHERE ' + " AND ".join([condition] * MAX_CONDITIONS))
+    assert not constraint.accepts(table, 'SELECT "No." FROM "t" WHERE ' + " AND ".join([condition] * 5))
+    def where_text_is(value: str) -> str:
+        return f'SELECT "No." FROM "t" WHERE "a\\b" = {quote_string(value)}'
+
+    assert constraint.accepts(table, where_text_is("x" * bound))
+    assert not constraint.accepts(table, where_text_is("x" * (bound + 1)))
+    assert constraint.accepts(table, where_text_is("'" * bound))  # a quote counts once, written twice
+    long_cell = Table.from_json({**AWKWARD, "id": "2-long-1", "rows": [["y" * 100] + AWKWARD["rows"][0][1:]]})
+    assert max_string_chars(long_cell) == 200
+    assert constraint.accepts(long_cell, where_text_is("x" * 200))
+    assert not constraint.accepts(table, 'SELECT "No." FROM "t" WHERE "No." = 1' + "0" * 30)
 
 
 def test_bitmask_unpacking_matches_the_bits(monkeypatch):

@@ -44,7 +44,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from experiments.data.model import Table
-from experiments.decoding.grammar import sql_grammar
+from experiments.decoding.grammar import max_string_chars, sql_grammar
 from experiments.prompt import TABLE_NAME
 
 
@@ -86,14 +86,14 @@ class SchemaConstraint:
         self.stop_token_ids = frozenset(int(i) for i in stop_token_ids) | {self.eos_token_id}
         self.table_name = table_name
         self.executor = llguidance.LLExecutor(num_threads=threads)
-        self._compiled: dict[tuple[str, ...], llguidance.LLMatcher] = {}
+        self._compiled: dict[tuple[tuple[str, ...], int], llguidance.LLMatcher] = {}
 
     def grammar(self, table: Table) -> str:
         return sql_grammar(table, self.table_name)
 
     def matcher(self, table: Table) -> llguidance.LLMatcher:
         """A fresh matcher for `table`'s grammar, compiled on first use and copied after (microseconds)."""
-        key = table.header
+        key = (table.header, max_string_chars(table))  # what the grammar is made of (tables share it)
         compiled = self._compiled.get(key)
         if compiled is None:
             started = time.perf_counter()
