@@ -228,6 +228,7 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     preset: str = "custom"  # set by experiment/ presets; names the MLflow run
+    preset_note: str | None = None  # printed at the end of the preset's runs: what it shows, what to run next
     stages: list[Stage] = field(default_factory=lambda: list(STAGE_ORDER))
     adapter: str | None = None  # infer: a saved adapter dir; null = this run's adapter/, or zero-shot without one
     zero_shot: bool = False  # infer with the base model alone, even when an adapter exists

@@ -76,7 +76,7 @@ def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, 
     finally:
         directory.release()
     if ctx.is_main:
-        for line in headline_lines(summary, files, summary.get("tracking_uri")):
+        for line in headline_lines(summary, files, summary.get("tracking_uri"), cfg.preset_note):
             log.info(line)
     return summary
 
@@ -222,9 +222,10 @@ def run_description(cfg: ExperimentConfig, overrides: Sequence[str]) -> str:
             + f"; stages {', '.join(s.value for s in cfg.stages)}.\n\n`experiments {' '.join(overrides)}`")
 
 
-def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str | None) -> list[str]:
-    """What a finished run prints last: the headline metrics with their 95% intervals, where the report is, and
-    how to see the run in MLflow."""
+def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str | None,
+                   note: str | None = None) -> list[str]:
+    """What a finished run prints last: the headline metrics with their 95% intervals, where the report is, how
+    to see the run in MLflow, and the preset's note (`preset_note`: what it shows, what to run next)."""
     lines = ["run finished"]
     scores = summary["stages"].get("eval", {})
     n = scores.get("n")
@@ -243,6 +244,8 @@ def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str |
         lines.append(f"  {'report':<20} {files.report_html}")
     if summary.get("mlflow_run_id") and tracking_uri:
         lines.append(f"  {'MLflow run':<20} {summary['mlflow_run_id']}  ({ui_command(tracking_uri)})")
+    if note:
+        lines.append(f"  {note}")
     return lines
 
 
