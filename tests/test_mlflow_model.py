@@ -156,6 +156,7 @@ def test_the_run_logs_its_adapter_as_a_model_and_registers_it(registered_run):
     assert model.experiment_id == run.info.experiment_id and model.source_run_id == run.info.run_id
     assert model.name == "smoke-adapter" and str(model.status).endswith("READY")
     assert model.tags["prompt_version"] and model.params["training.max_steps"] == "4"
+    assert {"val/execution_accuracy", "val/loss"} <= {m.key for m in model.metrics}  # at the adapter's step
     assert run.data.tags["mlflow_model"] == f"models:/{logged['model_id']}"
     assert run.data.tags["registered_model"] == "text2sql-smoke/1" and "time/log_model_s" in run.data.metrics
     # The registry: version 1 of text2sql-smoke is that model
