@@ -8,9 +8,9 @@ MLflow saves a PEFT model as its adapter (`peft/`) plus the tokenizer, and only 
   it there, or where `load_model(uri, base_model_path=...)` says;
 - a config-initialised model (`tiny_mistral`: no Hub name, weights made from `model.init` and a seed): there is no
   base to point at, so its weights are saved once, content-addressed, under `<outputs_dir>/base_models/` (16 MB for
-  `tiny_mistral`), beside the MLflow store and artifacts that need it, and referenced as a local directory. Saving
-  them inside every logged model would also work, but MLflow would write the LoRA-injected module tree as the
-  "base", which does not load back as one.
+  `tiny_mistral`), beside the MLflow store and artifacts that need it, and referenced as a local directory. (Left
+  to itself, MLflow would save `get_peft_base_model(model)` as the base: the module tree with the LoRA layers
+  injected, whose weight names are not a plain base checkpoint's.)
 
 Logging never loads base weights it does not need: for a Hub or local base the PEFT model is built on an
 uninitialised skeleton of the base (from its config), enough for MLflow to save the adapter and record the base's
@@ -90,8 +90,7 @@ def log_final_adapter(cfg: ExperimentConfig, files: RunFiles, tracker, step: int
             raise ModelRegistrationError(
                 f"tracking.register_as={cfg.tracking.register_as}: could not log or register the adapter as an MLflow "
                 f"model in {tracker.uri} ({type(err).__name__}: {err}). The adapter is saved in {files.adapter_dir}; "
-                "run again with tracking.register_as=null, or fix the registry and rerun stages=[train] "
-                "training.resume=true") from err
+                "fix the registry and run again, or run with tracking.register_as=null") from err
         log.warning("could not log the adapter as an MLflow model (%s: %s); the run goes on, and the adapter is still "
                     "in the run's `adapter` artifacts", type(err).__name__, err, exc_info=True)
         tracker.set_tags({"mlflow_model_error": f"{type(err).__name__}: {err}"})
