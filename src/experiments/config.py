@@ -212,6 +212,8 @@ class TrackingConfig:
     uri: str | None = None  # null = sqlite:///<outputs>/mlflow.db
     experiment_name: str = "text2sql-lora"
     system_metrics: bool = True  # CPU/memory/GPU utilisation every 10 s as system/* metrics of the run
+    log_model: bool = True  # the final adapter as an MLflow model (transformers flavor, PEFT; model_logging.py)
+    register_as: str | None = None  # also register that model under this name (a new version each run)
 
 
 @dataclass
@@ -312,12 +314,27 @@ def _check_schedule(t: TrainingConfig) -> None:
                           + (f" (did you mean {close[0]}?)" if close else "")) from None
 
 
+def _check_register_as(tracking: TrackingConfig) -> None:
+    """tracking.register_as needs a model to register, and a name MLflow's registry accepts."""
+    name = tracking.register_as
+    if name is None:
+        return
+    if not name.strip() or any(c in name for c in "/:"):
+        raise ConfigError(f"tracking.register_as={name!r}: a registered model name must be non-empty and cannot "
+                          "contain '/' or ':'")
+    if tracking.backend == "none" or not tracking.log_model:
+        why = "tracking=none" if tracking.backend == "none" else "tracking.log_model=false"
+        raise ConfigError(f"tracking.register_as={name!r} with {why}: no MLflow model is logged to register; "
+                          "drop register_as or log the model (tracking=mlflow tracking.log_model=true)")
+
+
 def check_values(cfg: ExperimentConfig) -> None:
     """Values that cannot work, refused before any work starts (the schema already checked keys and types)."""
     _choice("device", cfg.device if re.fullmatch(r"cuda:\d+", cfg.device) is None else "cuda:N", DEVICES)
     _choice("model.dtype", cfg.model.dtype, ("auto", *DTYPES))
     _choice("quantization.compute_dtype", cfg.quantization.compute_dtype, DTYPES)
     _choice("tracking.backend", cfg.tracking.backend, TRACKING_BACKENDS)
+    _check_register_as(cfg.tracking)
     t = cfg.training
     for key, value in (("training.per_device_batch_size", t.per_device_batch_size),
                        ("training.gradient_accumulation_steps", t.gradient_accumulation_steps),

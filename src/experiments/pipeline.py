@@ -279,6 +279,12 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
         tracker.set_tags(result.get("tags", {}))  # the memory plan chosen, and the one the run ended with
         tracker.log_artifact(files.adapter_dir, "adapter")
         tracker.log_artifact(files.train_summary)
+        if dist_context().is_main:  # the adapter as an MLflow model too (tracking.log_model, register_as)
+            from experiments.model_logging import log_final_adapter
+
+            summary = result["summary"]
+            logged = log_final_adapter(cfg, files, tracker, step=summary.get("best_step") or summary["global_steps"])
+            return {**summary, **({"mlflow_model": logged.to_json()} if logged else {})}
         return result["summary"]
     if stage == Stage.infer:
         from experiments.infer import run_infer
