@@ -64,3 +64,12 @@ def test_names_group_trainer_logs_and_drop_repeats():
     assert metrics == {"test/execution_accuracy": 0.5, "test/execution_accuracy_ci_low": 0.2,
                        "time/scoring_s": 0.1, "category/correct": 4}
     assert params == {"count/scored_examples": 8}
+
+
+def test_the_source_column_shows_the_command_not_the_last_part_of_a_path(monkeypatch):
+    from experiments.tracking import system_tags
+
+    monkeypatch.setattr("sys.argv", ["/venv/bin/experiments", "experiment=learn", "outputs_dir=/data/outputs",
+                                     "training.max_steps=40"])
+    tags = system_tags("description")
+    assert tags["mlflow.source.name"] == "experiments experiment=learn training.max_steps=40"  # no "/" in it

@@ -33,10 +33,17 @@ def test_default_smoke_run_learns_and_lands_in_mlflow(smoke_run):
     assert metrics["n"] == 160 and metrics["valid_sql_rate"] >= 0.8 and metrics["execution_accuracy"] > 0
     assert train["best_score"] >= 0.05 and train["best_step"] is not None
     assert "what was run" in (run_dir / "report.html").read_text()
+    # The last lines: headline numbers with intervals, where the report and the MLflow run are, what to run next
+    output = smoke_run.result.stdout + smoke_run.result.stderr
+    end = output[output.rindex("run finished"):]
+    assert f"execution accuracy   {metrics['execution_accuracy']:.4f}  (95% CI " in end and "valid SQL rate" in end
+    assert str(run_dir / "report.html") in end and "experiment=learn" in end
 
     client = MlflowClient(f"sqlite:///{smoke_run.outputs_dir / 'mlflow.db'}")
     (run,) = only_experiment_runs(client)
     assert run.info.run_name == "smoke" and run.info.status == "FINISHED"
+    assert f"{run.info.run_id}  (mlflow ui --backend-store-uri sqlite:///" in end
+    assert f"#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning" in end
     assert run.data.params["training.learning_rate"] == "0.005"
     assert run.data.params["model.name"] == "tiny_mistral"
     assert run.data.tags["preset"] == "smoke" and run.data.tags["device"] == "cpu"

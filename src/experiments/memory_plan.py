@@ -48,8 +48,7 @@ of it; `low` is the 4-bit path.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from experiments.config import LoraConfig, MemoryPlan, ModelConfig, QuantizationConfig, QuantMode
 
@@ -121,9 +120,16 @@ class TrainPlan:
         return ", ".join(parts)
 
     def as_tags(self, prefix: str) -> dict[str, str]:
-        """The plan as MLflow tags (`prefix.key`)."""
-        values: dict[str, Any] = {**asdict(self), "mode": self.mode.value, "describe": self.describe()}
-        return {f"{prefix}.{key}": str(value) for key, value in values.items()}
+        return plan_tags(prefix, self.describe(), self.mode, self.predicted_peak_gib)
+
+
+def plan_tags(prefix: str, described: str, mode: MemoryPlan, predicted_peak_gib: float | None) -> dict[str, str]:
+    """A plan as three MLflow tags (`prefix`: what it does, `prefix.mode`, `prefix.predicted_peak_gib`); its
+    switches one by one would crowd the run page's tags (they are in the stage's summary)."""
+    tags = {prefix: described, f"{prefix}.mode": mode.value}
+    if predicted_peak_gib is not None:
+        tags[f"{prefix}.predicted_peak_gib"] = f"{predicted_peak_gib:.2f}"
+    return tags
 
 
 @dataclass(frozen=True)
@@ -147,8 +153,7 @@ class InferencePlan:
         return ", ".join(parts)
 
     def as_tags(self, prefix: str) -> dict[str, str]:
-        values: dict[str, Any] = {**asdict(self), "mode": self.mode.value, "describe": self.describe()}
-        return {f"{prefix}.{key}": str(value) for key, value in values.items()}
+        return plan_tags(prefix, self.describe(), self.mode, self.predicted_peak_gib)
 
 
 # ------------------------------------------------------------------------------------------------- estimates

@@ -43,6 +43,7 @@ from experiments.tracking import (
     git_commit,
     open_tracker,
     run_name,
+    run_page,
     system_tags,
     ui_command,
 )
@@ -135,7 +136,8 @@ def _run_in(directory: RunDirectory, cfg: ExperimentConfig, previous: PreviousRu
                         "new run, %s", resume_run_id, files.run_summary, tracker.uri, tracker.run_id)
         if tracker.run_id in summary.get("earlier_mlflow_run_ids", []):  # the same MLflow run, continued
             summary["earlier_mlflow_run_ids"].remove(tracker.run_id)
-        summary.update({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri, **process_identity(),
+        summary.update({"mlflow_run_id": tracker.run_id, "tracking_uri": tracker.uri,
+                        "mlflow_experiment_id": getattr(tracker, "experiment_id", None), **process_identity(),
                         "started_at": now()})
         run_on_main(ctx, lambda: directory.write_record({**summary, "status": "RUNNING"}))
         tracker.log_params(flatten(to_plain_dict(cfg)))
@@ -244,6 +246,9 @@ def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str |
         lines.append(f"  {'report':<20} {files.report_html}")
     if summary.get("mlflow_run_id") and tracking_uri:
         lines.append(f"  {'MLflow run':<20} {summary['mlflow_run_id']}  ({ui_command(tracking_uri)})")
+        if summary.get("mlflow_experiment_id"):
+            page = run_page(tracking_uri, summary["mlflow_experiment_id"], summary["mlflow_run_id"])
+            lines.append(f"  {'run page':<20} {page}")
     if note:
         lines.append(f"  {note}")
     return lines

@@ -155,7 +155,9 @@ def system_tags(description: str) -> dict[str, str]:
         user = getpass.getuser()
     except Exception:  # no user name in the environment (some containers)
         user = "unknown"
-    return {"mlflow.source.name": " ".join(["experiments", *sys.argv[1:]])[:500], "mlflow.source.type": "LOCAL",
+    # The UI's Source column shows what follows the last "/": arguments holding a path are left to the description
+    source = " ".join(["experiments", *(arg for arg in sys.argv[1:] if "/" not in arg)])[:500]
+    return {"mlflow.source.name": source, "mlflow.source.type": "LOCAL",
             "mlflow.source.git.commit": git_commit(), "mlflow.user": user, "mlflow.note.content": description}
 
 
@@ -164,6 +166,15 @@ def ui_command(uri: str) -> str:
     if uri.startswith(("http://", "https://")):
         return uri
     return f"mlflow ui --backend-store-uri {uri}"
+
+
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
+
+
+def run_page(uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in MLflow's UI, in its model-training view (MLflow 3 opens experiments in the GenAI one)."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def git_commit() -> str:
@@ -205,7 +216,7 @@ class MlflowTracker:
         try:
             with store_lock(uri):
                 self.client = MlflowClient(tracking_uri=uri)
-                experiment_id = ensure_experiment(self.client, experiment_name, uri)
+                experiment_id = self.experiment_id = ensure_experiment(self.client, experiment_name, uri)
             previous = _existing_run(self.client, resume_run_id) if resume_run_id else None
             if previous is not None:
                 self.run_id = resume_run_id
