@@ -27,10 +27,10 @@ def test_default_smoke_run_learns_and_lands_in_mlflow(smoke_run):
     train = json.loads((run_dir / "train_summary.json").read_text())
     assert train["train_loss_last"] < 0.5 * train["train_loss_first"]  # it visibly learns...
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    # ...to write SQL: floors below what the preset measured on 2 cores (valid SQL 0.931, execution accuracy 0.025 on
+    # ...to write SQL: floors below what the preset measured on 2 cores (valid SQL 1.000, execution accuracy 0.025 on
     # the 160 test examples; on val 0.0 -> 0.078 over its four evaluations). Deterministic on the CPU, so a change
     # that broke the labels, the prompt, the stop tokens or the decoding fails here.
-    assert metrics["n"] == 160 and metrics["valid_sql_rate"] >= 0.8 and metrics["execution_accuracy"] > 0
+    assert metrics["n"] == 160 and metrics["valid_sql_rate"] >= 0.95 and metrics["execution_accuracy"] > 0
     assert train["best_score"] >= 0.05 and train["best_step"] is not None
     assert "what was run" in (run_dir / "report.html").read_text()
     # The last lines: headline numbers with intervals, where the report and the MLflow run are, what to run next
@@ -127,11 +127,12 @@ def test_compiled_training_runs_the_whole_pipeline(tmp_path):
 
 
 def test_the_learn_preset_learns_text_to_sql(tmp_path):
-    """`experiments experiment=learn` (about 11 minutes on 2 cores): the whole pipeline learning SQL on the sample.
-    Measured on 2 cores: valid SQL 0.994, execution accuracy 0.2375 (38/160), logical form 0.194, best val
-    execution accuracy 0.234, no unknown column, execution guidance fixing 6 answers and breaking none. Deterministic
-    on the CPU; the floors sit below those figures, so a change that stops the pipeline learning (labels, prompt,
-    tokenisation, stop tokens, decoding, scoring) fails here."""
+    """`experiments experiment=learn` (about 14 minutes on 2 cores): the whole pipeline learning SQL on the sample.
+    Measured on 2 cores: valid SQL 1.000, execution accuracy 0.281 (45/160), logical form 0.231, best val execution
+    accuracy 0.3125 (step 2,000), no unknown column, execution guidance fixing 7 answers and breaking none.
+    Deterministic on one CPU; the floors sit below those figures (a few examples of margin for another CPU's
+    rounding), so a change that stops the pipeline learning (labels, prompt, tokenisation, stop tokens, decoding,
+    scoring) fails here."""
     run_dir = tmp_path / "run"
     result = run_cli("experiment=learn", f"outputs_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}",
                      "tracking=none", cwd=tmp_path)
@@ -139,7 +140,7 @@ def test_the_learn_preset_learns_text_to_sql(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     train = json.loads((run_dir / "train_summary.json").read_text())
     assert metrics["n"] == 160
-    assert metrics["valid_sql_rate"] >= 0.95 and metrics["categories"]["unknown_column"] == 0
-    assert metrics["execution_accuracy"] >= 0.15 and metrics["logical_form_accuracy"] >= 0.12
-    assert train["best_score"] >= 0.15
+    assert metrics["valid_sql_rate"] >= 0.98 and metrics["categories"]["unknown_column"] == 0
+    assert metrics["execution_accuracy"] >= 0.22 and metrics["logical_form_accuracy"] >= 0.18
+    assert train["best_score"] >= 0.25
     assert metrics["guided_fixed"] > metrics["guided_broke"]
