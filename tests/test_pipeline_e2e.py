@@ -82,6 +82,8 @@ def test_multirun_nests_children_under_one_parent_with_a_comparison(tmp_path):
     table = (tmp_path / "sweep" / "comparison.md").read_text()
     assert "| 1 | smoke | FINISHED |" in table and "| 2 | smoke | FINISHED |" in table
     assert "execution_accuracy" in table and "EX 95% CI" in table
+    # What tells the jobs apart comes right after their names, ahead of the figures: never cut off in a narrow preview
+    assert "| # | run | status | overrides | EX | EX 95% CI | LF | LF 95% CI | valid SQL | n |" in table
     assert "training.learning_rate=0.001" in table and "training.learning_rate=0.003" in table  # what varied
     assert parent.data.params["swept.training.learning_rate"] == "0.001,0.003"
     assert "sweep/best_execution_accuracy" in parent.data.metrics

@@ -55,8 +55,9 @@ def run_name(record: RunRecord) -> str:
     return record.preset + (" (zero-shot)" if record.zero_shot else "")
 
 
-COST_NOTE = ("EX/LF 95% CI: Wilson score intervals. Times are wall-clock seconds per stage; peak memory is the GPU "
-             "peak of training or inference (blank on CPU).")
+COST_NOTE = ("EX: execution accuracy, LF: logical-form accuracy, each with its 95% Wilson score interval; valid SQL: "
+             "the share of predictions that run. Times are wall-clock seconds per stage; peak memory is the GPU peak "
+             "of training or inference (blank on CPU).")
 
 
 def _fixed(value: float | None, digits: int) -> str | None:
@@ -68,8 +69,7 @@ def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] 
     """Headline metrics with 95% Wilson intervals: one row per run, narrow enough for MLflow's artifact preview.
     `extra` adds columns right after the run's name (e.g. a sweep's overrides), one value per run."""
     extra = extra or {}
-    headers = ("#", "run", "status", *extra, "execution_accuracy", "EX 95% CI", "logical_form_accuracy", "LF 95% CI",
-               "valid_sql_rate", "n")
+    headers = ("#", "run", "status", *extra, "EX", "EX 95% CI", "LF", "LF 95% CI", "valid SQL", "n")
     rows = []
     for i, record in enumerate(records):
         ex, lf = record.accuracy("exec_match"), record.accuracy("lf_match")

@@ -109,7 +109,7 @@ def to_markdown(doc: Document) -> str:
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;display:block;max-width:100%;overflow-x:auto}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top;overflow-wrap:break-word}
 th{background:#f3f3f3}.warning{border:2px solid #c00;background:#fff0f0;padding:.5em 1em;
 margin:1em 0}.warning h3{color:#c00;margin:.2em 0}img{max-width:100%}"""
 
