@@ -40,12 +40,15 @@ _TRAIN_COUNTS = ("train_examples", "train_dropped_too_long", "val_examples", "va
                  "examples_per_micro_batch", "accumulation_steps", "world_size", "effective_batch", "evaluations",
                  "best_step", "memory_replans")
 
-_INFER_COUNTS = ("examples", "max_new_tokens", "grammars_compiled", "generated_tokens")
-_INFER_TIMES = {"infer_seconds": "time/generation_s", "grammar_tokenizer_seconds": "time/grammar_tokenizer_s",
-                "grammar_compile_seconds": "time/grammar_compile_s", "grammar_mask_seconds": "time/grammar_mask_s",
-                "guidance_seconds": "time/guidance_s"}
+_INFER_SUMMARY = {"infer_seconds": "time/generation_s", "grammar_tokenizer_seconds": "time/grammar_tokenizer_s",
+                  "grammar_compile_seconds": "time/grammar_compile_s", "grammar_mask_seconds": "time/grammar_mask_s",
+                  "guidance_seconds": "time/guidance_s",
+                  "memory_plan_predicted_peak_gib": "infer/predicted_peak_memory_gib"}
+_INFER_COUNTS = {"examples": "count/test_examples", "max_new_tokens": "count/max_new_tokens",
+                 "grammars_compiled": "count/grammars_compiled", "generated_tokens": "count/generated_tokens"}
 
-_EVAL_COUNTS = ("n", "missing_predictions", "gold_errors", "unknown_prediction_ids")
+_EVAL_COUNTS = {"n": "count/scored_examples", "missing_predictions": "count/missing_predictions",
+                "gold_errors": "count/gold_errors", "unknown_prediction_ids": "count/unknown_prediction_ids"}
 
 
 def _numbers(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,41 +73,36 @@ def trainer_log_metrics(logs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _split(values: Mapping[str, Any], prefix: str, renamed: Mapping[str, str], counts: Mapping[str, str],
+           dropped: frozenset[str] = frozenset()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(metrics, params) of a stage's numbers: counts to their params, the rest to metrics under their new name
+    or under `prefix`; `dropped` repeats what another name holds."""
+    metrics: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for key, value in _numbers(values).items():
+        if key in counts:
+            params[counts[key]] = value
+        elif key not in dropped:
+            metrics[renamed.get(key, f"{prefix}{key}")] = value
+    return metrics, params
+
+
 def train_summary_logged(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, params) of the train stage's summary; its seconds are the stage's `time/train_s`."""
-    numbers = _numbers(summary)
-    metrics = {name: numbers[key] for key, name in _TRAIN_SUMMARY.items() if key in numbers}
-    params = {f"count/{key}": numbers[key] for key in _TRAIN_COUNTS if key in numbers}
-    return metrics, params
+    return _split(summary, "train/", _TRAIN_SUMMARY, {key: f"count/{key}" for key in _TRAIN_COUNTS},
+                  dropped=frozenset({"train_seconds"}))
 
 
 def infer_summary_logged(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, params) of the infer stage's summary."""
-    numbers = _numbers(summary)
-    metrics = {name: numbers[key] for key, name in _INFER_TIMES.items() if key in numbers}
-    for key, value in numbers.items():
-        if key not in _INFER_TIMES and key not in _INFER_COUNTS and key != "memory_plan_predicted_peak_gib":
-            metrics[f"infer/{key}"] = value
-    if "memory_plan_predicted_peak_gib" in numbers:
-        metrics["infer/predicted_peak_memory_gib"] = numbers["memory_plan_predicted_peak_gib"]
-    params = {f"count/test_{key}" if key == "examples" else f"count/{key}": numbers[key]
-              for key in _INFER_COUNTS if key in numbers}
-    return metrics, params
+    return _split(summary, "infer/", _INFER_SUMMARY, _INFER_COUNTS)
 
 
 def eval_logged(metrics: Mapping[str, Any], intervals: Mapping[str, float]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(metrics, params) of the scored test split: `test/...` with the intervals, `category/...`, the scorer's
     seconds as `time/scoring_s`, and the example counts as params."""
-    numbers = _numbers(metrics)
-    out: dict[str, Any] = {}
-    for key, value in {**numbers, **_numbers(intervals)}.items():
-        if key == "eval_seconds":
-            out["time/scoring_s"] = value
-        elif key not in _EVAL_COUNTS:
-            out[f"test/{key}"] = value
+    out, params = _split({**metrics, **intervals}, "test/", {"eval_seconds": "time/scoring_s"}, _EVAL_COUNTS)
     out.update({f"category/{k}": v for k, v in _numbers(metrics.get("categories") or {}).items()})
-    params = {"count/scored_examples" if key == "n" else f"count/{key}": numbers[key]
-              for key in _EVAL_COUNTS if key in numbers}
     return out, params
 
 
