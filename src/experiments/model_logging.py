@@ -111,17 +111,18 @@ def log_adapter_model(cfg: ExperimentConfig, files: RunFiles, uri: str, run_id: 
     from mlflow import MlflowClient
 
     started = time.perf_counter()
-    model, base = peft_model_for_logging(cfg, files.adapter_dir)
+    dtype = weights_dtype(cfg.model, cfg.quantization, resolve_device(cfg.device))
+    model, base = peft_model_for_logging(cfg, files.adapter_dir, dtype)
     tokenizer = load_tokenizer(cfg.model)
     metadata_ = {"preset": cfg.preset, "prompt_version": PROMPT_VERSION, "base_model": asdict(base),
                  "quantization": cfg.quantization.mode.value}
-    dtype = weights_dtype(cfg.model, cfg.quantization, resolve_device(cfg.device))
     with tracking_uri(uri):
         client = MlflowClient(uri)
+        run = client.get_run(run_id)
         # Created here, in the run's experiment: MLflow's log_model would put it in the fluent API's experiment.
         created = client.create_logged_model(
-            client.get_run(run_id).info.experiment_id, name=f"{cfg.preset}-adapter", source_run_id=run_id,
-            params={k: str(v)[:6000] for k, v in client.get_run(run_id).data.params.items()},
+            run.info.experiment_id, name=f"{cfg.preset}-adapter", source_run_id=run_id,
+            params={k: str(v)[:6000] for k, v in run.data.params.items()},
             tags={"preset": cfg.preset, "prompt_version": PROMPT_VERSION, "base_model": base.name})
         with hub_revision(base):
             info = mlflow.transformers.log_model(
@@ -140,15 +141,14 @@ def log_adapter_model(cfg: ExperimentConfig, files: RunFiles, uri: str, run_id: 
     return LoggedAdapter(info.model_id, info.model_uri, base, cfg.tracking.register_as, registered_version, seconds)
 
 
-def peft_model_for_logging(cfg: ExperimentConfig, adapter_dir: Path):
-    """The PeftModel MLflow saves (on the CPU) and the base reference it records. The base is the real one only for
-    a config-initialised model (whose weights are written to a base directory); otherwise an uninitialised skeleton
-    of it, whose weights are never read (MLflow saves only the adapter)."""
+def peft_model_for_logging(cfg: ExperimentConfig, adapter_dir: Path, dtype: torch.dtype):
+    """The PeftModel MLflow saves (on the CPU, in the run's weights `dtype`) and the base reference it records. The
+    base is the real one only for a config-initialised model (whose weights are written to a base directory);
+    otherwise an uninitialised skeleton of it, whose weights are never read (MLflow saves only the adapter)."""
     from peft import PeftModel
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (the train stage writes it)")
-    dtype = weights_dtype(cfg.model, cfg.quantization, resolve_device(cfg.device))
     if cfg.model.name_or_path is None:
         base_model = load_base_model(cfg.model, QuantizationConfig(), torch.device("cpu")).to(dtype)
         path = save_config_base(base_model, Path(cfg.outputs_dir).expanduser().resolve() / BASE_MODELS_DIR,
