@@ -63,15 +63,22 @@ def finish(process: subprocess.Popen, cwd: Path, timeout_s: float = 300) -> int:
         raise AssertionError(f"still running; output:\n{(cwd / 'cli.out').read_text()[-4000:]}") from None
 
 
-@pytest.mark.parametrize(("signum", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)],
-                         ids=["ctrl-c", "sigterm-to-the-parent"])
-def test_a_signal_stops_every_job_of_a_parallel_sweep_and_its_parent(tmp_path, signum, to_group):
+def start_parallel_sweep_training(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, list[Path]]:
+    """A 2-job joblib sweep of endless smoke runs, returned once both jobs are training: (the command's process,
+    outputs dir, sweep dir, the two job dirs)."""
     outputs, sweep = tmp_path / "outputs", tmp_path / "sweep"
     process = start_cli("-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
                         "training.learning_rate=1e-3,3e-3", *ENDLESS, f"outputs_dir={outputs}",
                         f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     jobs = [sweep / "0_smoke", sweep / "1_smoke"]
     wait_for(lambda: all(training_started(j) for j in jobs), "both jobs training", process, tmp_path)
+    return process, outputs, sweep, jobs
+
+
+@pytest.mark.parametrize(("signum", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c", "sigterm-to-the-parent"])
+def test_a_signal_stops_every_job_of_a_parallel_sweep_and_its_parent(tmp_path, signum, to_group):
+    process, outputs, sweep, jobs = start_parallel_sweep_training(tmp_path)
     time.sleep(1)
     if to_group:
         os.killpg(process.pid, signum)  # Ctrl-C: the parent and both workers at once
@@ -90,12 +97,7 @@ def test_a_signal_stops_every_job_of_a_parallel_sweep_and_its_parent(tmp_path, s
 def test_a_sweep_whose_worker_is_killed_with_kill_9_closes_every_run(tmp_path):
     """joblib gives up when a worker dies (and kills the other one): the parent ends FAILED at exit and both jobs,
     their processes gone, are marked KILLED."""
-    outputs, sweep = tmp_path / "outputs", tmp_path / "sweep"
-    process = start_cli("-m", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
-                        "training.learning_rate=1e-3,3e-3", *ENDLESS, f"outputs_dir={outputs}",
-                        f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    jobs = [sweep / "0_smoke", sweep / "1_smoke"]
-    wait_for(lambda: all(training_started(j) for j in jobs), "both jobs training", process, tmp_path)
+    process, outputs, sweep, jobs = start_parallel_sweep_training(tmp_path)
     os.kill(record(jobs[0])["pid"], signal.SIGKILL)
     assert finish(process, tmp_path) == 1
     runs = mlflow_runs(outputs)
