@@ -222,3 +222,18 @@ def test_logits_only_where_labelled_give_the_same_loss_and_gradients(loss_on, tr
     assert grads.keys() == full_grads.keys()
     for name, grad in grads.items():
         torch.testing.assert_close(grad, full_grads[name], rtol=1e-6, atol=1e-9)
+
+
+def test_training_attention_leaves_out_cudnn_and_restores_the_backends():
+    """On a GPU the train stage and decoding run SDPA without cuDNN attention (its per-call CPU cost made compiled
+    `extended` steps 1.7x slower on an H200); the flags come back as they were, and on the CPU nothing changes."""
+    from experiments.modeling import attention_without_cudnn
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_without_cudnn(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()  # any mask, dtype or head size still has a kernel
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with attention_without_cudnn(torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before

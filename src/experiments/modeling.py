@@ -9,6 +9,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -214,6 +216,21 @@ def compile_blocks(model) -> int:
     for block in blocks:
         block.compile(dynamic=True)
     return len(blocks)
+
+
+@contextmanager
+def attention_without_cudnn(device: torch.device) -> Iterator[None]:
+    """Training's attention on a GPU: SDPA's flash (or memory-efficient) kernels, never cuDNN's. On an H200 SDPA
+    picks cuDNN attention, whose CPU cost per call is ~1 ms (forward and backward each) inside compiled blocks,
+    against tens of microseconds for flash: ~70 ms of a step of ~0.37 s on `extended`, a step that is bound by
+    CPU time (benchmarks/profile_step.py). Same maths (exact attention either way). Restores the backends after."""
+    if device.type != "cuda":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
 
 
 def attend_causally_without_padding_mask(model) -> torch.utils.hooks.RemovableHandle:

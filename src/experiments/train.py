@@ -36,6 +36,7 @@ from experiments.memory_plan import plan_training as plan_training_memory
 from experiments.modeling import (
     add_lora,
     attend_causally_without_padding_mask,
+    attention_without_cudnn,
     autocast_dtype,
     compile_blocks,
     load_base_model,
@@ -372,7 +373,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         log.warning("training.resume=true but %s holds no checkpoint: starting from scratch", files.checkpoints_dir)
     started = time.perf_counter()
     try:
-        output = trainer.train(resume_from_checkpoint=resume_from)
+        with attention_without_cudnn(device):
+            output = trainer.train(resume_from_checkpoint=resume_from)
     finally:
         if trainer.scorer is not None:
             trainer.scorer.close()
