@@ -13,6 +13,9 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
               fits; compiled when the preset's real number of steps pays for it)
   ours_fast   training.memory_plan=fast: NF4 dequantised once, no gradient checkpointing (compiled by the same rule)
   ours_fast_eager  the fast plan, never compiled
+  ours_fast_compiled  the fast plan, always compiled (what compiling gives where the preset's steps do not pay for it)
+  ours_cudnn / ours_fast_compiled_cudnn  the same with SDPA free to pick cuDNN attention (the train stage excludes
+              it: modeling.attention_without_cudnn)
   ours_low    training.memory_plan=low: today's notebook-sized plan (NF4 per call, checkpointing, preset's compile)
   ours_compiled / ours_eager  the low plan with training.compile=true / false
   ours_lowmem the low plan with fuse_accumulation=false (the configured micro-batches with accumulation)
@@ -32,6 +35,7 @@ Useful tokens are loss-bearing tokens; rates are medians over the timed steps, a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
@@ -54,6 +58,7 @@ from experiments.decoding.generate import generate_sql
 from experiments.memory_plan import InferencePlan
 from experiments.modeling import (
     add_lora,
+    attention_without_cudnn,
     autocast_dtype,
     load_base_model,
     load_tokenizer,
@@ -248,9 +253,9 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in examples]
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
     dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
-    never_compiled = name == "ours_fast_eager"
-    plan = memory_plan_for(cfg, dataset, accumulation, device,
-                           steps=1 if never_compiled else preset_steps(cfg, per_batch * accumulation))
+    steps_for_compile = {"ours_fast_eager": 1, "ours_fast_compiled": 10**9, "ours_fast_compiled_cudnn": 10**9}.get(
+        name, preset_steps(cfg, per_batch * accumulation))
+    plan = memory_plan_for(cfg, dataset, accumulation, device, steps=steps_for_compile)
     model = lora_model(cfg, device, plan.gradient_checkpointing, plan.dequantize_once)
     apply_fast_paths(model, t, plan.compile)
     args = replace(training_arguments(cfg, workdir / name, device, False, accumulation), max_steps=steps,
@@ -261,7 +266,8 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
                                 callbacks=[clock], memory_plan=plan,
                                 advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size,
                                                             t.gradient_accumulation_steps))
-    trainer.train()
+    with contextlib.nullcontext() if name.endswith("_cudnn") else attention_without_cudnn(device):
+        trainer.train()
     params = model.get_nb_trainable_parameters()[1]
     row = summarise(name, clock, counter, accumulation, warmup, params, trainer.memory_plan.gradient_checkpointing,
                     per_batch * accumulation, cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
@@ -304,20 +310,25 @@ def generation_model(cfg: ExperimentConfig, device, adapter: Path, plan: Inferen
     return model
 
 
-# (name, model: "low" | "fast" | "auto", batched, constrain, execution_guided, static cache, compiled)
+# (name, model: "low" | "fast" | "auto", batched, constrain, execution_guided, static cache, compiled). "fast" rows
+# decode in batches of inference.batch_size; "auto" rows as the infer stage's default plan does (its batch size too).
 GENERATION_RUNS = (("one_at_a_time", "low", False, "none", 0, False, False),
                    ("ours_batched", "low", True, "none", 0, False, False),
                    ("fast_merged", "fast", True, "none", 0, False, False),
-                   ("fast_static", "fast", True, "none", 0, True, False),
+                   ("auto", "auto", True, "none", 0, None, None),
+                   ("auto_cudnn", "auto", True, "none", 0, None, None),  # SDPA free to pick cuDNN attention
                    ("grammar", "auto", True, "grammar", 0, None, None),
                    ("grammar_guided_k4", "auto", True, "grammar", 4, None, None),
+                   ("fast_static", "fast", True, "none", 0, True, False),
                    ("fast_compiled", "fast", True, "none", 0, True, True))
+FAST_ROWS = ("fast_merged", "auto", "auto_cudnn", "fast_static", "fast_compiled")
 
 
 def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], single: int, new_tokens: int,
                workdir: Path, runs: list[str]) -> dict:
-    """One prompt at a time vs the infer stage's batched 4-bit path vs the fast plan (dequantised + merged; static
-    cache; compiled), then grammar and grammar + execution guidance over 4 beams under the plan `auto` picks. Same
+    """One prompt at a time vs the infer stage's batched 4-bit path vs the fast plan (dequantised + merged at the
+    configured batch; static cache; compiled) vs the plan `auto` picks (batch size included), then grammar and
+    grammar + execution guidance over 4 beams under the plan `auto` picks for them. Same
     NF4 model and adapter throughout. Unconstrained rows are held to exactly `new_tokens` new tokens; a grammar must
     stay free to end a query, so constrained rows stop when it is complete or at the same cap (random weights rarely
     close a string value, so most run to the cap): compare wall time and generated tokens together. The compiled
@@ -340,14 +351,17 @@ def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], s
     auto = inference_plan_for(cfg, tokenizer, prompts, new_tokens, device)
     plans = {"low": InferencePlan(False, False, False, MemoryPlan.low, auto.nf4),
              "fast": InferencePlan(True, True, True, MemoryPlan.fast, auto.nf4), "auto": auto}
+    cfg.inference.execution_guided = 4
+    auto_guided = inference_plan_for(cfg, tokenizer, prompts, new_tokens, device)  # 4 rows a prompt: smaller batches
     results: dict[str, Any] = {"new_tokens": new_tokens, "batch_size": batch, "auto_plan": auto.describe(),
-                               "auto_predicted_peak_gib": auto.predicted_peak_gib}
+                               "auto_predicted_peak_gib": auto.predicted_peak_gib,
+                               "auto_guided_plan": auto_guided.describe()}
     texts: dict[str, list[str]] = {}
     model, loaded = None, None
     for name, which, batched, constrain, guided, static, compiled in GENERATION_RUNS:
         if name not in runs:
             continue
-        plan = plans[which]
+        plan = auto_guided if which == "auto" and guided else plans[which]
         kind = "fast" if plan.dequantize_merge else "low"
         if loaded != kind:
             model = None
@@ -363,8 +377,10 @@ def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], s
         cfg.inference.constrain = Constrain(constrain)
         decoding = Decoding.for_run(cfg.inference, tokenizer, db)
         decoding.static_cache, decoding.compile = static, compiled
+        decoding.batch_size = plan.batch_size if batched else None
+        decoding.cudnn_attention = name.endswith("_cudnn")
         forced = new_tokens if constrain == "none" else 0
-        warm = [longest_first[i] for i in range(min(batch, len(prompts)))] if compiled else [0, 1]
+        warm = longest_first[:decoding.prompts_per_batch(cfg.inference)] if compiled else [0, 1]
         try:
             release()
             started = time.perf_counter()
@@ -380,13 +396,14 @@ def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], s
         finally:
             decoding.close()
         texts[name] = [g.sql for g in out]
-        results[name] = {"prompts": count, "seconds": seconds, "generated_tokens": generated,
+        results[name] = {"prompts": count, "batch_size": decoding.prompts_per_batch(cfg.inference),
+                         "seconds": seconds, "generated_tokens": generated,
                          "tokens_per_s": generated / seconds, "seconds_per_1000_prompts": seconds / count * 1000,
                          "warmup_seconds": warmup_seconds, "plan": plan.describe() if which != "fast" else
-                         InferencePlan(True, static, compiled, nf4=auto.nf4).describe(),
+                         InferencePlan(True, static, compiled, nf4=auto.nf4, batch_size=batch).describe(),
                          "peak_memory_gib": peak_gpu_memory_gib(), **decoding.summary(),
                          "guided_changed": sum(g.candidate != 0 for g in out)}
-        if name.startswith("fast_") and "ours_batched" in texts:
+        if name in FAST_ROWS and "ours_batched" in texts:
             same = sum(a == b for a, b in zip(texts[name], texts["ours_batched"], strict=True))
             results[name]["agreement_with_4bit"] = same / len(texts[name])
         print(name, json.dumps(results[name]), flush=True)
@@ -395,12 +412,12 @@ def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], s
     base = results.get("ours_batched", {}).get("seconds")
     if base and "one_at_a_time" in results:
         results["speedup"] = results["ours_batched"]["tokens_per_s"] / results["one_at_a_time"]["tokens_per_s"]
-    for name in ("fast_merged", "fast_static", "fast_compiled", "grammar", "grammar_guided_k4"):
+    for name in (*FAST_ROWS, "grammar", "grammar_guided_k4"):
         if base and name in results:
             results[f"{name}_x_4bit_wall"] = results[name]["seconds"] / base
     if "one_at_a_time" in results:
         single_per_prompt = results["one_at_a_time"]["seconds"] / results["one_at_a_time"]["prompts"]
-        for name in ("ours_batched", "fast_merged", "fast_static", "fast_compiled"):
+        for name in ("ours_batched", *FAST_ROWS):
             if name in results:
                 results[name]["x_one_at_a_time"] = single_per_prompt * results[name]["prompts"] / \
                     results[name]["seconds"]
@@ -435,6 +452,8 @@ LOW = "training.memory_plan=low"
 def variant_overrides(variant: str, per_step: int, max_length: int) -> list[str]:
     """The Hydra overrides of a training variant (see the module docstring)."""
     return {"ours_fast": ["training.memory_plan=fast"], "ours_fast_eager": ["training.memory_plan=fast"],
+            "ours_fast_compiled": ["training.memory_plan=fast"],
+            "ours_fast_compiled_cudnn": ["training.memory_plan=fast"],
             "ours_low": [LOW], "ours_compiled": [LOW, "training.compile=true"],
             "ours_eager": [LOW, "training.compile=false"],
             "ours_lowmem": [LOW, "training.fuse_accumulation=false"],
@@ -472,7 +491,8 @@ def print_table(report: dict) -> None:
         print("plans:", *plans, sep="\n")
     gen = report.get("generation")
     if gen:
-        print(f"generation: auto picks {gen['auto_plan']} (predicted peak {gen['auto_predicted_peak_gib']} GiB)")
+        print(f"generation: auto picks {gen['auto_plan']} (predicted peak {gen['auto_predicted_peak_gib']} GiB); "
+              f"with 4 candidates a prompt: {gen['auto_guided_plan']}")
         for name, *_ in GENERATION_RUNS:
             if name not in gen:
                 continue
@@ -481,7 +501,9 @@ def print_table(report: dict) -> None:
                 else ""
             ratio = f", {g['x_one_at_a_time']:.0f}x one at a time" if "x_one_at_a_time" in g else ""
             print(f"generation {name:18} {g['tokens_per_s']:9.0f} tok/s  {g['seconds_per_1000_prompts']:8.1f} s "
-                  f"per 1,000 prompts ({g['prompts']} timed, {g['generated_tokens']} tokens, cap {gen['new_tokens']}; "
+                  f"per 1,000 prompts ({g['prompts']} timed, batch {g['batch_size']}, {g['generated_tokens']} tokens, "
+                  f"cap "
+                  f"{gen['new_tokens']}; "
                   f"warm-up {g['warmup_seconds']:.1f} s{ratio}{agree})  [{g['plan']}]")
     ev = report.get("evaluation")
     if ev:

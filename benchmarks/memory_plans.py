@@ -47,12 +47,12 @@ def main() -> None:
         per_step = t.per_device_batch_size * t.gradient_accumulation_steps
         longest = per_step * cfg.data_size.max_length
         steps = math.ceil((cfg.data_size.train or 1000) / per_step * t.num_epochs)
-        decode_steps = math.ceil((cfg.data_size.test or 1000) / inf.batch_size) * args.new_tokens
         for gpu, free in gpus.items():
             train = plan_training(t.memory_plan, facts, longest, int(free * GIB), steps, t.gradient_checkpointing,
                                   t.compile)
-            infer = plan_inference(inf.memory_plan, facts, inf.batch_size, args.prompt_tokens, args.new_tokens,
-                                   decode_steps, int(free * GIB))
+            infer = plan_inference(inf.memory_plan, facts, cfg.data_size.test or 1000, inf.batch_size,
+                                   inf.max_batch_size, max(1, inf.execution_guided), args.prompt_tokens,
+                                   args.new_tokens, int(free * GIB))
             print(f"{preset:9} {gpu:>4.0f}GB {free:8.1f}  {train.describe()} ({train.predicted_peak_gib:.1f} GiB)  |  "
                   f"{infer.describe()} ({infer.predicted_peak_gib:.1f} GiB)")
 

@@ -13,11 +13,13 @@ it. One model load serves every row: switches are toggled in place (compiling la
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,6 +31,7 @@ from gpu_benchmark import bench_examples, lora_model, preset_config, release, sy
 from experiments.batching import PlannedBatchCollator  # noqa: E402
 from experiments.modeling import (  # noqa: E402
     attend_causally_without_padding_mask,
+    attention_without_cudnn,
     compile_blocks,
     load_tokenizer,
     peak_gpu_memory_gib,
@@ -70,7 +73,9 @@ def profile_steps(step: Callable[[int], None], first: int, steps: int, device: t
     if trace:
         prof.export_chrome_trace(str(trace))
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
-    kernels_ms = sum(e.self_device_time_total for e in events if e.self_cpu_time_total == 0) / 1000
+    # kernels only: GPU-side annotations (ProfilerStep*, Optimizer.step#...) span kernels already counted
+    kernels_ms = sum(e.self_device_time_total for e in events if e.self_cpu_time_total == 0
+                     and not e.key.startswith("ProfilerStep") and "#" not in e.key) / 1000
     return {"kernel_launches_per_step": launches / steps, "gpu_kernel_ms_per_step": kernels_ms / steps if on_gpu
             else None, "aten_ops_per_step": sum(e.count for e in events if e.key.startswith("aten::")) / steps}
 
@@ -87,6 +92,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--dequantize", action="store_true",
                         help="NF4 dequantised once before LoRA (the fast memory plan's weights) for every row")
+    parser.add_argument("--cudnn-attention", action="store_true",
+                        help="let SDPA pick cuDNN attention (the train stage excludes it: attention_without_cudnn)")
     parser.add_argument("--dry-run", action="store_true", help="CPU + tiny model: exercise the code")
     parser.add_argument("--trace", type=Path, help="Chrome trace of the profiled steps (chrome://tracing, Perfetto)")
     parser.add_argument("--out", type=Path, default=Path("step_costs.json"))
@@ -108,11 +115,13 @@ def main() -> None:
     half = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(cfg.quantization.compute_dtype)
     autocast = torch.autocast(device.type, dtype=half, enabled=device.type == "cuda" and half is not None)
 
+    attention = contextlib.nullcontext if args.cudnn_attention else partial(attention_without_cudnn, device)
+
     def step(index: int) -> None:
         for micro in range(accumulation):
             batch = {k: v.to(device) for k, v in collate([dataset[(index * accumulation + micro) % len(dataset)]])
                      .items()}
-            with autocast:
+            with autocast, attention():
                 loss = model(**batch).loss / accumulation
             loss.backward()
         optimizer.step()
@@ -120,7 +129,7 @@ def main() -> None:
         sync()
 
     report = {"preset": args.preset, "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
-              "dequantized_once": args.dequantize,
+              "dequantized_once": args.dequantize, "cudnn_attention": args.cudnn_attention,
               "examples_per_step": per_batch * accumulation, "accumulation": accumulation, "rows": []}
     index, mask_hook, compiled = 0, None, False
     print(f"{'switches':42} {'step s':>8} {'first steps s':>14} {'peak GiB':>9}", flush=True)

@@ -85,6 +85,7 @@ def test_bad_override_fails_naming_the_key(override, key):
     ("training.max_steps=-1 training.num_epochs=0", "nothing to train"),
     ("training.warmup_ratio=1", "training.warmup_ratio=1.0: must be in [0, 1)"),
     ("eval.max_rows=0", "eval.max_rows=0: must be greater than 0"),
+    ("inference.max_batch_size=0", "inference.max_batch_size=0: must be greater than 0"),
     ("eval.timeout_s=0", "eval.timeout_s=0.0: must be greater than 0"),
     ("zero_shot=true adapter=/tmp/a", "zero_shot=true with adapter=/tmp/a"),
 ])

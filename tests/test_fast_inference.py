@@ -25,6 +25,8 @@ pytest.importorskip("bitsandbytes")
 LOW = InferencePlan(dequantize_merge=False, static_cache=False, compile=False, mode=MemoryPlan.low)
 FAST = InferencePlan(dequantize_merge=True, static_cache=True, compile=False, mode=MemoryPlan.fast)
 PADDED = InferencePlan(dequantize_merge=True, static_cache=True, compile=True, mode=MemoryPlan.fast)
+# auto with memory to spare: the plan's batch holds all 7 prompts (inference.batch_size is 3)
+ONE_BATCH = InferencePlan(dequantize_merge=True, static_cache=False, compile=False, mode=MemoryPlan.auto, batch_size=7)
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +91,15 @@ def generate(root, plan: InferencePlan, overrides: list[str], tables_sqlite):
     assert not any("lora" in name for name, _ in model.named_modules()) or not plan.dequantize_merge  # merged
     prompts, tables = prompts_and_tables(7)
     decoding = Decoding.for_run(cfg.inference, tokenizer, tables_sqlite, plan)
+    calls = []
+    generate_batch = model.generate
+    model.generate = lambda **kwargs: calls.append(kwargs["input_ids"].shape[0]) or generate_batch(**kwargs)
     try:
         generated, _ = generate_sql(model, tokenizer, prompts, cfg, torch.device("cpu"), 12, progress=False,
                                     tables=tables, decoding=decoding)
     finally:
         decoding.close()
+    assert calls == ([7] if plan.batch_size == 7 else [3, 3, 3] if plan.compile else [3, 3, 1])  # prompts per batch
     return [(g.sql, g.candidate) for g in generated]
 
 
@@ -118,6 +124,7 @@ def test_fast_plan_generates_what_the_4bit_path_generates(nf4_on_cpu, tables_sql
     assert any(sql for sql, _ in today)  # the tiny model does write something
     assert generate(nf4_on_cpu, FAST, overrides, tables_sqlite) == today
     assert generate(nf4_on_cpu, PADDED, overrides, tables_sqlite) == today  # last batch padded to 3 rows
+    assert generate(nf4_on_cpu, ONE_BATCH, overrides, tables_sqlite) == today  # the plan's one batch of 7
 
 
 def test_static_cache_options():

@@ -11,6 +11,7 @@ from experiments.config import LoraConfig, MemoryPlan, QuantizationConfig, Quant
 from experiments.memory_plan import (
     GIB,
     facts_from_module,
+    fits,
     infer_peak_bytes,
     longest_micro_batch_tokens,
     plan_inference,
@@ -120,22 +121,33 @@ def test_out_of_memory_ladder_ends_at_one_example_per_piece(mistral):
 
 
 def test_inference_plans(mistral):
-    rows, prompt, new = 128, 200, 40
-    merged = infer_peak_bytes(mistral, rows, prompt, new, True) / GIB
+    prompt, new = 200, 40
+    merged = infer_peak_bytes(mistral, 128, prompt, new, True) / GIB
     assert 13 < merged < 20  # 13 GiB of dense weights + KV cache and prefill
-    assert infer_peak_bytes(mistral, rows, prompt, new, False) / GIB < merged - 8
-    few = plan_inference(MemoryPlan.auto, mistral, rows, prompt, new, decode_steps=8 * 40, free_bytes=int(139 * GIB))
-    assert (few.dequantize_merge, few.static_cache, few.compile) == (True, False, False)
-    many = plan_inference(MemoryPlan.auto, mistral, rows, prompt, new, decode_steps=200 * 40,
-                          free_bytes=int(139 * GIB))
-    assert (many.dequantize_merge, many.static_cache, many.compile) == (True, True, True)
-    small = plan_inference(MemoryPlan.auto, mistral, rows, prompt, new, 8 * 40, free_bytes=int(14.5 * GIB))
-    assert not small.dequantize_merge
-    fast = plan_inference(MemoryPlan.fast, mistral, rows, prompt, new, 8 * 40, free_bytes=int(14.5 * GIB))
-    assert (fast.dequantize_merge, fast.static_cache, fast.compile) == (True, True, True)
-    for mode, free in ((MemoryPlan.low, int(139 * GIB)), (MemoryPlan.auto, None)):
-        low = plan_inference(mode, mistral, rows, prompt, new, 200 * 40, free)
-        assert (low.dequantize_merge, low.static_cache, low.compile) == (False, False, False)
+    assert infer_peak_bytes(mistral, 128, prompt, new, False) / GIB < merged - 8
+
+    def plan(mode, prompts, free_gib, max_batch=1024, rows_per_prompt=1):
+        free = None if free_gib is None else int(free_gib * GIB)
+        return plan_inference(mode, mistral, prompts, 128, max_batch, rows_per_prompt, prompt, new, free)
+
+    h200 = plan(MemoryPlan.auto, 1000, 139)  # a test split on an H200: one merged batch of all 1,000, eager
+    assert (h200.dequantize_merge, h200.batch_size, h200.static_cache, h200.compile) == (True, 1000, False, False)
+    assert "batches of 1000" in h200.describe() and h200.predicted_peak_gib < 139
+    assert plan(MemoryPlan.auto, 1000, 139, max_batch=None).batch_size == 128  # null: the configured batch
+    assert plan(MemoryPlan.auto, 50, 139).batch_size == 128  # never below batch_size
+    guided = plan(MemoryPlan.auto, 1000, 80, rows_per_prompt=4)  # 4 beams a prompt on 80 GB: smaller, still fits
+    assert 128 <= guided.batch_size < 1000
+    assert fits(infer_peak_bytes(mistral, guided.batch_size * 4, prompt, new, True), 80 * GIB)
+    assert not fits(infer_peak_bytes(mistral, (guided.batch_size * 4 // 3 + 2) * 4, prompt, new, True), 80 * GIB)
+    endless = plan(MemoryPlan.auto, 10_000_000, 139)  # compiled decoding pays only for a huge number of steps
+    assert (endless.static_cache, endless.compile) == (True, True)
+    small = plan(MemoryPlan.auto, 1000, 14.5)
+    assert not small.dequantize_merge and small.batch_size is None
+    fast = plan(MemoryPlan.fast, 1000, 14.5)  # forced: merged, at the configured batch as nothing larger fits
+    assert (fast.dequantize_merge, fast.static_cache, fast.compile, fast.batch_size) == (True, True, True, 128)
+    for mode, free in ((MemoryPlan.low, 139), (MemoryPlan.auto, None)):
+        low = plan(mode, 1000, free)
+        assert (low.dequantize_merge, low.static_cache, low.compile, low.batch_size) == (False, False, False, None)
 
 
 def test_longest_micro_batch_over_epochs():

@@ -56,12 +56,12 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
     inf = cfg.inference
-    log.info("infer: %d prompts (%d on this rank of %d), batch %d, at most %d new tokens, constrain=%s%s", len(test),
-             len(shard(test, ctx)), ctx.world_size, inf.batch_size, cap, inf.constrain.value,
-             f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
     mine = shard(test, ctx)
     tables = read_tables(files.tables_jsonl)
     decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite, plan)
+    log.info("infer: %d prompts (%d on this rank of %d), batches of %d, at most %d new tokens, constrain=%s%s",
+             len(test), len(mine), ctx.world_size, decoding.prompts_per_batch(inf), cap, inf.constrain.value,
+             f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
     started = time.perf_counter()
     try:
         generated, tokens = generate_sql(model, tokenizer, [p.prompt for p in mine], cfg, device, cap,
@@ -78,6 +78,7 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
         slowest = max(g[2] for g in gathered)
         write_jsonl(files.predictions, (g.to_json(p.example.id) for p, g in zip(test, ordered, strict=True)))
         summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "max_new_tokens": cap,
+                   "batch_size": decoding.prompts_per_batch(inf),
                    "constrain": inf.constrain.value, "execution_guided": inf.execution_guided,
                    "memory_plan": plan.describe(), "memory_plan_predicted_peak_gib": plan.predicted_peak_gib,
                    "infer_seconds": slowest, "generated_tokens": total_generated,

@@ -11,7 +11,6 @@ weights with the adapter unmerged.
 from __future__ import annotations
 
 import logging
-import math
 
 import torch
 
@@ -27,16 +26,16 @@ def inference_plan_for(cfg: ExperimentConfig, tokenizer, prompts: list[str], new
                        device: torch.device) -> InferencePlan:
     """This rank's inference plan for its prompts (the longest sets the KV cache), logged before the model loads."""
     inf = cfg.inference
-    rows = inf.batch_size * max(1, inf.execution_guided)
+    rows_per_prompt = max(1, inf.execution_guided)
     longest = max((len(encode_prompt(tokenizer, p)) for p in prompts), default=0)
-    decode_steps = math.ceil(len(prompts) / inf.batch_size) * new_tokens
     facts = model_facts(cfg.model, cfg.quantization, cfg.lora,
                         weights_dtype(cfg.model, cfg.quantization, device).itemsize)
-    plan = plan_inference(inf.memory_plan, facts, rows, longest, new_tokens, decode_steps, free_gpu_bytes(device))
+    plan = plan_inference(inf.memory_plan, facts, len(prompts), inf.batch_size, inf.max_batch_size, rows_per_prompt,
+                          longest, new_tokens, free_gpu_bytes(device))
     free = f" of {plan.free_gib:.1f} GiB free" if plan.free_gib is not None else ""
-    log.info("inference plan (inference.memory_plan=%s): %s; predicted peak %.1f GiB%s (%d rows, prompts up to %d "
-             "tokens + %d new); %s", inf.memory_plan.value, plan.describe(), plan.predicted_peak_gib, free, rows,
-             longest, new_tokens, plan.reason)
+    log.info("inference plan (inference.memory_plan=%s): %s; predicted peak %.1f GiB%s (%d prompts x %d rows, up to %d "
+             "tokens + %d new); %s", inf.memory_plan.value, plan.describe(), plan.predicted_peak_gib, free,
+             len(prompts), rows_per_prompt, longest, new_tokens, plan.reason)
     return plan
 
 

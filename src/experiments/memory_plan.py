@@ -3,9 +3,9 @@
 A LoRA step on a 4-bit 7B model is bound by launch overhead, not FLOPs (README "Speed"), so the fastest
 arrangements spend memory: the NF4 weights dequantised once to the compute dtype (bit-identical to dequantising per
 call, dequantize.py; +2 bytes per quantised weight), no gradient checkpointing (no recomputed forward; activations
-of every block kept), compiled blocks (when the run is long enough to win back the compile). Measured on an H200
-(16 examples of ~100 tokens per step): NF4 per call with checkpointing 0.77 s, without 0.38 s; dequantised once
-without 0.255 s, and compiled 0.140 s.
+of every block kept), compiled blocks (when the run is long enough to win back the compile). Measured on an H200 on
+the train path (16 examples of ~130 tokens per step): NF4 per call with checkpointing 0.82 s (cuDNN attention);
+dequantised once without checkpointing 0.365 s eager, 0.236 s compiled (SDPA without cuDNN attention).
 
 **The peak-memory estimate** (bytes, what `torch.cuda.max_memory_allocated` reports) for a training step of T padded
 tokens is weights + LoRA state + activations:
@@ -62,16 +62,18 @@ LOGITS_BYTES_PER_VOCAB = 12
 PREFILL_BYTES_PER_WIDTH = 6  # inference prefill: a few compute-dtype (hidden + intermediate) tensors alive at once
 MARGIN_FRACTION = 0.10
 MARGIN_BYTES = 1.5 * GIB
-# torch.compile of the blocks: ~80 s for Mistral-7B on an H200 (README "Speed"); seconds it saves per step of 16 x
-# ~100 tokens, by (dequantised once, checkpointing): measured where marked, else estimated from the eager step times.
+# torch.compile of the blocks: 78-105 s for Mistral-7B dequantised once on an H200 (~80 s per call with
+# checkpointing); seconds it saves per step of 16 x ~130 tokens, by (dequantised once, checkpointing): measured where
+# marked (benchmarks/gpu_benchmark.py, flash attention), else estimated from the eager step times.
 COMPILE_SECONDS = 80.0
-COMPILE_SAVES_SECONDS = {(True, False): 0.115,  # measured: 0.255 -> 0.140 s
+COMPILE_SAVES_SECONDS = {(True, False): 0.13,  # measured: 0.365 s eager (baseline) -> 0.236 s compiled (extended)
                          (False, True): 0.28,  # measured on extended: 0.84 -> 0.56 s
                          (True, True): 0.16, (False, False): 0.20}
-# Compiled static-cache decoding (CUDA graphs): a one-off compile, then cheaper decode steps. Estimates for
-# Mistral-7B on an H200 at batch 128, to be replaced by the GPU benchmark's measurements (generation rows).
-DECODE_COMPILE_SECONDS = 60.0
-DECODE_STEP_SAVES_SECONDS = 0.015
+# Compiled static-cache decoding (CUDA graphs): a one-off compile, then cheaper decode steps. Measured for
+# Mistral-7B on an H200 (1,000 prompts x 40 tokens, batch 512, dequantised + merged): compile 98 s, then 10.4 s
+# against 10.8 s eager (80 decode steps): ~5 ms a step, so compiling pays only for tens of thousands of steps.
+DECODE_COMPILE_SECONDS = 100.0
+DECODE_STEP_SAVES_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,15 @@ class InferencePlan:
     predicted_peak_gib: float | None = None
     free_gib: float | None = None
     reason: str = ""
+    batch_size: int | None = None  # prompts per batch (None: inference.batch_size)
 
     def describe(self) -> str:
         merged = "NF4 dequantised + adapter merged" if self.nf4 else "adapter merged"
-        parts = [merged if self.dequantize_merge else "weights as loaded, adapter unmerged",
-                 "static KV cache" if self.static_cache else "dynamic KV cache",
-                 "compiled decoding" if self.compile else "eager decoding"]
+        parts = [merged if self.dequantize_merge else "weights as loaded, adapter unmerged"]
+        if self.batch_size is not None:
+            parts.append(f"batches of {self.batch_size}")
+        parts += ["static KV cache" if self.static_cache else "dynamic KV cache",
+                  "compiled decoding" if self.compile else "eager decoding"]
         return ", ".join(parts)
 
     def as_tags(self, prefix: str) -> dict[str, str]:
@@ -243,29 +248,48 @@ def plan_training(mode: MemoryPlan, facts: ModelFacts, longest_tokens: int, free
                 "steps are split")
 
 
-def plan_inference(mode: MemoryPlan, facts: ModelFacts, rows: int, prompt_tokens: int, new_tokens: int,
-                   decode_steps: int, free_bytes: int | None) -> InferencePlan:
-    """The inference plan: `low` = 4-bit weights, adapter unmerged, dynamic cache; `fast` = dequantised + merged,
-    static cache, compiled decoding; `auto` = dequantised + merged when it fits `free_bytes` (None = no GPU: low),
-    static cache and compiled decoding when `decode_steps` (batches x new tokens) pay for the compile. A pure
-    function of its arguments."""
+def plan_inference(mode: MemoryPlan, facts: ModelFacts, prompts: int, batch_size: int, max_batch_size: int | None,
+                   rows_per_prompt: int, prompt_tokens: int, new_tokens: int, free_bytes: int | None) -> InferencePlan:
+    """The inference plan for `prompts` prompts of up to `prompt_tokens` tokens, each decoded as `rows_per_prompt`
+    rows (execution-guided candidates) for up to `new_tokens` tokens: `low` = 4-bit weights, adapter unmerged,
+    dynamic cache, batches of `batch_size`; `fast` = dequantised + merged, static cache, compiled decoding; `auto` =
+    dequantised + merged when it fits `free_bytes` (None = no GPU: low), static cache and compiled decoding when
+    the decode steps pay for the compile. Merged plans take the largest batch up to `max_batch_size` (and the prompts
+    there are) that fits, never less than `batch_size`. A pure function of its arguments."""
     free_gib = None if free_bytes is None else free_bytes / GIB
 
-    def made(merge: bool, static: bool, compiled: bool, reason: str) -> InferencePlan:
-        peak = infer_peak_bytes(facts, rows, prompt_tokens, new_tokens, merge and facts.nf4) / GIB
-        return InferencePlan(merge, static, compiled, mode, facts.nf4, round(peak, 2), free_gib, reason)
+    def made(merge: bool, static: bool | None, compiled: bool | None, reason: str) -> InferencePlan:
+        batch = largest_fitting_batch(facts, prompts, batch_size, max_batch_size, rows_per_prompt, prompt_tokens,
+                                      new_tokens, free_bytes) if merge else batch_size
+        if static is None:  # auto: compiled decoding when this batch's decode steps pay for the compile
+            steps = math.ceil(prompts / batch) * new_tokens
+            static = compiled = steps * DECODE_STEP_SAVES_SECONDS > DECODE_COMPILE_SECONDS
+            reason += "; compiled decoding pays" if compiled else f"; {steps} decode steps do not pay for compiling"
+        peak = infer_peak_bytes(facts, batch * rows_per_prompt, prompt_tokens, new_tokens, merge and facts.nf4) / GIB
+        return InferencePlan(merge, static, bool(compiled), mode, facts.nf4, round(peak, 2), free_gib, reason,
+                             batch if merge else None)
 
     if mode == MemoryPlan.low or (mode == MemoryPlan.auto and free_bytes is None):
         return made(False, False, False, "memory_plan=low" if mode == MemoryPlan.low else "no GPU: today's path")
     if mode == MemoryPlan.fast:
         return made(True, True, free_bytes is not None, "memory_plan=fast")
-    merged_peak = infer_peak_bytes(facts, rows, prompt_tokens, new_tokens, facts.nf4)
+    merged_peak = infer_peak_bytes(facts, batch_size * rows_per_prompt, prompt_tokens, new_tokens, facts.nf4)
     if not fits(merged_peak, free_bytes):
         return made(False, False, False, f"auto: dequantised weights do not fit {free_gib:.1f} GiB free with margin")
-    compiled = decode_steps * DECODE_STEP_SAVES_SECONDS > DECODE_COMPILE_SECONDS
-    return made(True, compiled, compiled, f"auto: dequantised + merged fits {free_gib:.1f} GiB free"
-                + ("; compiled decoding pays" if compiled else f"; {decode_steps} decode steps do not pay for "
-                                                               "compiling"))
+    return made(True, None, None, f"auto: dequantised + merged fits {free_gib:.1f} GiB free")
+
+
+def largest_fitting_batch(facts: ModelFacts, prompts: int, batch_size: int, max_batch_size: int | None,
+                          rows_per_prompt: int, prompt_tokens: int, new_tokens: int, free_bytes: int | None) -> int:
+    """Prompts per batch for a merged model: the most, up to `max_batch_size` and the prompts there are, whose
+    predicted peak fits `free_bytes` with margin; never below `batch_size` (None free bytes: `batch_size`)."""
+    most = min(max_batch_size or batch_size, max(prompts, 1))
+    if free_bytes is None or most <= batch_size:
+        return batch_size
+    while most > batch_size and not fits(infer_peak_bytes(facts, most * rows_per_prompt, prompt_tokens, new_tokens,
+                                                          facts.nf4), free_bytes):
+        most = max(batch_size, most * 3 // 4)
+    return most
 
 
 def smaller(plan: TrainPlan, rows: int) -> TrainPlan | None:

@@ -9,6 +9,7 @@ candidates and the first that executes is kept (decoding.guided).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from experiments.data.prepared import read_prepared
 from experiments.decoding.constraint import SchemaConstraint
 from experiments.decoding.guided import choose
 from experiments.evaluation.executor import SafeExecutor
+from experiments.modeling import attention_without_cudnn
 from experiments.tokenization import encode_prompt, encode_target
 
 TARGET_MARGIN_TOKENS = 8
@@ -87,6 +89,8 @@ class Decoding:
     # (transformers compiles the decoding forward with CUDA graphs; a GPU only, it skips compiling elsewhere).
     static_cache: bool = False
     compile: bool = False
+    batch_size: int | None = None  # the plan's prompts per batch (None: inference.batch_size)
+    cudnn_attention: bool = False  # let SDPA pick cuDNN attention on a GPU (modeling.attention_without_cudnn)
 
     @classmethod
     def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path, plan=None) -> Decoding:
@@ -96,7 +100,11 @@ class Decoding:
         executor = SafeExecutor(tables_sqlite) if inference.execution_guided else None
         if plan is None:
             return cls(constraint, executor)
-        return cls(constraint, executor, static_cache=plan.static_cache, compile=plan.compile)
+        return cls(constraint, executor, static_cache=plan.static_cache, compile=plan.compile,
+                   batch_size=plan.batch_size)
+
+    def prompts_per_batch(self, inference: InferenceConfig) -> int:
+        return self.batch_size or inference.batch_size
 
     def close(self) -> None:
         if self.executor is not None:
@@ -156,12 +164,13 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
     outputs: list[Generated] = [Generated("")] * len(prompts)
     generated_tokens = 0
     pad_id = tokenizer.pad_token_id
-    batches = [order[i:i + inf.batch_size] for i in range(0, len(order), inf.batch_size)]  # k rows per prompt
+    per_batch = decoding.prompts_per_batch(inf)
+    batches = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]  # k rows per prompt
     cache_options = static_cache_options(decoding, max((len(e) for e in encoded), default=0) + new_tokens_cap)
     for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress):
         real = len(batch)
         if decoding.compile:  # compiled decode steps are shaped by the batch: every batch as big as the first
-            batch = batch + [batch[-1]] * (inf.batch_size - real)
+            batch = batch + [batch[-1]] * (per_batch - real)
         input_ids, attention = left_padded([encoded[i] for i in batch], pad_id)
         longest = input_ids.shape[1]
         options: dict[str, Any] = {"do_sample": True, "temperature": inf.temperature} if inf.temperature > 0 else \
@@ -175,9 +184,10 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
                 options.update(num_beams=k, early_stopping=True)
         if decoding.constraint is not None:
             options["logits_processor"] = decoding.constraint.logits_processor([tables[i] for i in batch])
-        out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                             max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
-                             eos_token_id=stop_ids, pad_token_id=pad_id, **options)
+        with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device):
+            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                 max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
+                                 eos_token_id=stop_ids, pad_token_id=pad_id, **options)
         sequences = out.sequences if hasattr(out, "sequences") else out
         new_tokens = sequences[:real * k, longest:].cpu()  # the filler rows of a padded last batch are dropped
         batch = batch[:real]
