@@ -17,7 +17,9 @@ LABELS = {"seed": "seed-style (padded to max_length, HF Trainer, checkpointing)"
           "ours_fast_eager": "ours, memory_plan=fast, not compiled", "ours_low": "ours, memory_plan=low (today's plan)",
           "ours_compiled": "ours, low plan, compiled", "ours_eager": "ours, low plan, not compiled",
           "ours_lowmem": "ours, low plan, fuse_accumulation=false", "ours_no_gc": "ours, low plan, no checkpointing",
-          "ours_bf16": "ours, bf16 compute", "ours_tokens": "ours, tokens_per_step = the seed's padded budget"}
+          "ours_bf16": "ours, bf16 compute", "ours_tokens": "ours, tokens_per_step = the seed's padded budget",
+          "ours_fast_compiled": "ours, memory_plan=fast, compiled", "ours_cudnn": "ours, SDPA free to pick cuDNN",
+          "ours_fast_compiled_cudnn": "ours, memory_plan=fast, compiled, SDPA free to pick cuDNN"}
 
 
 def training_rows(report: dict) -> list[str]:
