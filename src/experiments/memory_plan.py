@@ -41,8 +41,8 @@ call with checkpointing, today's plan.
 **Inference**: the peak is the weights (dequantised: compute-dtype bytes per weight, the adapter merged in, the 4-bit
 copy dropped; 4-bit: NF4 bytes plus the unmerged float32 adapter), the KV cache (rows x (prompt + new tokens) x
 layers x 2 x KV width in the compute dtype) and the prefill's activations. `auto` dequantises and merges when that
-fits, and uses a static cache with compiled decoding only when the decode steps pay for the compile; `fast` does all
-of it; `low` is the 4-bit path.
+fits, in batches as large as fit (up to inference.max_batch_size), and uses a static cache with compiled decoding
+only when the decode steps pay for the compile; `fast` does all of it; `low` is the 4-bit path.
 """
 
 from __future__ import annotations
@@ -258,25 +258,28 @@ def plan_inference(mode: MemoryPlan, facts: ModelFacts, prompts: int, batch_size
     there are) that fits, never less than `batch_size`. A pure function of its arguments."""
     free_gib = None if free_bytes is None else free_bytes / GIB
 
-    def made(merge: bool, static: bool | None, compiled: bool | None, reason: str) -> InferencePlan:
-        batch = largest_fitting_batch(facts, prompts, batch_size, max_batch_size, rows_per_prompt, prompt_tokens,
-                                      new_tokens, free_bytes) if merge else batch_size
-        if static is None:  # auto: compiled decoding when this batch's decode steps pay for the compile
-            steps = math.ceil(prompts / batch) * new_tokens
-            static = compiled = steps * DECODE_STEP_SAVES_SECONDS > DECODE_COMPILE_SECONDS
-            reason += "; compiled decoding pays" if compiled else f"; {steps} decode steps do not pay for compiling"
-        peak = infer_peak_bytes(facts, batch * rows_per_prompt, prompt_tokens, new_tokens, merge and facts.nf4) / GIB
-        return InferencePlan(merge, static, bool(compiled), mode, facts.nf4, round(peak, 2), free_gib, reason,
-                             batch if merge else None)
+    def made(merge: bool, static: bool, compiled: bool, reason: str, batch: int | None = None) -> InferencePlan:
+        rows = (batch or batch_size) * rows_per_prompt
+        peak = infer_peak_bytes(facts, rows, prompt_tokens, new_tokens, merge and facts.nf4) / GIB
+        return InferencePlan(merge, static, compiled, mode, facts.nf4, round(peak, 2), free_gib, reason, batch)
+
+    def merged_batch() -> int:
+        return largest_fitting_batch(facts, prompts, batch_size, max_batch_size, rows_per_prompt, prompt_tokens,
+                                     new_tokens, free_bytes)
 
     if mode == MemoryPlan.low or (mode == MemoryPlan.auto and free_bytes is None):
         return made(False, False, False, "memory_plan=low" if mode == MemoryPlan.low else "no GPU: today's path")
     if mode == MemoryPlan.fast:
-        return made(True, True, free_bytes is not None, "memory_plan=fast")
+        return made(True, True, free_bytes is not None, "memory_plan=fast", merged_batch())
     merged_peak = infer_peak_bytes(facts, batch_size * rows_per_prompt, prompt_tokens, new_tokens, facts.nf4)
     if not fits(merged_peak, free_bytes):
         return made(False, False, False, f"auto: dequantised weights do not fit {free_gib:.1f} GiB free with margin")
-    return made(True, None, None, f"auto: dequantised + merged fits {free_gib:.1f} GiB free")
+    batch = merged_batch()
+    steps = math.ceil(prompts / batch) * new_tokens  # compiled decoding when this batch's decode steps pay for it
+    compiled = steps * DECODE_STEP_SAVES_SECONDS > DECODE_COMPILE_SECONDS
+    return made(True, compiled, compiled, f"auto: dequantised + merged fits {free_gib:.1f} GiB free"
+                + ("; compiled decoding pays" if compiled else f"; {steps} decode steps do not pay for compiling"),
+                batch)
 
 
 def largest_fitting_batch(facts: ModelFacts, prompts: int, batch_size: int, max_batch_size: int | None,
