@@ -28,6 +28,7 @@ from experiments.decoding.grammar import (
     max_string_chars,
     sql_grammar,
 )
+from experiments.decoding.token_bytes import token_bytes
 from experiments.evaluation.safe_sql import parse_single_query
 from experiments.modeling import load_base_model, load_tokenizer
 from experiments.prompt import build_prompt, format_number, quote_identifier, quote_string, render_sql
@@ -214,8 +215,7 @@ class FinishWithin(LogitsProcessor):
     (this runs before it, as any processor would)."""
 
     def __init__(self, tokenizer, free: int, prompt_length: int) -> None:
-        vocab = tokenizer.get_vocab()
-        self.quotes = [vocab[t] for t in ("'", "▁'")]
+        self.quotes = [i for i, spelled in enumerate(token_bytes(tokenizer)) if spelled in (b"'", b" '")]
         self.eos = tokenizer.eos_token_id
         self.free, self.prompt_length = free, prompt_length
 

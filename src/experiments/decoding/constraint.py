@@ -37,15 +37,26 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import llguidance
-import llguidance.hf
 import llguidance.torch
 import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from experiments.data.model import Table
+from experiments.data.model import Query, Table
 from experiments.decoding.grammar import max_string_chars, sql_grammar
-from experiments.prompt import TABLE_NAME
+from experiments.decoding.token_bytes import describe, llguidance_tokenizer
+from experiments.prompt import TABLE_NAME, build_prompt, render_sql
+from experiments.tokenization import encode_target
+
+# The self-check's question: quotes in a name and a value, a number, an aggregation, two conditions
+CHECK_TABLE = Table(id="self-check", header=("Player", "No.", "School/Club Team"), types=("text", "real", "text"),
+                    rows=(("O'Neal Jones", 7, "Kansas"), ("Antonio Lang", 21, "Duke")))
+CHECK_QUERY = Query(sel=1, agg=3, conds=((0, 0, "O'Neal Jones"), (1, 1, 6.5)))
+
+
+class ConstraintUnusable(RuntimeError):
+    """The grammar cannot steer this tokenizer's generation (see SchemaConstraint.check): decoding under it would
+    write nothing valid."""
 
 
 @dataclass
@@ -73,6 +84,7 @@ class SchemaConstraint:
 
     `stop_token_ids` are the ids that end a row in `generate` (EOS and the newline tokens); EOS is always one.
     `threads` is llguidance's mask-computing thread pool (None: its default, 80% of the cores up to 32).
+    Made only after `check` passes: a constraint that cannot work says so here, not in a report of empty SQL.
     """
 
     def __init__(self, tokenizer, *, stop_token_ids: Sequence[int] = (), table_name: str = TABLE_NAME,
@@ -80,13 +92,36 @@ class SchemaConstraint:
         if tokenizer.eos_token_id is None:
             raise ValueError("constrained decoding needs a tokenizer with an EOS token: the grammar ends on it")
         started = time.perf_counter()
-        self.tokenizer_info = llguidance.hf.from_tokenizer(tokenizer)
-        self.stats = ConstraintStats(tokenizer_seconds=time.perf_counter() - started)
         self.eos_token_id = int(tokenizer.eos_token_id)
+        self.tokenizer_info = llguidance_tokenizer(tokenizer, self.eos_token_id)
+        self.stats = ConstraintStats(tokenizer_seconds=time.perf_counter() - started)
         self.stop_token_ids = frozenset(int(i) for i in stop_token_ids) | {self.eos_token_id}
         self.table_name = table_name
         self.executor = llguidance.LLExecutor(num_threads=threads)
         self._compiled: dict[tuple[tuple[str, ...], int], llguidance.LLMatcher] = {}
+        self.check(tokenizer)
+
+    def check(self, tokenizer) -> None:
+        """A query the grammar must accept, tokenised as training tokenises it (prompt + target in one call, then
+        EOS), must be writable token by token and ended by EOS; else ConstraintUnusable, naming the tokenizer and
+        the way out."""
+        prompt = build_prompt("How many numbers are over 6.5 for O'Neal Jones?", CHECK_TABLE)
+        sql = render_sql(CHECK_QUERY, CHECK_TABLE, self.table_name)
+        ids = encode_target(tokenizer, prompt, sql)
+        matcher = llguidance.LLMatcher(self.tokenizer_info, self.grammar(CHECK_TABLE), log_level=0)  # not in stats
+        for position, token in enumerate(ids):
+            if not matcher.consume_token(token):
+                written = tokenizer.convert_ids_to_tokens(ids[:position + 1])
+                raise ConstraintUnusable(
+                    f"inference.constrain=grammar cannot work with tokenizer {describe(tokenizer)}: the grammar "
+                    f"refuses token {position} ({written[-1]!r}, id {token}) of a query it must accept, {sql!r} "
+                    f"tokenised as training tokenises it ({written}). Decode without the grammar: "
+                    "inference.constrain=none")
+        if not (matcher.is_accepting() and matcher.consume_token(self.eos_token_id) and matcher.is_stopped()):
+            raise ConstraintUnusable(
+                f"inference.constrain=grammar cannot work with tokenizer {describe(tokenizer)}: after the whole "
+                f"query {sql!r} the grammar does not end on EOS (id {self.eos_token_id}), so no row would stop. "
+                "Decode without the grammar: inference.constrain=none")
 
     def grammar(self, table: Table) -> str:
         return sql_grammar(table, self.table_name)

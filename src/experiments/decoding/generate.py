@@ -24,6 +24,7 @@ from experiments.data.model import Table
 from experiments.data.prepared import read_prepared
 from experiments.decoding.constraint import SchemaConstraint
 from experiments.decoding.guided import choose
+from experiments.decoding.token_bytes import SPECIAL_MARKER, token_bytes
 from experiments.evaluation.executor import SafeExecutor
 from experiments.modeling import attention_without_cudnn
 from experiments.tokenization import encode_prompt, encode_target
@@ -32,12 +33,10 @@ TARGET_MARGIN_TOKENS = 8
 
 
 def newline_token_ids(tokenizer) -> list[int]:
-    """Ids of every token whose text holds a newline (SentencePiece byte token <0x0A>, BPE 'Ċ', ...)."""
-    ids = []
-    for token, index in tokenizer.get_vocab().items():
-        if "\n" in token or "<0x0A>" in token or "Ċ" in token:
-            ids.append(index)
-    return sorted(ids)
+    """Ids of every token that writes a newline (SentencePiece's byte token <0x0A>, byte-level BPE's 'Ċ', 'ĊĊ', ...),
+    read from the tokens' bytes as the grammar reads them (decoding.token_bytes)."""
+    return [index for index, spelled in enumerate(token_bytes(tokenizer))
+            if b"\n" in spelled and not spelled.startswith(SPECIAL_MARKER)]
 
 
 def clean_generation(text: str) -> str:
