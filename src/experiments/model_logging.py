@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from experiments.config import ExperimentConfig, ModelConfig, QuantizationConfig, QuantMode
+from experiments.config import ExperimentConfig, QuantizationConfig, QuantMode
+from experiments.model_files import ModelFiles, resolve_model_files
 from experiments.modeling import load_base_model, load_tokenizer, resolve_device, weights_dtype
 from experiments.paths import RunFiles, replace_dir
 from experiments.prompt import PROMPT_VERSION
@@ -149,38 +150,40 @@ def peft_model_for_logging(cfg: ExperimentConfig, adapter_dir: Path, dtype: torc
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (the train stage writes it)")
-    if cfg.model.name_or_path is None:
+    if cfg.model.name_or_path is None and cfg.model.gguf_file is None:
         base_model = load_base_model(cfg.model, QuantizationConfig(), torch.device("cpu")).to(dtype)
         path = save_config_base(base_model, Path(cfg.outputs_dir).expanduser().resolve() / BASE_MODELS_DIR,
                                 cfg.model.name)
         reference = BaseReference("config", cfg.model.name, None, str(path))
     else:
-        reference = base_reference(cfg.model)
-        base_model = skeleton_base(cfg.model, dtype)
+        files = resolve_model_files(cfg.model)
+        reference = base_reference(files)
+        base_model = skeleton_base(files, dtype)
     base_model.config.name_or_path = reference.path or reference.name  # what MLflow records as the source model
     return PeftModel.from_pretrained(base_model, str(adapter_dir)), reference
 
 
-def base_reference(model: ModelConfig) -> BaseReference:
-    """A Hub id or a local directory as MLflow records it: a directory by its absolute path; a Hub id by name and
-    the commit its config resolves to in the local cache (the revision the run trained on), else model.revision."""
-    path = Path(model.name_or_path).expanduser()
-    if path.is_dir():
-        return BaseReference("local", str(path.resolve()), None, str(path.resolve()))
+def base_reference(files: ModelFiles) -> BaseReference:
+    """A Hub id or a local directory as MLflow records it: a directory (a converted GGUF or offline copy included)
+    by its absolute path; a Hub id by name and the commit its config resolves to in the local cache (the revision
+    the run trained on), else model.revision."""
+    if files.is_local:
+        path = str(Path(files.path).resolve())
+        return BaseReference("local", path, None, path)
     from transformers import AutoConfig
 
     commit = None
     with contextlib.suppress(Exception):  # offline without a cached config: the configured revision says enough
-        commit = getattr(AutoConfig.from_pretrained(model.name_or_path, revision=model.revision), "_commit_hash", None)
-    return BaseReference("hub", model.name_or_path, commit or model.revision)
+        commit = getattr(AutoConfig.from_pretrained(files.path, revision=files.revision), "_commit_hash", None)
+    return BaseReference("hub", files.path, commit or files.revision)
 
 
-def skeleton_base(model: ModelConfig, dtype: torch.dtype):
+def skeleton_base(files: ModelFiles, dtype: torch.dtype):
     """The base model's module tree from its config, with uninitialised CPU storage (never read or written): a
     PeftModel needs the modules, MLflow only their class, config and dtype."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model.name_or_path, revision=model.revision)
+    config = AutoConfig.from_pretrained(files.path, revision=files.revision)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, dtype=dtype)
     return skeleton.to_empty(device="cpu")  # untouched pages: no memory is committed for the weights

@@ -1,6 +1,8 @@
 """Tokenizer, base model (plain, 8-bit or 4-bit NF4), LoRA: the one place models are built.
 
-The tokenizer always behaves like the Hub's Mistral tokenizer: BOS added, no EOS, pad = EOS.
+The tokenizer behaves as the model's own: BOS added where its tokenizer adds one (a bare SentencePiece model file,
+such as mistral-common's, is Mistral's and adds it), never an EOS after a prompt, EOS the model's own, and pad = EOS
+when it has none. Nothing here is specific to one model family.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from experiments.config import LoraConfig, ModelConfig, QuantizationConfig, QuantMode
+from experiments.model_files import ModelFiles, resolve_model_files
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +69,76 @@ def _sentencepiece_file(source: str | None) -> Path | None:
     return None
 
 
+def model_files(cfg: ModelConfig) -> ModelFiles | None:
+    """The model's files (model_files.py), or None for a model initialised from `model.init`."""
+    return None if cfg.name_or_path is None and cfg.gguf_file is None else resolve_model_files(cfg)
+
+
+def model_source(cfg: ModelConfig) -> str:
+    """Where the run's weights come from, as its summaries and tags say: "config" (model.init), "hub", "local",
+    "gguf FILE" or "offline copy: PACKAGE==VERSION FILE" (whose figures differ from the Hub's weights)."""
+    files = model_files(cfg)
+    return "config" if files is None else files.source
+
+
 def load_tokenizer(cfg: ModelConfig):
-    """Tokenizer with BOS added (as the Hub's Mistral tokenizer does), no EOS, pad = EOS."""
+    """The model's tokenizer (see the module docstring for BOS, EOS and pad)."""
     from transformers import AutoTokenizer, LlamaTokenizer
 
-    source = cfg.tokenizer_path or cfg.name_or_path
-    kwargs = {"add_bos_token": True, "add_eos_token": False}
+    files = model_files(cfg)
+    source = cfg.tokenizer_path or (files.path if files else None)
     model_file = _sentencepiece_file(source)
     if model_file is not None:
         if not model_file.is_file():
             raise FileNotFoundError(f"model.tokenizer_path: {model_file} does not exist")
         with tempfile.TemporaryDirectory() as tmp:  # LlamaTokenizer wants a directory holding tokenizer.model
             shutil.copy(model_file, os.path.join(tmp, "tokenizer.model"))
-            tokenizer = LlamaTokenizer.from_pretrained(tmp, **kwargs)
+            tokenizer = LlamaTokenizer.from_pretrained(tmp, add_bos_token=True, add_eos_token=False)
     else:
-        revision = cfg.revision if source == cfg.name_or_path else None
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, **kwargs)
+        revision = files.revision if files and source == files.path else None
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)  # its own BOS rule: no flags passed,
+        probe = tokenizer("SELECT").input_ids  # which transformers 5 would take for "no BOS" as well
+        if len(probe) > 1 and probe[-1] == tokenizer.eos_token_id:  # it ends every text with EOS: not a prompt
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, add_eos_token=False,
+                                                      add_bos_token=probe[0] == tokenizer.bos_token_id)
+    if files is not None:
+        use_models_eos(tokenizer, model_eos_token_ids(files))
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"model {cfg.name}: neither its tokenizer ({source}) nor its config names an EOS token; "
+                         "training teaches the model to end its SQL with one")
     if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.pad_token = tokenizer.eos_token  # labels are built from lengths, so pad = EOS masks no EOS label
     return tokenizer
+
+
+def model_eos_token_ids(files: ModelFiles) -> list[int]:
+    """The EOS ids the model's generation config names (what `generate` stops on by default), else its config's;
+    none when neither can be read."""
+    from transformers import AutoConfig, GenerationConfig
+
+    for read in (GenerationConfig.from_pretrained, AutoConfig.from_pretrained):
+        try:
+            eos = read(files.path, revision=files.revision).eos_token_id
+        except Exception:  # noqa: S112 (no such file: try the next source)
+            continue
+        if eos is not None:
+            return [int(i) for i in (eos if isinstance(eos, list | tuple) else [eos])]
+    return []
+
+
+def use_models_eos(tokenizer, model_eos: list[int]) -> None:
+    """Make the tokenizer's EOS one the model itself ends on: a tokenizer whose EOS is none of the model's (the
+    GGUF conversion of transformers 5.17 gives SmolLM2's tokenizer EOS '<|im_start|>', its BOS, where the model and
+    5.25 say '<|im_end|>') would teach the model to end its SQL with a token it was trained to start with."""
+    if not model_eos or tokenizer.eos_token_id in model_eos:
+        return
+    eos = model_eos[0]
+    if not 0 <= eos < len(tokenizer):
+        return
+    token = tokenizer.convert_ids_to_tokens(eos)
+    log.warning("tokenizer: its EOS %r (id %s) is not the model's; using the model's, %r (id %d)", tokenizer.eos_token,
+                tokenizer.eos_token_id, token, eos)
+    tokenizer.eos_token = token
 
 
 def quantization_config(cfg: QuantizationConfig):
@@ -107,7 +161,7 @@ def load_base_model(cfg: ModelConfig, quant: QuantizationConfig, device: torch.d
         raise RuntimeError(f"quantization={quant.mode.value} needs a CUDA GPU (bitsandbytes); this run's device "
                            f"is {device}. Use quantization=none on the CPU.")
     dtype = weights_dtype(cfg, quant, device)
-    if cfg.name_or_path is None:
+    if cfg.name_or_path is None and cfg.gguf_file is None:
         if not cfg.init:
             raise ValueError("model: set model.name_or_path (hub id or directory) or model.init (a config)")
         torch.manual_seed(cfg.init_seed)
@@ -119,8 +173,9 @@ def load_base_model(cfg: ModelConfig, quant: QuantizationConfig, device: torch.d
     kwargs = {}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
+    files = resolve_model_files(cfg)
     model = AutoModelForCausalLM.from_pretrained(
-        cfg.name_or_path, revision=cfg.revision, dtype=dtype, quantization_config=quantization_config(quant),
+        files.path, revision=files.revision, dtype=dtype, quantization_config=quantization_config(quant),
         device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"}, **kwargs)
     return model
 

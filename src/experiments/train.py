@@ -41,6 +41,7 @@ from experiments.modeling import (
     compile_blocks,
     load_base_model,
     load_tokenizer,
+    model_source,
     peak_gpu_memory_gib,
     resolve_device,
     weights_dtype,
@@ -324,6 +325,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         raise ValueError(f"device={cfg.device!r}: the train stage runs on the first visible GPU (the HF Trainer puts "
                          f"batches on cuda:0); pick the GPU with CUDA_VISIBLE_DEVICES={device.index} and device=auto")
     tokenizer = load_tokenizer(cfg.model)
+    source = model_source(cfg.model)
+    log.info("model %s: weights from %s", cfg.model.name, source)
 
     train_examples, train_dropped = tokenize_split(tokenizer, files.split("train"), cfg)
     val_examples, val_dropped = tokenize_split(tokenizer, files.split("val"), cfg)
@@ -385,7 +388,7 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     summary = {
         "train_examples": len(train_examples), "train_dropped_too_long": train_dropped,
         "val_examples": len(val_examples), "val_dropped_too_long": val_dropped,
-        "trainable_parameters": trainable, "total_parameters": total,
+        "model_source": source, "trainable_parameters": trainable, "total_parameters": total,
         "global_steps": output.global_step, "train_seconds": seconds,
         "train_loss_first": throughput.losses[0] if throughput.losses else None,
         "train_loss_last": throughput.losses[-1] if throughput.losses else None,
@@ -425,4 +428,5 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     # rank 0 writes; the other ranks wait for it (infer reads the adapter), or fail with its error
     run_on_main(ctx, save)
     return {"adapter": files.adapter_dir, "summary": summary if ctx.is_main else {},
-            "tags": {**plan.as_tags("memory_plan.train"), "memory_plan.train.final": trainer.memory_plan.describe()}}
+            "tags": {**plan.as_tags("memory_plan.train"), "memory_plan.train.final": trainer.memory_plan.describe(),
+                     "model.source": source}}
