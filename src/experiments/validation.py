@@ -58,9 +58,14 @@ class ValidationScorer:
         model.eval()
         mine = shard(self.examples, self.ctx)
         try:
-            generated, _ = generate_sql(model, self.tokenizer, [p.prompt for p in mine], self.cfg, self.device,
-                                        self.new_tokens, progress=False,
-                                        tables=[self.tables[p.example.table_id] for p in mine], decoding=self.decoding)
+            # Compiled blocks (training.compile) are compiled for training steps: decoding through them would
+            # recompile per layer (each layer's KV cache is another guard) until torch's recompile limit, minutes
+            # on a CPU. The same blocks run eager here.
+            with torch.compiler.set_stance("force_eager"):
+                generated, _ = generate_sql(model, self.tokenizer, [p.prompt for p in mine], self.cfg, self.device,
+                                            self.new_tokens, progress=False,
+                                            tables=[self.tables[p.example.table_id] for p in mine],
+                                            decoding=self.decoding)
         finally:
             model.train(was_training)
         gathered = gather_to_main(self.ctx, [g.sql for g in generated])
