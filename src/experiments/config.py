@@ -129,6 +129,8 @@ class LoraConfig:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
+    # Module names as the model calls them (these seven: Llama, Mistral, Qwen, Gemma, SmolLM2), or [all-linear]:
+    # every linear layer but the output head, whatever the architecture calls them.
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )

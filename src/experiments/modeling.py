@@ -23,6 +23,9 @@ from experiments.model_files import ModelFiles, resolve_model_files
 
 log = logging.getLogger(__name__)
 
+# Layers LoRA can adapt besides torch.nn.Linear: GPT-2's Conv1D, bitsandbytes' quantised linears
+LORA_LAYER_CLASSES = ("Conv1D", "Linear4bit", "Linear8bitLt")
+
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """'auto' -> this process's CUDA device if there is one (cuda:LOCAL_RANK in a data-parallel job), else the
@@ -220,10 +223,20 @@ def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpo
     model.config.use_cache = False  # training builds no KV cache (without checkpointing it would, per step)
     # A module trained in full (modules_to_save) that is tied to another (embed_tokens and lm_head) stays tied.
     tie = bool(cfg.modules_to_save) and bool(getattr(model.config, "tie_word_embeddings", False))
+    targets = "all-linear" if list(cfg.target_modules) == ["all-linear"] else list(cfg.target_modules)
     peft_config = PeftLoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                 target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
+                                 target_modules=targets, bias="none", task_type="CAUSAL_LM",
                                  modules_to_save=list(cfg.modules_to_save) or None, ensure_weight_tying=tie)
-    model = get_peft_model(model, peft_config)
+    try:
+        model = get_peft_model(model, peft_config)
+    except ValueError as err:
+        if "not found in the base model" not in str(err):
+            raise
+        linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                         if isinstance(module, torch.nn.Linear) or type(module).__name__ in LORA_LAYER_CLASSES})
+        raise ValueError(f"lora.target_modules={list(cfg.target_modules)}: none of these is a module of "
+                         f"{type(model).__name__}, whose linear layers are named {', '.join(linear)}; set "
+                         "lora.target_modules to some of them, or to [all-linear]") from None
     if dequantize:
         from experiments.dequantize import match_4bit_lora_casts
 
