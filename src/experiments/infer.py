@@ -45,7 +45,6 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "left"
     source = model_source(cfg.model)
-    log.info("model %s: weights from %s", cfg.model.name, source)
     cap = new_tokens_cap(cfg, tokenizer, files.split("train"))
     plan = inference_plan_for(cfg, tokenizer, [p.prompt for p in shard(test, ctx)], cap, device)
     inf = cfg.inference

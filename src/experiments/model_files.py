@@ -47,6 +47,7 @@ class ModelFiles:
     path: str
     revision: str | None
     source: str  # for logs and the run's tags: "hub", "local", "gguf ...", "offline copy ..."
+    why: str = ""  # why this source (an offline copy: what the Hub answered)
 
     @property
     def is_local(self) -> bool:
@@ -76,10 +77,9 @@ def resolve_model_files(cfg: ModelConfig) -> ModelFiles:
         return ModelFiles(cfg.name_or_path, cfg.revision, "hub")
     folder = offline_copy_folder(cfg.offline_copy, models_cache_dir(cfg))
     copy = cfg.offline_copy
-    log.info("model: the Hub cannot give %s (%s); using its offline copy from pip package %s==%s (%s), "
-                "converted in %s. Its figures differ from the Hub's weights.", cfg.name_or_path, reason,
-                copy.package, copy.version, copy.description or copy.file, folder)
-    return ModelFiles(str(folder), None, f"offline copy: {copy.package}=={copy.version} {copy.file}")
+    return ModelFiles(str(folder), None, f"offline copy: {copy.package}=={copy.version} {copy.file}",
+                      f"the Hub cannot give {cfg.name_or_path}: {reason}; {copy.description or copy.file}, converted "
+                      f"in {folder}; its figures differ from the Hub's weights")
 
 
 def _hub_unavailable(repo: str, revision: str | None) -> str | None:

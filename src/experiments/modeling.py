@@ -79,9 +79,12 @@ def model_files(cfg: ModelConfig) -> ModelFiles | None:
 
 def model_source(cfg: ModelConfig) -> str:
     """Where the run's weights come from, as its summaries and tags say: "config" (model.init), "hub", "local",
-    "gguf FILE" or "offline copy: PACKAGE==VERSION FILE" (whose figures differ from the Hub's weights)."""
+    "gguf FILE" or "offline copy: PACKAGE==VERSION FILE" (whose figures differ from the Hub's weights); logged with
+    the reason for an offline copy."""
     files = model_files(cfg)
-    return "config" if files is None else files.source
+    source = "config" if files is None else files.source
+    log.info("model %s: weights from %s%s", cfg.name, source, f" ({files.why})" if files and files.why else "")
+    return source
 
 
 def load_tokenizer(cfg: ModelConfig):

@@ -326,7 +326,6 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
                          f"batches on cuda:0); pick the GPU with CUDA_VISIBLE_DEVICES={device.index} and device=auto")
     tokenizer = load_tokenizer(cfg.model)
     source = model_source(cfg.model)
-    log.info("model %s: weights from %s", cfg.model.name, source)
 
     train_examples, train_dropped = tokenize_split(tokenizer, files.split("train"), cfg)
     val_examples, val_dropped = tokenize_split(tokenizer, files.split("val"), cfg)
