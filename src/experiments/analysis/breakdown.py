@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 
 from experiments.analysis.stats import wilson_interval
@@ -27,6 +26,7 @@ from experiments.evaluation.categories import (
     UNKNOWN_COLUMN,
 )
 from experiments.evaluation.logical_form import canonical_value, parse_logical_form
+from experiments.evaluation.sql_parse import parse_sql
 from experiments.evaluation.sqlite_tables import ROWID_NAMES, fold_identifier, sqlite_column_names
 
 EXAMPLES_PER_CATEGORY = 3
@@ -64,8 +64,8 @@ def _value_text(value: Any) -> str:
 
 
 def predicted_query(pred_sql: str | None, table: Table | None) -> Query | None:
-    """The prediction's WikiSQL logical form, or None (no prediction, no table, not that shape, or a parser
-    oddity: analysis must never stop on one odd prediction)."""
+    """The prediction's WikiSQL logical form, or None (no prediction, no table, not that shape, past the parser's
+    bounds, or a parser oddity: analysis must never stop on one odd prediction)."""
     if pred_sql is None or table is None:
         return None
     try:
@@ -138,7 +138,7 @@ def unknown_columns(pred_sql: str | None, error: str | None, table: Table | None
     if pred_sql and table is not None:
         known = {fold_identifier(n) for n in (*sqlite_column_names(table.header), *table.header)} | ROWID_NAMES
         try:
-            trees = [t for t in sqlglot.parse(pred_sql, dialect="sqlite") if t is not None]
+            trees = parse_sql(pred_sql)  # bounded: predictions are untrusted, and this runs in the main process
         except Exception:
             trees = []
         for tree in trees:

@@ -8,11 +8,9 @@ would run and quietly compare two strings. Every column name is therefore checke
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-import sqlglot
 from sqlglot import exp
 
 from experiments.evaluation.categories import (
@@ -22,36 +20,24 @@ from experiments.evaluation.categories import (
     UNKNOWN_COLUMN,
     EvalError,
 )
+from experiments.evaluation.sql_parse import SQLTooLarge, parse_sql
 from experiments.evaluation.sqlite_tables import ROWID_NAMES, fold_identifier
 from experiments.prompt import quote_identifier
 
-
-class _QuietFallback(logging.Filter):
-    """Drop sqlglot's warning for statements it can only parse as a raw command (we refuse those anyway);
-    otherwise every hostile prediction would print a warning mid-progress-bar."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Falling back to parsing as a 'Command'" not in record.getMessage()
-
-
-logging.getLogger("sqlglot").addFilter(_QuietFallback())
-
-_SEMICOLON = getattr(exp, "Semicolon", ())  # a trailing `; -- comment`, in recent sqlglot
-MAX_SQL_CHARS = 20_000  # generated WikiSQL queries are ~100 characters; anything this long is garbage
 _WRITES = (exp.DDL, exp.DML, exp.Pragma, exp.Attach, exp.Detach, exp.Command, exp.Transaction, exp.Commit,
            exp.Rollback, exp.Set, exp.Use)
 
 
 def parse_single_query(sql: str) -> exp.Query:
-    """Parse `sql` (SQLite dialect) into exactly one read-only query, or raise EvalError saying why not."""
-    if len(sql) > MAX_SQL_CHARS:
-        raise EvalError(OTHER, f"SQL is {len(sql)} characters long (limit {MAX_SQL_CHARS})")
+    """Parse `sql` (SQLite dialect) into exactly one read-only query, or raise EvalError saying why not (SQL past
+    sql_parse's bounds on length and nesting is `other`)."""
     try:
-        parsed = sqlglot.parse(sql, dialect="sqlite")
-    except Exception as error:  # ParseError, TokenError, RecursionError on absurd nesting...
+        statements = parse_sql(sql)
+    except SQLTooLarge as error:
+        raise EvalError(OTHER, str(error)) from None
+    except Exception as error:  # ParseError, TokenError...
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EvalError(SYNTAX_ERROR, f"cannot parse SQL: {first_line}") from None
-    statements = [s for s in parsed if s is not None and not isinstance(s, _SEMICOLON)]
     if not statements:
         raise EvalError(SYNTAX_ERROR, "empty SQL")
     if len(statements) > 1:
