@@ -4,7 +4,8 @@ confusion, hallucinated columns, invalid SQL, and a few real failures per catego
 A single accuracy over a few hundred examples hides whether a model cannot count, cannot add a second condition
 or invents columns; these breakdowns say which, with intervals, so a 5-example group is not over-read. The
 result is a plain JSON-able dict (written to `analysis.json`), so reports, plots and later comparisons read the
-same numbers.
+same numbers. Texts in it (predictions, errors, questions, column names) are shortened (shown_text.py): results.jsonl
+holds them whole.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from experiments.analysis.shown_text import shortened
 from experiments.analysis.stats import wilson_interval
 from experiments.data.model import AGG_OPS, COND_OPS, Example, Query, Table
 from experiments.evaluation.categories import (
@@ -189,22 +191,21 @@ def analyze(results: Sequence[Mapping[str, Any]], examples: Iterable[Example],
     examples_by_category: dict[str, list[dict[str, Any]]] = {}
     for row, example, table, predicted in joined:
         category = row["category"]
+        pred_sql, error = _shown(row.get("pred_sql")), _shown(row.get("error"))
         if category == UNKNOWN_COLUMN:
-            hallucinated.append({"id": row["id"], "columns": unknown_columns(row.get("pred_sql"), row.get("error"),
-                                                                             table),
-                                 "pred_sql": row.get("pred_sql"), "error": row.get("error")})
+            columns = unknown_columns(row.get("pred_sql"), row.get("error"), table)
+            hallucinated.append({"id": row["id"], "columns": [shortened(c) for c in columns], "pred_sql": pred_sql,
+                                 "error": error})
         elif (row.get("pred_sql") is not None and not row.get("valid_sql")
               and category not in (GOLD_ERROR, MISSING_PREDICTION)):
-            invalid.append({"id": row["id"], "category": category, "pred_sql": row["pred_sql"],
-                            "error": row.get("error")})
+            invalid.append({"id": row["id"], "category": category, "pred_sql": pred_sql, "error": error})
         if category == CORRECT:
             continue
         chosen = examples_by_category.setdefault(category, [])
         if len(chosen) < EXAMPLES_PER_CATEGORY:
-            chosen.append({"id": row["id"], "question": row.get("question", example.question),
-                           "gold_sql": row.get("gold_sql"), "pred_sql": row.get("pred_sql"),
-                           "error": row.get("error"),
-                           "what_differed": describe_difference(example.query, predicted, table, row)})
+            chosen.append({"id": row["id"], "question": _shown(row.get("question", example.question)),
+                           "gold_sql": _shown(row.get("gold_sql")), "pred_sql": pred_sql, "error": error,
+                           "what_differed": shortened(describe_difference(example.query, predicted, table, row))})
     column_counts = Counter(name for h in hallucinated for name in h["columns"])
 
     def label(names: Sequence[str], i: int) -> str:
@@ -225,6 +226,10 @@ def analyze(results: Sequence[Mapping[str, Any]], examples: Iterable[Example],
         "examples": {c: examples_by_category[c] for c in [*CATEGORIES, *sorted(examples_by_category)]
                      if c in examples_by_category},
     }
+
+
+def _shown(text: Any) -> Any:
+    return shortened(text) if isinstance(text, str) else text
 
 
 def interval_metrics(analysis: Mapping[str, Any]) -> dict[str, float]:
