@@ -1,6 +1,6 @@
 """Hostile predictions, second battery (issue 24): the evaluator's own process around the sandbox. Every parse of a
-prediction is bounded, the analysis of megabyte predictions takes no time, and the reports stay small while
-results.jsonl keeps every prediction whole."""
+prediction is bounded, the analysis of megabyte predictions takes no time, the reports stay small while
+results.jsonl keeps every prediction whole, and metrics.json is written last, so an interrupted eval leaves none."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 
+import experiments.analysis.run_report as run_report
+import experiments.data.jsonl as jsonl
 from experiments.analysis.breakdown import analyze, predicted_query, unknown_columns
+from experiments.config import ExperimentConfig
 from experiments.data.model import Example, Query, Table
 from experiments.data.prepared import PreparedExample, write_prepared, write_tables
+from experiments.evaluate import run_eval
 from experiments.evaluation import EvalError, parse_logical_form
 from experiments.evaluation.safe_sql import parse_single_query
 from experiments.evaluation.sql_parse import MAX_SQL_CHARS, SQLTooLarge, parse_sql
@@ -137,3 +141,38 @@ def test_the_eval_stage_on_megabyte_predictions_is_quick_and_its_reports_small(t
     for path in (files.analysis_json, files.report_md, files.report_html):
         assert marker in path.read_text(encoding="utf-8"), path.name
 
+
+def interrupt(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("step", ["analyze", "write_json", "write_plots", "write_report", "write_html"])
+def test_an_eval_interrupted_in_the_analysis_leaves_no_metrics_json(tmp_path: Path, step: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """metrics.json's presence says the evaluation finished: Ctrl-C at any step of the analysis leaves none."""
+    files = write_run(tmp_path / "run", {"test-0": "SELECT \"No.\" FROM t WHERE Player = 'Antonio Lang'"})
+    monkeypatch.setattr(run_report, step, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(ExperimentConfig(), files.root)
+    assert files.results.is_file()
+    assert not files.metrics.exists()
+
+
+def test_each_eval_output_is_written_once_and_metrics_json_last(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    files = write_run(tmp_path / "run", {"test-0": "SELECT \"No.\" FROM t WHERE Player = 'Antonio Lang'",
+                                         "test-1": "SELECT Player FROM t"})
+    written: list[str] = []
+    atomically = jsonl._write_atomically
+
+    def recorded(path: Path, write) -> None:
+        atomically(path, write)
+        written.append(Path(path).name)
+
+    monkeypatch.setattr(jsonl, "_write_atomically", recorded)
+    run_eval(ExperimentConfig(), files.root)
+    assert written[-1] == "metrics.json"
+    assert sorted(written) == sorted(set(written))  # each once
+    assert {"results.jsonl", "analysis.json", "report.md", "report.html"} <= set(written)
+    metrics_written = files.metrics.stat().st_mtime_ns
+    assert all(p.stat().st_mtime_ns <= metrics_written for p in files.plots_dir.iterdir())

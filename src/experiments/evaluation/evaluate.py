@@ -359,18 +359,27 @@ def score(examples: Sequence[Example], tables: Mapping[str, Table], predictions:
     return Scored(results, official, _metrics(results, len(unknown), warnings, time.perf_counter() - start))
 
 
-def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
-             db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
-             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
-    """`score`, then write results, metrics, report and the official-format files into `out_dir` (each
-    atomically; metrics.json last); return the metrics."""
-    scored = score(examples, tables, predictions, db_path, timeout_s=timeout_s, max_rows=max_rows,
-                   max_result_bytes=max_result_bytes, progress=progress)
+def write_scored(scored: Scored, examples: Sequence[Example], tables: Mapping[str, Table],
+                 out_dir: Path) -> list[dict[str, Any]]:
+    """Write results.jsonl and the official-format files into `out_dir` (each atomically); return the results rows.
+    Not metrics.json: whoever writes the last output writes it after that, so its presence says all is written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [dict(vars(r)) for r in scored.results]
     write_jsonl(out_dir / RESULTS_FILE, rows)
     write_official_files(examples, tables, scored.official, out_dir)
-    write_report(scored.metrics, rows, out_dir / REPORT_FILE)
-    write_json(out_dir / METRICS_FILE, scored.metrics)  # last: its presence says the evaluation finished
+    return rows
+
+
+def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
+             db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
+             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
+    """`score`, then write results, the official-format files, a plain report and metrics into `out_dir` (each
+    atomically; metrics.json last); return the metrics. The eval stage writes the full analysis instead of the
+    plain report (experiments/evaluate.py)."""
+    scored = score(examples, tables, predictions, db_path, timeout_s=timeout_s, max_rows=max_rows,
+                   max_result_bytes=max_result_bytes, progress=progress)
+    rows = write_scored(scored, examples, tables, out_dir)
+    write_report(scored.metrics, rows, Path(out_dir) / REPORT_FILE)
+    write_json(Path(out_dir) / METRICS_FILE, scored.metrics)  # last: its presence says the evaluation finished
     return scored.metrics
