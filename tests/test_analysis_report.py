@@ -8,6 +8,7 @@ below was counted by hand from the table of examples, not read off the implement
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -270,3 +271,67 @@ def test_eval_stage_scores_the_hand_made_cases_the_same_and_writes_every_report(
     for path in (files.analysis_json, files.report_md, files.report_html, files.plots_dir / "loss_curves.png"):
         assert path.is_file(), path
     assert "## Aggregation confusion" in files.report_md.read_text()
+
+
+IMAGE, LINK, SCRIPT_LINK = "![i](https://evil.example/i.png)", "[l](https://evil.example/l)", "[j](javascript:alert(1))"
+INJECTED = Table(id="1-666-1", header=("Player", f"No. {IMAGE}", f"Team {LINK}"), types=("text", "real", "text"),
+                 rows=(("Antonio Lang", 21, "Duke"), (f"Brad {IMAGE}", 33, f"Iowa {SCRIPT_LINK}")))
+
+
+def write_injected_run(root: Path) -> RunFiles:
+    """A dataset and predictions that put Markdown (images, links) and a NUL into every place a report shows: a
+    question, a header, a cell, a predicted value, a hallucinated column, an unknown id."""
+    files = RunFiles(root)
+    cases = {  # id: (question, gold, prediction)
+        "test-0": (f"Which team is {IMAGE} in?", Query(2, 0, ((0, 0, f"Brad {IMAGE}"),)),
+                   f"SELECT \"No. {IMAGE}\" FROM t WHERE Player = 'Brad {LINK}'"),  # value, headers, cell
+        "test-1": (f"Number of {SCRIPT_LINK}?", Query(1, 0, ((0, 0, "Antonio Lang"),)),
+                   f'SELECT "{SCRIPT_LINK} {IMAGE}" FROM t'),  # a hallucinated column
+        "test-2": ("Number of the player from Duke?", Query(1, 0, ((2, 0, "Duke"),)),
+                   f"SELECT \"No. {IMAGE}\" FROM t WHERE Player = 'Antonio\x00Lang'"),  # a NUL
+    }
+    examples = [PreparedExample.build(Example(cid, INJECTED.id, question, query), INJECTED)
+                for cid, (question, query, _) in cases.items()]
+    write_prepared(files.split("test"), examples)
+    write_tables(files.tables_jsonl, [INJECTED])
+    predictions = {cid: pred for cid, (_, _, pred) in cases.items()} | {f"ghost {IMAGE}": "SELECT 1"}
+    files.predictions.write_text("".join(json.dumps({"id": k, "sql": v}) + "\n" for k, v in predictions.items()))
+    return files
+
+
+def test_markdown_from_data_and_predictions_renders_as_text_in_report_md(tmp_path):
+    from markdown_it import MarkdownIt
+
+    files = write_injected_run(tmp_path / "run")
+    run_eval(ExperimentConfig(), files.root)
+    report = files.report_md.read_text()
+    rendered = MarkdownIt("commonmark").enable("table").render(report)
+    assert "<img" not in rendered and "<a " not in rendered  # no remote image, no link
+    text = html.unescape(rendered)  # each shown as the text it is:
+    assert f"Which team is {IMAGE} in?" in text  # a question
+    assert f'selected column "No. {IMAGE}" instead of "Team {LINK}"' in text  # headers
+    assert f"value 'Brad {LINK}' instead of 'Brad {IMAGE}'" in text  # a predicted value, a cell
+    assert f"<td>{SCRIPT_LINK} {IMAGE}</td>" in text  # a hallucinated column
+    assert f"'ghost {IMAGE}'" in text  # the unknown id, in the warning
+
+
+def test_markdown_table_cells_render_as_text():
+    from markdown_it import MarkdownIt
+
+    from experiments.analysis.document import markdown_table
+
+    rendered = MarkdownIt("commonmark").enable("table").render(markdown_table(("id", "question"),
+                                                                              [("x", f"{IMAGE} {LINK} *b*")]))
+    assert "<img" not in rendered and "<a " not in rendered and "<em>" not in rendered
+    assert f"{IMAGE} {LINK} *b*" in rendered
+
+
+def test_control_characters_are_shown_as_escapes_in_the_reports(tmp_path):
+    files = write_injected_run(tmp_path / "run")
+    run_eval(ExperimentConfig(), files.root)
+    results = read_results(files.results)
+    assert "Antonio\x00Lang" in results[2]["pred_sql"]  # the record keeps it
+    for path in (files.report_md, files.report_html):
+        text = path.read_text()
+        assert "\x00" not in text, path.name  # a browser would drop it and show other SQL than was scored
+        assert "Antonio\\x00Lang" in text, path.name

@@ -4,6 +4,7 @@ predictions files that are wrong say where."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -89,9 +90,12 @@ def test_official_files_line_up(out: tuple[Path, dict]) -> None:
     assert rows[0] == ("voshon lenard", 2.0)
 
 
-def write(tmp_path: Path, text: str) -> Path:
+def write(tmp_path: Path, text: str | bytes) -> Path:
     path = tmp_path / "predictions.jsonl"
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -143,20 +147,50 @@ def test_unknown_prediction_ids_are_warned_about(tmp_path: Path, out: tuple[Path
     assert "ghost-7" in caplog.text
 
 
+FIRST = '{"id": "test-0", "sql": "SELECT 1"}\n'
+
+
 @pytest.mark.parametrize(("text", "message"), [
-    ('{"id": "test-0", "sql": "SELECT 1"}\n{"id": "test-1", "sql": \n', "line 2: not valid JSON"),
+    (FIRST + '{"id": "test-1", "sql": \n', "line 2: malformed JSON"),
     ('{"id": "test-0"}\n', "line 1: expected an object with keys 'id' and 'sql'"),
-    ('["test-0", "SELECT 1"]\n', "line 1: expected an object"),
+    ('["test-0", "SELECT 1"]\n', "line 1: expected a JSON object, got list"),
     ('{"id": "test-0", "sql": 42}\n', "line 1: 'sql' must be a string (or null: no prediction), not int"),
+    ('{"id": ["test-0"], "sql": "SELECT 1"}\n', "line 1: 'id' must be a string (or an integer), not list"),
     ('{"id": "a", "sql": "x"}\n{"id": "b", "sql": "y"}\n{"id": "a", "sql": "z"}\n',
      "line 3: duplicate id 'a' (first seen on line 1)"),
-])
-def test_read_predictions_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    # issue 24: each of these ended the run with a bare traceback (UnicodeDecodeError, RecursionError, ValueError)
+    (FIRST.encode() + b'{"id": "test-1", "sql": "SELECT \xe9"}\n', "line 2: not valid UTF-8 (byte 0xe9 at byte 33"),
+    (FIRST + '{"id": "test-1", "sql": ' + "[" * 100_000 + "]" * 100_000 + "}\n", "line 2: JSON nested too deeply"),
+    (FIRST + '{"id": ' + "7" * 5_000 + ', "sql": "SELECT 1"}\n', "line 2: malformed JSON (a number of more than"),
+    # ...and a key given twice was read last-wins, silently
+    (FIRST + '{"id": "test-1", "sql": "SELECT 1", "sql": "SELECT 2"}\n', "line 2: key 'sql' appears twice"),
+    (FIRST + '{"id": "test-1", "sql": "SELECT 1", "id": "test-2"}\n', "line 2: key 'id' appears twice"),
+    ('{"id": "t\u0435st-0", "sql": "x"}\n{"id": "t\u0435st-0", "sql": "y"}\n',
+     "line 2: duplicate id 't\\u0435st-0'"),  # a look-alike shown by its code points
+], ids=["json", "keys", "list", "sql type", "id type", "duplicate id", "not utf-8", "nested", "long number",
+        "two sql keys", "two id keys", "look-alike id"])
+def test_read_predictions_errors_name_file_and_line(tmp_path: Path, text: str | bytes, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(DataError) as raised:
         read_predictions(path)
-    assert str(path) in str(raised.value)
+    assert str(raised.value).startswith(f"{path} line ")
     assert message in str(raised.value)
+
+
+def test_a_bad_predictions_file_fails_the_eval_stage_before_it_writes_anything(tmp_path: Path) -> None:
+    from experiments.config import ExperimentConfig
+    from experiments.data.prepared import PreparedExample, write_prepared, write_tables
+    from experiments.evaluate import run_eval
+    from experiments.paths import RunFiles
+
+    files = RunFiles(tmp_path / "run")
+    write_prepared(files.split("test"), [PreparedExample.build(e, TABLE) for e in EXAMPLES])
+    write_tables(files.tables_jsonl, [TABLE])
+    files.predictions.write_bytes(FIRST.encode() + b'{"id": "test-1", "sql": "SELECT \xff"}\n')
+    before = sorted(p.relative_to(files.root) for p in files.root.rglob("*"))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(files.predictions))} line 2: not valid UTF-8"):
+        run_eval(ExperimentConfig(), files.root)
+    assert sorted(p.relative_to(files.root) for p in files.root.rglob("*")) == before  # nothing written or lost
 
 
 def test_duplicate_example_ids_are_refused(tmp_path: Path) -> None:
@@ -201,3 +235,14 @@ def test_a_crash_while_writing_leaves_the_previous_file_whole(tmp_path: Path) ->
         write_jsonl(path, rows())
     assert path.read_text() == '{"id": "old"}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temp file left either
+
+
+def test_look_alike_unknown_ids_are_shown_by_their_code_points(tmp_path: Path) -> None:
+    """`tеst-0` (a Cyrillic е) and `test-３` (a fullwidth digit) are not test-0 and test-3: the warning must not
+    show them as if they were."""
+    predictions = {"test-0": PREDICTIONS["test-0"], "t\u0435st-0": "SELECT 1", "test-\uff13": "SELECT 1"}
+    metrics = evaluate(EXAMPLES, {TABLE.id: TABLE}, predictions, tmp_path / "db.sqlite", tmp_path / "out",
+                       progress=False)
+    (warning,) = metrics["warnings"]
+    assert "(e.g. 't\\u0435st-0', 'test-\\uff13')" in warning
+    assert "(e.g. 't\\u0435st-0', 'test-\\uff13')" in (tmp_path / "out" / "report.md").read_text()

@@ -14,6 +14,8 @@ import pytest
 
 from experiments.data.model import Example, Query, Table
 from experiments.evaluation import EvalError, SafeExecutor, evaluate, materialize_tables, sqlite_table_name
+from experiments.evaluation.safe_sql import prepare_query
+from experiments.evaluation.sql_parse import parse_sql
 from experiments.evaluation.sqlite_sandbox import Sandbox
 
 TABLE = Table(
@@ -134,6 +136,14 @@ RAW = [  # what SQLite's own guards refuse if the static checks were bypassed
     f'SELECT * FROM "{sqlite_table_name(OTHER.id)}"',  # a table other than the example's
     "SELECT * FROM sqlite_master",
     "SELECT load_extension('x')",
+    # issue 24: counting rows reads no column, and SQLite reports it as it reports counting a CTE's rows
+    "SELECT count(*) FROM sqlite_master",
+    f'SELECT count(*) FROM "{sqlite_table_name(OTHER.id)}"',
+    f'SELECT count(*) FROM main."{sqlite_table_name(OTHER.id)}"',
+    "SELECT count(*) FROM _materialized_tables",
+    "SELECT 1 FROM sqlite_master WHERE 0",
+    "SELECT count(*) FROM sqlite_master WHERE 1=(WITH sqlite_master AS (SELECT 1) SELECT 1 FROM sqlite_master)",
+    f'WITH "{sqlite_table_name(OTHER.id)}" AS (SELECT 1) SELECT count(*) FROM "{sqlite_table_name(OTHER.id)}"',
 ]
 
 
@@ -144,6 +154,35 @@ def test_executor_refuses_everything_but_reading_the_table(db: Path, sql: str) -
         executor.execute(sql, NAME)
     assert raised.value.category == "forbidden_statement", str(raised.value)
     assert snapshot(db) == before
+
+
+def test_counting_the_rows_of_the_table_or_of_a_cte_is_allowed(db: Path) -> None:
+    with SafeExecutor(db) as executor:
+        assert executor.execute(f'SELECT count(*) FROM "{NAME}"', NAME) == [(6,)]
+        assert executor.execute("WITH c AS (SELECT 1 UNION ALL SELECT 2) SELECT count(*) FROM c", NAME) == [(2,)]
+        assert executor.execute(f'WITH c AS (SELECT * FROM "{NAME}") SELECT count(*) FROM c', NAME) == [(6,)]
+
+
+CTE_ESCAPES = [  # a CTE named like a table, in a subquery, so that the outer name looks like the CTE's
+    "SELECT count(*) FROM sqlite_master WHERE 1=(WITH sqlite_master AS (SELECT 1) SELECT 1 FROM sqlite_master)",
+    "SELECT count(*) FROM _materialized_tables WHERE 1 IN (WITH _materialized_tables AS (SELECT 1) "
+    "SELECT * FROM _materialized_tables)",
+    f'SELECT count(*) FROM "{sqlite_table_name(OTHER.id)}" WHERE EXISTS (WITH "{sqlite_table_name(OTHER.id)}" '
+    f'AS (SELECT 1) SELECT 1 FROM "{sqlite_table_name(OTHER.id)}")',
+]
+
+
+@pytest.mark.parametrize("sql", CTE_ESCAPES)
+def test_a_same_name_cte_does_not_escape_the_table_rebinding(db: Path, tmp_path: Path, sql: str) -> None:
+    """The outer name is the table the question is about (so the count is its 6 rows, or the query is refused):
+    never the count of another table."""
+    (tree,) = parse_sql(sql)
+    bound = prepare_query(sql, tree, NAME, {"player"})
+    assert bound.startswith(f'SELECT count(*) FROM "{NAME}" AS ')  # rebound, whatever the inner CTE is called
+    how_many = Example("test-0", TABLE.id, "How many players are there?", Query(0, 3, ()))  # 6
+    evaluate([how_many], {TABLE.id: TABLE}, {how_many.id: sql}, db, tmp_path / "out", progress=False)
+    result = json.loads((tmp_path / "out" / "results.jsonl").read_text())
+    assert result["exec_match"] or result["category"] == "forbidden_statement", result
 
 
 def test_connection_is_read_only_even_without_the_authorizer(db: Path) -> None:

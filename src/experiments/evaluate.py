@@ -1,20 +1,22 @@
 """Stage 4: score predictions by executing them (and by logical form) against the test split's tables.
 
 Reads data/test.jsonl, data/tables.jsonl, data/tables.sqlite and predictions.jsonl (or eval.predictions=FILE:
-any JSONL of {"id", "sql"}, no model needed); writes results.jsonl, metrics.json and the official evaluator's
-files, then the failure analysis: analysis.json, plots/*.png (loss curves when the run has a trainer_state.json),
-report.md and a self-contained report.html.
+any JSONL of {"id", "sql"}, no model needed); writes results.jsonl and the official evaluator's files, then the
+failure analysis: analysis.json, plots/*.png (loss curves when the run has a trainer_state.json), report.md and a
+self-contained report.html; metrics.json last, so that its presence says the evaluation finished (an interrupted
+one leaves none). Each file is written once, atomically.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.analysis.run_report import read_results, run_facts, write_run_analysis
+from experiments.analysis.run_report import run_facts, write_run_analysis
 from experiments.config import ExperimentConfig
 from experiments.data.jsonl import write_json
 from experiments.data.prepared import read_prepared, read_tables, write_tables_sqlite
-from experiments.evaluation import evaluate, read_predictions
+from experiments.evaluation import read_predictions, score
+from experiments.evaluation.evaluate import write_scored
 from experiments.evaluation.guidance import guidance_metrics, read_top_candidates
 from experiments.paths import RunFiles
 
@@ -31,15 +33,16 @@ def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
     tables = read_tables(files.tables_jsonl)
     if not files.tables_sqlite.is_file():
         write_tables_sqlite(files.tables_sqlite, tables.values())
-    metrics = evaluate(examples, tables, predictions, files.tables_sqlite, files.root,
-                       timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
-    results = read_results(files.results)
+    scored = score(examples, tables, predictions, files.tables_sqlite, timeout_s=cfg.eval.timeout_s,
+                   max_rows=cfg.eval.max_rows)
+    results = write_scored(scored, examples, tables, files.root)
+    metrics = scored.metrics
     top_sql = read_top_candidates(predictions_path)
     if top_sql is not None:  # execution-guided decoding: did keeping another candidate fix or break answers?
         metrics.update(guidance_metrics(examples, tables, results, top_sql, files.tables_sqlite,
                                         timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows))
-        write_json(files.metrics, metrics)
     trainer_state = files.trainer_state if files.trainer_state.is_file() else None
     written = write_run_analysis(files.root, metrics, results, examples, tables, trainer_state,
                                  facts=run_facts(cfg, files))
+    write_json(files.metrics, metrics)  # last: its presence says the evaluation finished
     return {"metrics": metrics, "results": files.results, **written}

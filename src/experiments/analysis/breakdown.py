@@ -4,7 +4,8 @@ confusion, hallucinated columns, invalid SQL, and a few real failures per catego
 A single accuracy over a few hundred examples hides whether a model cannot count, cannot add a second condition
 or invents columns; these breakdowns say which, with intervals, so a 5-example group is not over-read. The
 result is a plain JSON-able dict (written to `analysis.json`), so reports, plots and later comparisons read the
-same numbers.
+same numbers. Texts in it (predictions, errors, questions, column names) are shortened (shown_text.py): results.jsonl
+holds them whole.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
 
+from experiments.analysis.shown_text import shortened
 from experiments.analysis.stats import wilson_interval
 from experiments.data.model import AGG_OPS, COND_OPS, Example, Query, Table
 from experiments.evaluation.categories import (
@@ -27,6 +28,7 @@ from experiments.evaluation.categories import (
     UNKNOWN_COLUMN,
 )
 from experiments.evaluation.logical_form import canonical_value, parse_logical_form
+from experiments.evaluation.sql_parse import parse_sql
 from experiments.evaluation.sqlite_tables import ROWID_NAMES, fold_identifier, sqlite_column_names
 
 EXAMPLES_PER_CATEGORY = 3
@@ -64,8 +66,8 @@ def _value_text(value: Any) -> str:
 
 
 def predicted_query(pred_sql: str | None, table: Table | None) -> Query | None:
-    """The prediction's WikiSQL logical form, or None (no prediction, no table, not that shape, or a parser
-    oddity: analysis must never stop on one odd prediction)."""
+    """The prediction's WikiSQL logical form, or None (no prediction, no table, not that shape, past the parser's
+    bounds, or a parser oddity: analysis must never stop on one odd prediction)."""
     if pred_sql is None or table is None:
         return None
     try:
@@ -138,7 +140,7 @@ def unknown_columns(pred_sql: str | None, error: str | None, table: Table | None
     if pred_sql and table is not None:
         known = {fold_identifier(n) for n in (*sqlite_column_names(table.header), *table.header)} | ROWID_NAMES
         try:
-            trees = [t for t in sqlglot.parse(pred_sql, dialect="sqlite") if t is not None]
+            trees = parse_sql(pred_sql)  # bounded: predictions are untrusted, and this runs in the main process
         except Exception:
             trees = []
         for tree in trees:
@@ -189,22 +191,21 @@ def analyze(results: Sequence[Mapping[str, Any]], examples: Iterable[Example],
     examples_by_category: dict[str, list[dict[str, Any]]] = {}
     for row, example, table, predicted in joined:
         category = row["category"]
+        pred_sql, error = _shown(row.get("pred_sql")), _shown(row.get("error"))
         if category == UNKNOWN_COLUMN:
-            hallucinated.append({"id": row["id"], "columns": unknown_columns(row.get("pred_sql"), row.get("error"),
-                                                                             table),
-                                 "pred_sql": row.get("pred_sql"), "error": row.get("error")})
+            columns = unknown_columns(row.get("pred_sql"), row.get("error"), table)
+            hallucinated.append({"id": row["id"], "columns": [shortened(c) for c in columns], "pred_sql": pred_sql,
+                                 "error": error})
         elif (row.get("pred_sql") is not None and not row.get("valid_sql")
               and category not in (GOLD_ERROR, MISSING_PREDICTION)):
-            invalid.append({"id": row["id"], "category": category, "pred_sql": row["pred_sql"],
-                            "error": row.get("error")})
+            invalid.append({"id": row["id"], "category": category, "pred_sql": pred_sql, "error": error})
         if category == CORRECT:
             continue
         chosen = examples_by_category.setdefault(category, [])
         if len(chosen) < EXAMPLES_PER_CATEGORY:
-            chosen.append({"id": row["id"], "question": row.get("question", example.question),
-                           "gold_sql": row.get("gold_sql"), "pred_sql": row.get("pred_sql"),
-                           "error": row.get("error"),
-                           "what_differed": describe_difference(example.query, predicted, table, row)})
+            chosen.append({"id": row["id"], "question": _shown(row.get("question", example.question)),
+                           "gold_sql": _shown(row.get("gold_sql")), "pred_sql": pred_sql, "error": error,
+                           "what_differed": shortened(describe_difference(example.query, predicted, table, row))})
     column_counts = Counter(name for h in hallucinated for name in h["columns"])
 
     def label(names: Sequence[str], i: int) -> str:
@@ -225,6 +226,10 @@ def analyze(results: Sequence[Mapping[str, Any]], examples: Iterable[Example],
         "examples": {c: examples_by_category[c] for c in [*CATEGORIES, *sorted(examples_by_category)]
                      if c in examples_by_category},
     }
+
+
+def _shown(text: Any) -> Any:
+    return shortened(text) if isinstance(text, str) else text
 
 
 def interval_metrics(analysis: Mapping[str, Any]) -> dict[str, float]:

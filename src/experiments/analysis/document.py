@@ -1,6 +1,7 @@
 """A tiny document model rendered to Markdown and to self-contained HTML, so run comparisons and sweep
 summaries are written once and read the same in a terminal, in MLflow's artifact viewer and in a browser.
-Everything that came from data is HTML-escaped (questions and SQL are arbitrary text)."""
+Everything that came from data is escaped (questions and SQL are arbitrary text): HTML-escaped with its control
+characters visible, and in Markdown table cells its Markdown syntax escaped too (analysis/shown_text.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments.analysis.shown_text import markdown_text, visible
 from experiments.data.jsonl import write_text
 
 
@@ -76,8 +78,9 @@ def cell(value: Any) -> str:
 
 
 def _md_cell(value: Any) -> str:
-    """Table-safe and HTML-escaped: Markdown viewers render raw HTML, and questions/SQL are arbitrary text."""
-    return html.escape(cell(value), quote=False).replace("|", "\\|").replace("\n", " ")
+    """Table-safe, HTML- and Markdown-escaped: Markdown viewers render raw HTML, images and links, and questions/SQL
+    are arbitrary text."""
+    return markdown_text(cell(value))
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -114,8 +117,12 @@ th{background:#f3f3f3}.warning{border:2px solid #c00;background:#fff0f0;padding:
 margin:1em 0}.warning h3{color:#c00;margin:.2em 0}img{max-width:100%}"""
 
 
+def _esc(text: str) -> str:
+    return html.escape(visible(text))
+
+
 def to_html(doc: Document) -> str:
-    esc = html.escape
+    esc = _esc
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(doc.title)}</title>"
              f"<style>{_STYLE}</style></head><body><h1>{esc(doc.title)}</h1>"]
     for block in doc.blocks:

@@ -2,7 +2,9 @@
 viewer, a mail attachment or a browser opened offline shows everything without fetching a file.
 
 Predictions, questions and error messages are untrusted text (a model can write `<script>`); every piece of data
-goes through `html.escape`, and the page loads nothing from anywhere.
+goes through `html.escape`, with its control characters made visible (a NUL would be dropped by the browser, so the
+page would show other SQL than was scored), and the page loads nothing from anywhere. Long texts come shortened
+from the analysis (analysis/shown_text.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.analysis.document import png_data_uri
+from experiments.analysis.shown_text import shortened, visible
 from experiments.analysis.stats import format_interval
 from experiments.data.jsonl import write_text
 
@@ -42,7 +45,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    return html.escape(visible("" if value is None else str(value)), quote=True)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
@@ -75,7 +78,8 @@ def render_html(metrics: Mapping[str, Any], analysis: Mapping[str, Any], plots: 
     """The page: what was run, headline with intervals, categories, breakdowns, confusion, figures, hallucinated
     columns, invalid SQL and examples of each failure."""
     parts = [f"<h1>{_e(title)}</h1>"]
-    parts += [f'<div class="warning"><b>WARNING:</b> {_e(warning)}</div>' for warning in metrics.get("warnings", ())]
+    parts += [f'<div class="warning"><b>WARNING:</b> {_e(shortened(warning))}</div>'
+              for warning in metrics.get("warnings", ())]
     if facts:
         parts.append(_table(("what was run", ""), facts))
     headline_rows = [(HEADLINE_LABELS.get(k, k), f"{v['value']:.4f}", format_interval(v),

@@ -63,8 +63,8 @@ def run_facts(cfg: ExperimentConfig, files: RunFiles) -> list[tuple[str, str]]:
 def write_run_analysis(run_dir: Path, metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
                        examples: Iterable[Example], tables: Mapping[str, Table],
                        trainer_state: Path | None = None, facts: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    """Analyse one run's results and write analysis.json, plots/, report.md (replacing the plain one) and
-    report.html into `run_dir`; returns the analysis and the paths written."""
+    """Analyse one run's results and write analysis.json, plots/, report.md and report.html into `run_dir`;
+    returns the analysis and the paths written. Not metrics.json: the eval stage writes it after these."""
     files = RunFiles(run_dir)
     analysis = analyze(results, examples, tables)
     write_json(files.analysis_json, analysis)

@@ -7,7 +7,6 @@ never stops the run. Every output is written atomically and survives any text (d
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -19,7 +18,8 @@ from typing import Any
 from sqlglot import exp
 from tqdm import tqdm
 
-from experiments.data.jsonl import write_json, write_jsonl
+from experiments.analysis.shown_text import shortened
+from experiments.data.jsonl import iter_jsonl, write_json, write_jsonl
 from experiments.data.model import DataError, Example, Query, Table
 from experiments.evaluation.categories import (
     CATEGORIES,
@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.jsonl"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
+MAX_SHOWN_ID_CHARS = 100  # an id in a message; WikiSQL's are like "test-1234"
 BATCH = 64  # examples whose queries go to the SQL worker in one request (one round trip per batch)
 
 
@@ -69,31 +70,28 @@ class ExampleResult:
 def read_predictions(path: Path, expected_ids: Collection[str] | None = None) -> dict[str, str | None]:
     """`{"id", "sql"}` JSON lines -> {id: sql}; `"sql": null` is a missing prediction for that id (None).
 
-    A malformed line or a repeated id is a DataError naming the file and line. With `expected_ids` (the test
-    examples' ids), a file of which no id is expected is a DataError too: scoring it would report a silent 0.0.
+    Anything wrong with a line (not UTF-8, not JSON, nested too deeply, a number too long to read, a key given
+    twice, an id that is not a string or integer, an id given before) is a DataError naming the file and line,
+    raised before anything is scored or written. With `expected_ids` (the test examples' ids), a file of which
+    no id is expected is a DataError too: scoring it would report a silent 0.0.
     """
     path = Path(path)
     predictions: dict[str, str | None] = {}
     first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(obj, dict) or "id" not in obj or "sql" not in obj:
-                raise DataError(f"{where}: expected an object with keys 'id' and 'sql'")
-            if obj["sql"] is not None and not isinstance(obj["sql"], str):
-                raise DataError(f"{where}: 'sql' must be a string (or null: no prediction), "
-                                f"not {type(obj['sql']).__name__}")
-            pid = str(obj["id"])
-            if pid in first_line:
-                raise DataError(f"{where}: duplicate id {pid!r} (first seen on line {first_line[pid]})")
-            first_line[pid] = number
-            predictions[pid] = obj["sql"]
+    for number, obj in iter_jsonl(path, unique_keys=True):
+        where = f"{path} line {number}"
+        if "id" not in obj or "sql" not in obj:
+            raise DataError(f"{where}: expected an object with keys 'id' and 'sql'")
+        if obj["sql"] is not None and not isinstance(obj["sql"], str):
+            raise DataError(f"{where}: 'sql' must be a string (or null: no prediction), "
+                            f"not {type(obj['sql']).__name__}")
+        if isinstance(obj["id"], bool) or not isinstance(obj["id"], str | int):
+            raise DataError(f"{where}: 'id' must be a string (or an integer), not {type(obj['id']).__name__}")
+        pid = str(obj["id"])
+        if pid in first_line:
+            raise DataError(f"{where}: duplicate id {shown_id(pid)} (first seen on line {first_line[pid]})")
+        first_line[pid] = number
+        predictions[pid] = obj["sql"]
     if expected_ids is not None and not any(pid in expected_ids for pid in predictions):
         raise DataError(f"{path}: {no_match_message(predictions, expected_ids)}")
     return predictions
@@ -108,8 +106,14 @@ def no_match_message(prediction_ids: Collection[str], expected_ids: Collection[s
             "predictions made for another split or data selection?")
 
 
+def shown_id(pid: str) -> str:
+    """An id as messages show it: quoted, shortened, non-ASCII as code points, so a look-alike (`t\\u0435st-0`,
+    a Cyrillic е) is told apart from the real id (`'test-0'`)."""
+    return ascii(shortened(pid, MAX_SHOWN_ID_CHARS))
+
+
 def _sample(ids: Collection[str], k: int = 3) -> str:
-    return ", ".join(repr(i) for i in list(ids)[:k]) or "none"
+    return ", ".join(shown_id(i) for i in list(ids)[:k]) or "none"
 
 
 @dataclass(frozen=True)
@@ -359,18 +363,27 @@ def score(examples: Sequence[Example], tables: Mapping[str, Table], predictions:
     return Scored(results, official, _metrics(results, len(unknown), warnings, time.perf_counter() - start))
 
 
-def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
-             db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
-             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
-    """`score`, then write results, metrics, report and the official-format files into `out_dir` (each
-    atomically; metrics.json last); return the metrics."""
-    scored = score(examples, tables, predictions, db_path, timeout_s=timeout_s, max_rows=max_rows,
-                   max_result_bytes=max_result_bytes, progress=progress)
+def write_scored(scored: Scored, examples: Sequence[Example], tables: Mapping[str, Table],
+                 out_dir: Path) -> list[dict[str, Any]]:
+    """Write results.jsonl and the official-format files into `out_dir` (each atomically); return the results rows.
+    Not metrics.json: whoever writes the last output writes it after that, so its presence says all is written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [dict(vars(r)) for r in scored.results]
     write_jsonl(out_dir / RESULTS_FILE, rows)
     write_official_files(examples, tables, scored.official, out_dir)
-    write_report(scored.metrics, rows, out_dir / REPORT_FILE)
-    write_json(out_dir / METRICS_FILE, scored.metrics)  # last: its presence says the evaluation finished
+    return rows
+
+
+def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
+             db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
+             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
+    """`score`, then write results, the official-format files, a plain report and metrics into `out_dir` (each
+    atomically; metrics.json last); return the metrics. The eval stage writes the full analysis instead of the
+    plain report (experiments/evaluate.py)."""
+    scored = score(examples, tables, predictions, db_path, timeout_s=timeout_s, max_rows=max_rows,
+                   max_result_bytes=max_result_bytes, progress=progress)
+    rows = write_scored(scored, examples, tables, out_dir)
+    write_report(scored.metrics, rows, Path(out_dir) / REPORT_FILE)
+    write_json(Path(out_dir) / METRICS_FILE, scored.metrics)  # last: its presence says the evaluation finished
     return scored.metrics

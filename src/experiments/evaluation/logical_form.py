@@ -7,10 +7,10 @@ logical form and scores lf_match False.
 
 from __future__ import annotations
 
-import sqlglot
 from sqlglot import exp
 
 from experiments.data.model import AGG_OPS, CondValue, Query, Table
+from experiments.evaluation.sql_parse import parse_sql
 from experiments.evaluation.sqlite_tables import fold_identifier, number_or_none, sqlite_column_names
 from experiments.prompt import format_number
 
@@ -19,7 +19,6 @@ _AGG_NODES: dict[type[exp.Expression], int] = {
     exp.Sum: AGG_OPS.index("SUM"), exp.Avg: AGG_OPS.index("AVG"),
 }
 _OPS: dict[type[exp.Expression], int] = {exp.EQ: 0, exp.GT: 1, exp.LT: 2}
-_SEMICOLON = getattr(exp, "Semicolon", ())  # a trailing `; -- comment`, in recent sqlglot
 _FLIPPED = {0: 0, 1: 2, 2: 1}  # `5 < col` is `col > 5`
 _ALLOWED_SELECT_ARGS = {"expressions", "from_", "from", "where"}  # "from" in older sqlglot
 
@@ -86,15 +85,15 @@ def parse_logical_form(sql: str | exp.Expression, table: Table,
     """The WikiSQL logical form of `sql` against `table`'s header, or None where it has none.
 
     Column names match case-insensitively, quoted or not; keyword case, the table name and a trailing
-    semicolon don't matter. Pass an already parsed tree (and a `column_index`) to avoid parsing twice.
+    semicolon don't matter. Pass an already parsed tree (and a `column_index`) to avoid parsing twice. SQL past
+    sql_parse's bounds (length, tokens, nesting) has none: it is refused before it is parsed.
     """
     if columns is None:
         columns = column_index(table)
     if isinstance(sql, str):
         try:
-            statements = [s for s in sqlglot.parse(sql, dialect="sqlite")
-                          if s is not None and not isinstance(s, _SEMICOLON)]
-        except Exception:
+            statements = parse_sql(sql)
+        except Exception:  # SQLTooLarge, ParseError, TokenError...
             return None
         if len(statements) != 1:
             return None

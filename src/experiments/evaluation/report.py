@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from experiments.analysis.shown_text import markdown_text, shortened, visible
 from experiments.analysis.stats import format_interval
 from experiments.data.jsonl import write_text
 from experiments.evaluation.categories import CATEGORIES, CORRECT
@@ -16,7 +16,9 @@ EXAMPLES_PER_CATEGORY = 3
 
 
 def _fenced(text: str, language: str = "") -> str:
-    """A code block whose fence is longer than any backtick run inside (predictions can contain backticks)."""
+    """A code block whose fence is longer than any backtick run inside (predictions can contain backticks); the
+    text shortened and its control characters visible."""
+    text = visible(shortened(text))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}{language}\n{text}\n{fence}"
@@ -27,9 +29,9 @@ def _one_line(text: str) -> str:
 
 
 def _text(text: str) -> str:
-    """Untrusted prose (questions, model output) on one table-safe line, HTML-escaped: Markdown viewers render
-    raw HTML. Code spans need no escaping (see _code_cell)."""
-    return html.escape(_one_line(text), quote=False)
+    """Untrusted prose (questions, ids, model output) on one table-safe line, shortened, with HTML and Markdown
+    syntax escaped: Markdown viewers render raw HTML, images and links. Code spans need less (see _code_cell)."""
+    return markdown_text(shortened(text))
 
 
 def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
@@ -92,7 +94,7 @@ def render_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any
             if i == 0:
                 lines += ["", f"### {category} ({counts[category]})"]
             predicted = result["pred_sql"] if result["pred_sql"] is not None else "(none)"
-            lines += ["", f"**{result['id']}**: {_text(result['question'])}", "",
+            lines += ["", f"**{_text(result['id'])}**: {_text(result['question'])}", "",
                       "gold:", _fenced(result["gold_sql"], "sql"), "",
                       "predicted:", _fenced(predicted, "sql")]
             if result["error"]:
@@ -136,7 +138,7 @@ def _analysis_sections(analysis: Mapping[str, Any]) -> list[str]:
         lines += ["", "| id | columns not in the table | predicted SQL |", "| --- | --- | --- |"]
         for h in hallucinated[:LISTED]:
             columns = ", ".join(h["columns"]) or "(not found in the SQL)"
-            lines.append(f"| {h['id']} | {_text(columns)} | {_code_cell(h['pred_sql'])} |")
+            lines.append(f"| {_text(h['id'])} | {_text(columns)} | {_code_cell(h['pred_sql'])} |")
         if len(hallucinated) > LISTED:
             lines.append(f"\n... and {len(hallucinated) - LISTED} more (analysis.json lists them all)")
     else:
@@ -146,7 +148,7 @@ def _analysis_sections(analysis: Mapping[str, Any]) -> list[str]:
     if invalid:
         lines += ["", "| id | category | error | predicted SQL |", "| --- | --- | --- | --- |"]
         for item in invalid[:LISTED]:
-            lines.append(f"| {item['id']} | {item['category']} | {_code_cell(item['error'])} | "
+            lines.append(f"| {_text(item['id'])} | {_text(item['category'])} | {_code_cell(item['error'])} | "
                          f"{_code_cell(item['pred_sql'])} |")
         if len(invalid) > LISTED:
             lines.append(f"\n... and {len(invalid) - LISTED} more (analysis.json lists them all)")
@@ -156,10 +158,11 @@ def _analysis_sections(analysis: Mapping[str, Any]) -> list[str]:
 
 
 def _code_cell(sql: str | None) -> str:
-    """SQL in a table cell: one line, pipes escaped, in a code span longer than any backtick run inside."""
+    """SQL in a table cell: shortened, controls visible, one line, pipes escaped, in a code span longer than any
+    backtick run inside (Markdown's other syntax means nothing in a code span)."""
     if sql is None:
         return "(none)"
-    text = _one_line(sql)
+    text = _one_line(visible(shortened(sql)))
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""

@@ -8,11 +8,9 @@ would run and quietly compare two strings. Every column name is therefore checke
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-import sqlglot
 from sqlglot import exp
 
 from experiments.evaluation.categories import (
@@ -22,36 +20,24 @@ from experiments.evaluation.categories import (
     UNKNOWN_COLUMN,
     EvalError,
 )
+from experiments.evaluation.sql_parse import SQLTooLarge, parse_sql
 from experiments.evaluation.sqlite_tables import ROWID_NAMES, fold_identifier
 from experiments.prompt import quote_identifier
 
-
-class _QuietFallback(logging.Filter):
-    """Drop sqlglot's warning for statements it can only parse as a raw command (we refuse those anyway);
-    otherwise every hostile prediction would print a warning mid-progress-bar."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Falling back to parsing as a 'Command'" not in record.getMessage()
-
-
-logging.getLogger("sqlglot").addFilter(_QuietFallback())
-
-_SEMICOLON = getattr(exp, "Semicolon", ())  # a trailing `; -- comment`, in recent sqlglot
-MAX_SQL_CHARS = 20_000  # generated WikiSQL queries are ~100 characters; anything this long is garbage
 _WRITES = (exp.DDL, exp.DML, exp.Pragma, exp.Attach, exp.Detach, exp.Command, exp.Transaction, exp.Commit,
            exp.Rollback, exp.Set, exp.Use)
 
 
 def parse_single_query(sql: str) -> exp.Query:
-    """Parse `sql` (SQLite dialect) into exactly one read-only query, or raise EvalError saying why not."""
-    if len(sql) > MAX_SQL_CHARS:
-        raise EvalError(OTHER, f"SQL is {len(sql)} characters long (limit {MAX_SQL_CHARS})")
+    """Parse `sql` (SQLite dialect) into exactly one read-only query, or raise EvalError saying why not (SQL past
+    sql_parse's bounds on length and nesting is `other`)."""
     try:
-        parsed = sqlglot.parse(sql, dialect="sqlite")
-    except Exception as error:  # ParseError, TokenError, RecursionError on absurd nesting...
+        statements = parse_sql(sql)
+    except SQLTooLarge as error:
+        raise EvalError(OTHER, str(error)) from None
+    except Exception as error:  # ParseError, TokenError...
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise EvalError(SYNTAX_ERROR, f"cannot parse SQL: {first_line}") from None
-    statements = [s for s in parsed if s is not None and not isinstance(s, _SEMICOLON)]
     if not statements:
         raise EvalError(SYNTAX_ERROR, "empty SQL")
     if len(statements) > 1:
@@ -69,7 +55,6 @@ class _Scan:
 
     tables: list[exp.Table] = field(default_factory=list)
     columns: list[exp.Column] = field(default_factory=list)
-    ctes: set[str] = field(default_factory=set)
     defined: set[str] = field(default_factory=set)  # select aliases, CTE/derived-table column lists
 
 
@@ -84,16 +69,26 @@ def _scan(tree: exp.Query) -> _Scan:
             scan.defined.add(fold_identifier(node.alias))
         elif isinstance(node, exp.TableAlias):  # `c(x)`: x is a column; c itself is a table name
             scan.defined.update(fold_identifier(c.name) for c in node.columns)
-        elif isinstance(node, exp.CTE):
-            if node.alias:
-                scan.ctes.add(fold_identifier(node.alias))
         elif isinstance(node, _WRITES):
             raise EvalError(FORBIDDEN_STATEMENT, f"{node.key.upper()} inside a query is not allowed")
     return scan
 
 
-def _is_cte(table: exp.Table, ctes: set[str]) -> bool:
-    return not table.args.get("db") and not table.args.get("catalog") and fold_identifier(table.name) in ctes
+def _is_cte(table: exp.Table) -> bool:
+    """Whether SQLite reads `table` as a CTE: an unqualified name defined by the WITH of a query that holds it (its
+    body or its WITH, which SQLite lets refer to itself and to the other CTEs of that WITH). A CTE defined in a
+    subquery does not name anything outside it: in `SELECT count(*) FROM sqlite_master WHERE 1 = (WITH
+    sqlite_master AS (SELECT 1) SELECT 1 FROM sqlite_master)` the outer name is a real table."""
+    if table.args.get("db") or table.args.get("catalog"):
+        return False
+    name = fold_identifier(table.name)
+    node = table.parent
+    while node is not None:
+        with_ = node.args.get("with_") or node.args.get("with")  # "with" in older sqlglot
+        if isinstance(with_, exp.With) and any(fold_identifier(cte.alias) == name for cte in with_.expressions):
+            return True
+        node = node.parent
+    return False
 
 
 def bind_to_table(sql: str, tree: exp.Query, table_name: str, scan: _Scan | None = None) -> str:
@@ -108,7 +103,7 @@ def bind_to_table(sql: str, tree: exp.Query, table_name: str, scan: _Scan | None
     for table in scan.tables:
         if not isinstance(table.this, exp.Identifier):
             raise EvalError(FORBIDDEN_STATEMENT, f"table-valued function {table.this.sql()!r} is not allowed")
-        if not _is_cte(table, scan.ctes):
+        if not _is_cte(table):
             refs.append(table)
     names = sorted({fold_identifier(t.name) for t in refs})
     if len(names) > 1:
@@ -119,7 +114,7 @@ def bind_to_table(sql: str, tree: exp.Query, table_name: str, scan: _Scan | None
         starts = [p.meta.get("start") for p in parts]
         ends = [p.meta.get("end") for p in parts]
         if None in starts or None in ends:  # positions unknown: rebuild the SQL from the tree instead
-            return _rebuilt(tree, table_name, scan.ctes)
+            return _rebuilt(tree, table_name)
         replacement = quote_identifier(table_name)
         if not table.alias:
             replacement += " AS " + quote_identifier(table.name)
@@ -129,10 +124,10 @@ def bind_to_table(sql: str, tree: exp.Query, table_name: str, scan: _Scan | None
     return sql
 
 
-def _rebuilt(tree: exp.Query, table_name: str, ctes: set[str]) -> str:
+def _rebuilt(tree: exp.Query, table_name: str) -> str:
     tree = tree.copy()
     for table in list(tree.find_all(exp.Table)):
-        if _is_cte(table, ctes):
+        if _is_cte(table):
             continue
         alias = table.alias or table.name
         table.replace(exp.alias_(exp.to_table(quote_identifier(table_name), dialect="sqlite"), alias,

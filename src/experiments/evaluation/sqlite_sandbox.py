@@ -7,9 +7,11 @@ inside one call that no progress handler can interrupt. executor.py is the paren
 
 Guards, on one connection opened once per worker:
 - the file is opened read-only (`mode=ro`), so no write can succeed even if every other guard failed;
-- an authorizer allows only SELECT, recursive CTEs, reading the one table the example is about, and a list
-  of pure functions (no load_extension, readfile, writefile, fts3_tokenizer, printf, zeroblob, ...);
-  everything else, ATTACH/DETACH and PRAGMA included, is refused while the statement is being prepared;
+- an authorizer allows only SELECT, recursive CTEs, reading the one table the example is about (and the CTEs
+  the query defines), and a list of pure functions (no load_extension, readfile, writefile, fts3_tokenizer,
+  printf, zeroblob, ...); everything else, ATTACH/DETACH and PRAGMA included, is refused while the statement is
+  being prepared. Reading any other table of the file, or its schema, is refused even for `count(*)`, which
+  SQLite reports with no column, just as it reports a CTE's: a name that is a table is never taken for a CTE;
 - SQLite's own limits: strings and blobs (so `replace()` chains fail fast), SQL length, LIKE/GLOB pattern
   length (a long pattern takes O(pattern x text) time in one call), no attached databases;
 - a progress handler interrupts a statement past its time limit (endless recursive CTEs, huge cross joins),
@@ -52,6 +54,7 @@ HEAP_LIMIT_BYTES = 64 << 20  # SQLite's own memory: page cache, sorters, tempora
 ADDRESS_SPACE_BYTES = 1 << 30  # the whole worker; a last resort behind the caps above
 VALUE_OVERHEAD_BYTES = 8  # what one value costs in a result beyond its text: NULLs and numbers are not free
 REFUSALS = ("sqlite_error", "timeout", "too_many_rows", "memory_limit", "error")
+SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"})
 
 _SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)
 _CHECK_EVERY = 1000  # SQLite VM instructions between deadline checks (~tens of microseconds)
@@ -81,6 +84,8 @@ class Sandbox:
         self._conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN_LENGTH)
         self._conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         self._conn.execute("PRAGMA temp_store = MEMORY")  # sorters and temp tables: in the (capped) heap
+        self._tables = SCHEMA_TABLES | {fold_identifier(name) for (name,) in
+                                        self._conn.execute("SELECT name FROM sqlite_master")}
         self._conn.set_authorizer(self._authorize)
         self._conn.set_progress_handler(self._past_deadline, _CHECK_EVERY)
 
@@ -89,8 +94,11 @@ class Sandbox:
         if action in (sqlite3.SQLITE_SELECT, _SQLITE_RECURSIVE):
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_READ:
-            # Column "" is SQLite's marker for "table used, no value read" (count(*) over a table or CTE).
-            ok = arg1 is not None and (fold_identifier(arg1) == self._table or arg2 == "")
+            table = fold_identifier(arg1) if arg1 is not None else None
+            # Column "" is SQLite's marker for "table used, no value read" (count(*) over a table or a CTE); for a
+            # CTE it names the CTE, with no schema. Only a name that is no table of the file is taken for one.
+            ok = table == self._table or (arg2 == "" and db is None and table is not None
+                                          and table not in self._tables)
             return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
             ok = arg2 is not None and arg2.lower() in SAFE_FUNCTIONS
