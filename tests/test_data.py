@@ -123,7 +123,7 @@ def test_asking_a_split_for_more_examples_than_it_has_is_an_error(tmp_path):
     from experiments.config import load_config
     from experiments.prepare import run_prepare
 
-    cfg = load_config(["data=sample", "data_size.val=1000", "tracking=none"])
+    cfg = load_config(["experiment=smoke", "data=sample", "data_size.val=1000", "tracking=none"])
     with pytest.raises(DataError) as info:
         run_prepare(cfg, tmp_path / "run")
     message = str(info.value)
@@ -226,7 +226,8 @@ def test_the_hub_and_the_official_release_give_the_same_examples(tmp_path):
     runs = {}
     for name, overrides in (("official", ["data=official", f"data.path={official}"]),
                             ("hub", ["data=hub", f"data.path={hub}", f"data.cache_dir={tmp_path / 'hf'}"])):
-        cfg = load_config([*overrides, "data_size.train=null", "data_size.val=null", "data_size.test=4"])
+        cfg = load_config(["experiment=smoke",
+                           *overrides, "data_size.train=null", "data_size.val=null", "data_size.test=4"])
         run_prepare(cfg, tmp_path / name)
         runs[name] = RunFiles(tmp_path / name)
     for subset in ("train", "val", "test"):

@@ -231,7 +231,7 @@ class FinishWithin(LogitsProcessor):
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    return load_base_model(load_config().model, QuantizationConfig(), torch.device("cpu")).eval()
+    return load_base_model(load_config(["experiment=smoke"]).model, QuantizationConfig(), torch.device("cpu")).eval()
 
 
 def left_padded_batch(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

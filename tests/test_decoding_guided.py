@@ -65,7 +65,7 @@ def test_the_eval_stage_counts_what_guidance_fixed_and_broke(tmp_path):
     from experiments.paths import RunFiles
     from experiments.prepare import run_prepare
 
-    cfg = load_config(["tracking=none", "data_size.train=4", "data_size.val=2", "data_size.test=3"])
+    cfg = load_config(["experiment=smoke", "tracking=none", "data_size.train=4", "data_size.val=2", "data_size.test=3"])
     run_prepare(cfg, tmp_path)
     files = RunFiles(tmp_path)
     test = read_prepared(files.split("test"))

@@ -154,7 +154,8 @@ def test_two_process_smoke_run_matches_the_single_process_run(smoke_run, tmp_pat
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
     outputs = tmp_path / "outputs"
     # the preset's batch split over the ranks, so the two runs take the same optimizer steps
-    result = run_cli(f"outputs_dir={outputs}", "training.keep_global_batch=true", cwd=tmp_path, launcher=torchrun)
+    result = run_cli("experiment=smoke",
+                     f"outputs_dir={outputs}", "training.keep_global_batch=true", cwd=tmp_path, launcher=torchrun)
     assert result.returncode == 0, result.stderr[-4000:]
 
     (run_dir,) = (outputs / "runs" / "smoke").iterdir()  # both ranks wrote into one run directory

@@ -208,7 +208,7 @@ def test_eval_stage_scores_the_hostile_file(tmp_path: Path) -> None:
     predictions = write_predictions(tmp_path / "predictions.jsonl", tmp_path)
     run_dir = tmp_path / "run"
     start = time.perf_counter()
-    result = run_cli("stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
+    result = run_cli("experiment=smoke", "stages=[prepare,eval]", f"eval.predictions={predictions}", "data=official",
                      f"data.path={release}", "data_size.train=null", "data_size.val=null", "data_size.test=null",
                      "tracking=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

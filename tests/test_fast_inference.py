@@ -80,7 +80,8 @@ def prompts_and_tables(n: int):
 def generate(root, plan: InferencePlan, overrides: list[str], tables_sqlite):
     from experiments.inference_model import load_inference_base, merges_adapter
 
-    cfg = load_config(["tracking=none", "quantization=nf4", "quantization.compute_dtype=float32", "device=cpu",
+    cfg = load_config(["experiment=smoke",
+                       "tracking=none", "quantization=nf4", "quantization.compute_dtype=float32", "device=cpu",
                        "inference.batch_size=3", *overrides])
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "left"

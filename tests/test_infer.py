@@ -14,7 +14,7 @@ from experiments.prepare import run_prepare
 @pytest.fixture
 def run_with_an_adapter(tmp_path):
     """A prepared run directory that also holds an adapter (as after a train stage)."""
-    cfg = load_config(["tracking=none", "data_size.train=8", "data_size.val=4", "data_size.test=4"])
+    cfg = load_config(["experiment=smoke", "tracking=none", "data_size.train=8", "data_size.val=4", "data_size.test=4"])
     run_prepare(cfg, tmp_path)
     files = RunFiles(tmp_path)
     files.adapter_dir.mkdir()
@@ -33,7 +33,8 @@ def test_zero_shot_loads_no_adapter_even_when_the_run_has_one(run_with_an_adapte
         return model  # the base model stands in: this test is about which adapter is asked for
 
     monkeypatch.setattr(infer, "load_adapter", load_adapter)
-    cfg = load_config(["tracking=none", "stages=[infer,eval]", f"zero_shot={str(zero_shot).lower()}",
+    cfg = load_config(["experiment=smoke",
+                       "tracking=none", "stages=[infer,eval]", f"zero_shot={str(zero_shot).lower()}",
                        "inference.max_new_tokens=4"])
     infer.run_infer(cfg, run_with_an_adapter.root)
     summary = json.loads(run_with_an_adapter.infer_summary.read_text())

@@ -11,7 +11,7 @@ from experiments.modeling import add_lora, load_base_model
 
 
 def test_smoke_trains_its_tied_embeddings_beside_lora_and_keeps_them_tied():
-    cfg = load_config(["tracking=none"])
+    cfg = load_config(["experiment=smoke", "tracking=none"])
     assert cfg.lora.modules_to_save == ["embed_tokens"] and cfg.model.init["tie_word_embeddings"]
     model = add_lora(load_base_model(cfg.model, cfg.quantization, torch.device("cpu")), cfg.lora, cfg.quantization,
                      gradient_checkpointing=False)

@@ -23,7 +23,8 @@ def test_run_names_say_the_preset_and_what_the_command_line_changed():
 def test_a_run_fills_mlflows_own_fields(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # a sample every second, for a short run
     overrides = ("training.learning_rate=0.003", "training.max_steps=2", "data_size.train=16")
-    cfg = load_config([*overrides, f"outputs_dir={tmp_path / 'outputs'}", "data_size.val=4", "data_size.test=4",
+    cfg = load_config(["experiment=smoke",
+                       *overrides, f"outputs_dir={tmp_path / 'outputs'}", "data_size.val=4", "data_size.test=4",
                        "training.eval_steps=2", "inference.max_new_tokens=4"])
     summary = run_pipeline(cfg, tmp_path / "run", overrides=overrides)
     client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")

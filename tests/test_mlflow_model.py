@@ -31,10 +31,11 @@ PROMPTS = ("SELECT name FROM", "What is the team of the player who wears number 
 
 
 def test_log_model_and_register_as_defaults_and_refusals():
-    cfg = load_config([])
+    cfg = load_config(["experiment=smoke"])
     assert cfg.tracking.log_model is True and cfg.tracking.register_as is None
-    assert load_config(["tracking=none"]).tracking.log_model is False
-    assert load_config(["tracking.register_as=text2sql-smoke"]).tracking.register_as == "text2sql-smoke"
+    assert load_config(["experiment=smoke", "tracking=none"]).tracking.log_model is False
+    assert load_config(["experiment=smoke",
+                        "tracking.register_as=text2sql-smoke"]).tracking.register_as == "text2sql-smoke"
     for overrides, words in ((["tracking=none", "tracking.register_as=x"], "tracking=none"),
                              (["tracking.log_model=false", "tracking.register_as=x"], "tracking.log_model=false"),
                              (["tracking.register_as=team/model"], "cannot contain"),
@@ -54,7 +55,7 @@ class RefusingTracker:
 
 
 def test_log_model_false_logs_nothing(tmp_path):
-    cfg = load_config(["tracking.log_model=false", f"outputs_dir={tmp_path}"])
+    cfg = load_config(["experiment=smoke", "tracking.log_model=false", f"outputs_dir={tmp_path}"])
     assert log_final_adapter(cfg, RunFiles(tmp_path / "run"), RefusingTracker()) is None
 
 
@@ -80,13 +81,14 @@ def test_a_local_base_is_referenced_not_copied_and_loads_back(tmp_path):
     """model.name_or_path=DIR: the model holds the adapter and tokenizer, and points at DIR for the base."""
     from peft import PeftModel
 
-    tiny = load_config([])
+    tiny = load_config(["experiment=smoke"])
     base_dir = tmp_path / "base"
     load_base_model(tiny.model, tiny.quantization, torch.device("cpu")).save_pretrained(base_dir)
     load_tokenizer(tiny.model).save_pretrained(base_dir)  # a local base directory as the Hub's: with its tokenizer
     files = RunFiles(tmp_path / "run")
     random_adapter(load_base_model(tiny.model, tiny.quantization, torch.device("cpu")), files.adapter_dir)
-    cfg = load_config([f"model.name_or_path={base_dir}", "model.init=null", f"outputs_dir={tmp_path / 'outputs'}"])
+    cfg = load_config(["experiment=smoke",
+                       f"model.name_or_path={base_dir}", "model.init=null", f"outputs_dir={tmp_path / 'outputs'}"])
     tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "text2sql-lora", "local-base", {},
                             system_metrics=False)
     logged = log_final_adapter(cfg, files, tracker)
@@ -120,12 +122,13 @@ def test_a_failure_to_log_warns_but_one_to_register_fails_the_run(tmp_path, capl
     files = RunFiles(tmp_path / "run")  # no adapter in it: logging the model fails
     tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "text2sql-lora", "broken", {},
                             system_metrics=False)
-    cfg = load_config([f"outputs_dir={tmp_path / 'outputs'}"])
+    cfg = load_config(["experiment=smoke", f"outputs_dir={tmp_path / 'outputs'}"])
     with caplog.at_level(logging.WARNING):
         assert log_final_adapter(cfg, files, tracker) is None
     assert "could not log the adapter as an MLflow model (FileNotFoundError" in caplog.text
     assert "FileNotFoundError" in tracker.client.get_run(tracker.run_id).data.tags["mlflow_model_error"]
-    cfg = load_config([f"outputs_dir={tmp_path / 'outputs'}", "tracking.register_as=text2sql-smoke"])
+    cfg = load_config(["experiment=smoke",
+                       f"outputs_dir={tmp_path / 'outputs'}", "tracking.register_as=text2sql-smoke"])
     with pytest.raises(ModelRegistrationError, match="tracking.register_as=text2sql-smoke"):
         log_final_adapter(cfg, files, tracker)
     tracker.finish("FINISHED")
@@ -137,7 +140,8 @@ def registered_run(tmp_path_factory):
     from experiments.pipeline import run_pipeline
 
     root = tmp_path_factory.mktemp("mlmodel")
-    cfg = load_config([f"outputs_dir={root / 'outputs'}", "training.max_steps=4", "data_size.train=32",
+    cfg = load_config(["experiment=smoke",
+                       f"outputs_dir={root / 'outputs'}", "training.max_steps=4", "data_size.train=32",
                        "data_size.val=4", "data_size.test=6", "training.eval_steps=4", "training.learning_rate=0.01",
                        "inference.max_new_tokens=24", "tracking.system_metrics=false",
                        "tracking.register_as=text2sql-smoke"])

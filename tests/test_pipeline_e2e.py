@@ -116,7 +116,8 @@ def test_compiled_training_runs_the_whole_pipeline(tmp_path):
     """training.compile=true end to end: compiled blocks train (and evaluate mid-training, a second graph), the
     adapter saves with its usual names and the infer stage loads it."""
     run_dir = tmp_path / "run"
-    result = run_cli(f"outputs_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}", "tracking=none",
+    result = run_cli("experiment=smoke",
+                     f"outputs_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}", "tracking=none",
                      "training.compile=true", "training.max_steps=4", "training.eval_steps=2",
                      "data_size.test=8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]

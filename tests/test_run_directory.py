@@ -93,7 +93,7 @@ def test_what_each_reuse_clears(tmp_path):
 
 def test_overwrite_and_resume_together_fail_at_composition():
     with pytest.raises(ConfigError, match="overwrite=true with training.resume=true"):
-        load_config(["overwrite=true", "training.resume=true"])
+        load_config(["experiment=smoke", "overwrite=true", "training.resume=true"])
 
 
 def test_resume_refuses_what_changes_the_weights_and_allows_the_cadence():
@@ -110,9 +110,10 @@ def test_resume_refuses_what_changes_the_weights_and_allows_the_cadence():
 def test_resume_with_a_changed_config_is_refused_before_anything_is_touched(tmp_path):
     run_dir = tmp_path / "run"
     files = finished_run(run_dir)
-    cfg = load_config([f"outputs_dir={tmp_path / 'outputs'}", "tracking=none", *SMALL])
+    cfg = load_config(["experiment=smoke", f"outputs_dir={tmp_path / 'outputs'}", "tracking=none", *SMALL])
     files.resolved_config.write_text(json.dumps(to_plain_dict(cfg)))  # JSON is YAML
-    changed = load_config([f"outputs_dir={tmp_path / 'outputs'}", "tracking=none", "training.resume=true",
+    changed = load_config(["experiment=smoke",
+                           f"outputs_dir={tmp_path / 'outputs'}", "tracking=none", "training.resume=true",
                            "lora.r=4", *SMALL])
     with pytest.raises(RunDirectoryError, match=r"lora\.r: 16 -> 4"):
         run_pipeline(changed, run_dir)
@@ -153,7 +154,7 @@ def _disk_full_after_start(monkeypatch):
 
 def test_a_full_disk_fails_the_run_in_mlflow_and_the_next_use_records_it(tmp_path, monkeypatch):
     outputs, run_dir = tmp_path / "outputs", tmp_path / "run"
-    cfg = load_config([f"outputs_dir={outputs}", "stages=[prepare]", *SMALL])
+    cfg = load_config(["experiment=smoke", f"outputs_dir={outputs}", "stages=[prepare]", *SMALL])
     full = _disk_full_after_start(monkeypatch)
     with pytest.raises(OSError, match="No space left"):  # the stage's own error, not the cleanup's
         run_pipeline(cfg, run_dir)
@@ -174,7 +175,7 @@ def test_a_summary_that_cannot_be_written_fails_a_finished_run(tmp_path, monkeyp
     import experiments.run_directory as run_directory
 
     outputs, run_dir = tmp_path / "outputs", tmp_path / "run"
-    cfg = load_config([f"outputs_dir={outputs}", "stages=[prepare]", *SMALL])
+    cfg = load_config(["experiment=smoke", f"outputs_dir={outputs}", "stages=[prepare]", *SMALL])
     real = run_directory.write_json
 
     def write_json(path, obj):
@@ -193,13 +194,13 @@ def test_a_summary_that_cannot_be_written_fails_a_finished_run(tmp_path, monkeyp
 def test_rescoring_a_finished_run_keeps_its_training_record_and_clears_stale_scores(tmp_path):
     outputs, run_dir = tmp_path / "outputs", tmp_path / "run"
     base = [f"outputs_dir={outputs}", "tracking=none", *SMALL]
-    run_pipeline(load_config([*base, "stages=[prepare]"]), run_dir)
+    run_pipeline(load_config(["experiment=smoke", *base, "stages=[prepare]"]), run_dir)
     files = RunFiles(run_dir)
     record = json.loads(files.run_summary.read_text())
     files.metrics.write_text('{"execution_accuracy": 0.9}')  # a score of an older adapter
     (files.root / "official_tables.db").write_text("old")
     with pytest.raises(FileNotFoundError, match="no predictions to score"):  # this run brings none
-        run_pipeline(load_config([*base, "stages=[eval]"]), run_dir)
+        run_pipeline(load_config(["experiment=smoke", *base, "stages=[eval]"]), run_dir)
     assert not files.metrics.exists() and not (files.root / "official_tables.db").exists()
     after = json.loads(files.run_summary.read_text())
     assert after["status"] == "FAILED" and after["stages"]["prepare"] == record["stages"]["prepare"]
@@ -207,7 +208,8 @@ def test_rescoring_a_finished_run_keeps_its_training_record_and_clears_stale_sco
 
 def test_overwrite_clears_a_finished_run_before_running_again(tmp_path):
     files = finished_run(tmp_path / "run")
-    cfg = load_config([f"outputs_dir={tmp_path / 'outputs'}", "tracking=none", "stages=[prepare]", "overwrite=true",
+    cfg = load_config(["experiment=smoke",
+                       f"outputs_dir={tmp_path / 'outputs'}", "tracking=none", "stages=[prepare]", "overwrite=true",
                        *SMALL])
     run_pipeline(cfg, files.root)
     assert not files.checkpoints_dir.exists() and not files.adapter_dir.exists() and not files.predictions.exists()

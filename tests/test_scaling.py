@@ -34,7 +34,8 @@ def test_test_and_val_draws_do_not_depend_on_the_training_size(tmp_path):
 
     reports = {}
     for train in (20, 80):
-        cfg = load_config([f"data_size.train={train}", "data_size.val=16", "data_size.test=16", "tracking=none"])
+        cfg = load_config(["experiment=smoke",
+                           f"data_size.train={train}", "data_size.val=16", "data_size.test=16", "tracking=none"])
         run_prepare(cfg, tmp_path / f"train{train}")
         reports[train] = json.loads((tmp_path / f"train{train}" / "data" / "report.json").read_text())["subsets"]
     for subset in ("val", "test"):  # the same examples whatever the training size: points on a curve compare

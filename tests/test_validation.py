@@ -65,7 +65,7 @@ def test_training_scores_val_from_dev_keeps_the_best_and_never_reads_test(tmp_pa
     import experiments.data.prepared as prepared
     from experiments.train import run_train
 
-    cfg = load_config(["tracking=none", "data_size.train=32", "data_size.val=6", "data_size.test=4",
+    cfg = load_config(["experiment=smoke", "tracking=none", "data_size.train=32", "data_size.val=6", "data_size.test=4",
                        "training.max_steps=5", "training.eval_steps=2", "training.logging_steps=1",
                        "training.save_steps=100", "training.eval_generate_examples=4", "inference.max_new_tokens=6"])
     run_prepare(cfg, tmp_path)
