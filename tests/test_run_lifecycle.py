@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 pytestmark = pytest.mark.slow
 
 # Jobs that train until stopped: a long schedule, no evaluation, no checkpoint on the way.
-ENDLESS = ["training.max_steps=100000", "training.eval_steps=100000", "training.save_steps=100000",
+ENDLESS = ["experiment=smoke", "training.max_steps=100000", "training.eval_steps=100000", "training.save_steps=100000",
            "training.logging_steps=20", "data_size.train=16", "data_size.val=4", "data_size.test=4"]
 
 
@@ -30,12 +30,21 @@ def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def kill_all(process: subprocess.Popen) -> None:
+    """SIGKILL to the CLI's whole session, so a failed test leaves no job training on the machine's cores."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
 def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen, cwd: Path,
              timeout_s: float = 600) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+            kill_all(process)
             raise AssertionError(f"{what}: not reached; output:\n{(cwd / 'cli.out').read_text()[-4000:]}")
         time.sleep(0.2)
 
@@ -59,7 +68,7 @@ def finish(process: subprocess.Popen, cwd: Path, timeout_s: float = 300) -> int:
     try:
         return process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        process.kill()
+        kill_all(process)
         raise AssertionError(f"still running; output:\n{(cwd / 'cli.out').read_text()[-4000:]}") from None
 
 
@@ -123,7 +132,7 @@ def test_sigterm_stops_a_sequential_sweep_and_no_later_job_starts(tmp_path):
 
 def test_a_run_killed_with_kill_9_is_resumed_in_the_same_mlflow_run(tmp_path):
     outputs, run_dir = tmp_path / "outputs", tmp_path / "run"
-    args = [f"outputs_dir={outputs}", f"hydra.run.dir={run_dir}", "training.max_steps=60", "training.save_steps=10",
+    args = ["experiment=smoke", f"outputs_dir={outputs}", f"hydra.run.dir={run_dir}", "training.max_steps=60", "training.save_steps=10",
             "training.logging_steps=5", "training.eval_steps=1000", "data_size.train=16", "data_size.val=4",
             "data_size.test=4", "inference.max_new_tokens=4"]
     checkpoint = run_dir / "checkpoints" / "checkpoint-10"
