@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,10 +33,8 @@ def start_cli(*args: str, cwd: Path) -> subprocess.Popen:
 
 def kill_all(process: subprocess.Popen) -> None:
     """SIGKILL to the CLI's whole session, so a failed test leaves no job training on the machine's cores."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -132,7 +131,8 @@ def test_sigterm_stops_a_sequential_sweep_and_no_later_job_starts(tmp_path):
 
 def test_a_run_killed_with_kill_9_is_resumed_in_the_same_mlflow_run(tmp_path):
     outputs, run_dir = tmp_path / "outputs", tmp_path / "run"
-    args = ["experiment=smoke", f"outputs_dir={outputs}", f"hydra.run.dir={run_dir}", "training.max_steps=60", "training.save_steps=10",
+    args = ["experiment=smoke", f"outputs_dir={outputs}", f"hydra.run.dir={run_dir}",
+            "training.max_steps=60", "training.save_steps=10",
             "training.logging_steps=5", "training.eval_steps=1000", "data_size.train=16", "data_size.val=4",
             "data_size.test=4", "inference.max_new_tokens=4"]
     checkpoint = run_dir / "checkpoints" / "checkpoint-10"
