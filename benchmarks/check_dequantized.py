@@ -19,9 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_benchmark import bench_examples, lora_model, preset_config, release  # noqa: E402
 
-from experiments.batching import collate_padded  # noqa: E402
-from experiments.modeling import autocast_dtype, load_tokenizer, resolve_device, torch_dtype  # noqa: E402
-from experiments.tokenization import encode_example  # noqa: E402
+from experiments.model.loading import autocast_dtype, load_tokenizer, resolve_device, torch_dtype  # noqa: E402
+from experiments.model.tokenization import encode_example  # noqa: E402
+from experiments.training.batching import collate_padded  # noqa: E402
 
 
 def run(cfg, device, batch: dict[str, torch.Tensor], dequantize: bool, checkpointing: bool) -> dict:

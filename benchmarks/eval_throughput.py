@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.data.model import Example, Query, Table
-from experiments.evaluation.evaluate import evaluate
-from experiments.evaluation.sqlite_tables import materialize_tables
-from experiments.prompt import render_sql
+from experiments.data.prompt import render_sql
+from experiments.data.records import Example, Query, Table
+from experiments.evaluation.scoring import evaluate
+from experiments.sql.sqlite_tables import materialize_tables
 
 HEADER = ("Player", "No.", "Nationality", "Position", "Years in Toronto", "School/Club Team", "Height (ft)")
 TYPES = ("text", "real", "text", "text", "text", "text", "real")

@@ -15,7 +15,7 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
   ours_fast_eager  the fast plan, never compiled
   ours_fast_compiled  the fast plan, always compiled (what compiling gives where the preset's steps do not pay for it)
   ours_cudnn / ours_fast_compiled_cudnn  the same with SDPA free to pick cuDNN attention (the train stage excludes
-              it: modeling.attention_without_cudnn)
+              it: model.loading.attention_without_cudnn)
   ours_low    training.memory_plan=low: today's notebook-sized plan (NF4 per call, checkpointing, preset's compile)
   ours_compiled / ours_eager  the low plan with training.compile=true / false
   ours_lowmem the low plan with fuse_accumulation=false (the configured micro-batches with accumulation)
@@ -50,13 +50,11 @@ from typing import Any
 import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
-from experiments.batching import PlannedBatchCollator
 from experiments.config import Constrain, DataConfig, ExperimentConfig, MemoryPlan, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.decoding.generate import generate_sql
-from experiments.memory_plan import InferencePlan
-from experiments.modeling import (
+from experiments.model.loading import (
     add_lora,
     attention_without_cudnn,
     autocast_dtype,
@@ -65,9 +63,11 @@ from experiments.modeling import (
     peak_gpu_memory_gib,
     resolve_device,
 )
-from experiments.replan import ReplanOnOutOfMemory, out_of_memory_advice
-from experiments.tokenization import IGNORE_INDEX, encode_example
-from experiments.train import apply_fast_paths, memory_plan_for, plan_training, training_arguments
+from experiments.model.memory_plan import InferencePlan
+from experiments.model.tokenization import IGNORE_INDEX, encode_example
+from experiments.stages.train import apply_fast_paths, memory_plan_for, plan_training, training_arguments
+from experiments.training.batching import PlannedBatchCollator
+from experiments.training.replan import ReplanOnOutOfMemory, out_of_memory_advice
 
 sys.path.insert(0, str(Path(__file__).parent))
 from eval_throughput import measure as measure_evaluation  # noqa: E402
@@ -301,8 +301,8 @@ def save_adapter(cfg: ExperimentConfig, device, workdir: Path) -> Path:
 
 def generation_model(cfg: ExperimentConfig, device, adapter: Path, plan: InferencePlan):
     """The infer stage's model under `plan`."""
-    from experiments.inference_model import load_inference_base, merges_adapter
-    from experiments.modeling import load_adapter
+    from experiments.model.inference_model import load_inference_base, merges_adapter
+    from experiments.model.loading import load_adapter
 
     model = load_inference_base(cfg, device, plan)
     model = load_adapter(model, adapter, merge=merges_adapter(cfg, plan)).eval()
@@ -335,8 +335,8 @@ def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], s
     row's warm-up (one full batch of the longest prompts, the shapes the timed run has) holds the compile."""
     from experiments.decoding.generate import Decoding
     from experiments.evaluation import materialize_tables
-    from experiments.inference_model import inference_plan_for
-    from experiments.tokenization import encode_prompt
+    from experiments.model.inference_model import inference_plan_for
+    from experiments.model.tokenization import encode_prompt
 
     tokenizer = load_tokenizer(cfg.model)
     tokenizer.padding_side = "left"

@@ -36,14 +36,14 @@ from transformers import LogitsProcessor
 
 from experiments.config import ModelConfig, QuantizationConfig, load_config
 from experiments.data.official import load_split
+from experiments.data.prompt import build_prompt, render_sql
 from experiments.data.sources import sample_dir
 from experiments.decoding.constraint import SchemaConstraint
 from experiments.decoding.generate import clean_generation, left_padded, newline_token_ids
 from experiments.decoding.grammar import sql_grammar
-from experiments.evaluation.safe_sql import parse_single_query
-from experiments.modeling import load_base_model, load_tokenizer
-from experiments.prompt import build_prompt, render_sql
-from experiments.tokenization import encode_prompt, encode_target
+from experiments.model.loading import load_base_model, load_tokenizer
+from experiments.model.tokenization import encode_prompt, encode_target
+from experiments.sql.safe_sql import parse_single_query
 
 
 def _median_seconds(fn, repeats: int) -> float:

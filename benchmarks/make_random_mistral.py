@@ -17,7 +17,7 @@ import torch
 from transformers import MistralConfig, MistralForCausalLM
 
 from experiments.config import ModelConfig
-from experiments.modeling import load_tokenizer
+from experiments.model.loading import load_tokenizer
 
 MISTRAL_7B_V01 = dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                       num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768,

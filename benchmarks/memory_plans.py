@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM, MistralConfig
 
 from experiments.config import load_config
-from experiments.memory_plan import GIB, facts_from_module, plan_inference, plan_training
+from experiments.model.memory_plan import GIB, facts_from_module, plan_inference, plan_training
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_random_mistral import MISTRAL_7B_V01  # noqa: E402

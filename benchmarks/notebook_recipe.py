@@ -28,9 +28,9 @@ import torch
 from experiments.config import ExperimentConfig, load_config
 from experiments.data.prepared import read_prepared
 from experiments.decoding.generate import left_padded
-from experiments.modeling import add_lora, autocast_dtype, load_base_model, load_tokenizer, resolve_device
-from experiments.paths import RunFiles
-from experiments.tokenization import encode_prompt
+from experiments.model.loading import add_lora, autocast_dtype, load_base_model, load_tokenizer, resolve_device
+from experiments.model.tokenization import encode_prompt
+from experiments.runs.files import RunFiles
 
 TEMPERATURE = 0.1
 MAX_NEW_TOKENS = 128

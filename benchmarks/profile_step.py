@@ -28,8 +28,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_benchmark import bench_examples, lora_model, preset_config, release, sync  # noqa: E402
 
-from experiments.batching import PlannedBatchCollator  # noqa: E402
-from experiments.modeling import (  # noqa: E402
+from experiments.model.loading import (  # noqa: E402
     attend_causally_without_padding_mask,
     attention_without_cudnn,
     compile_blocks,
@@ -37,8 +36,9 @@ from experiments.modeling import (  # noqa: E402
     peak_gpu_memory_gib,
     resolve_device,  # noqa: E402
 )
-from experiments.tokenization import encode_example  # noqa: E402
-from experiments.train import plan_training  # noqa: E402
+from experiments.model.tokenization import encode_example  # noqa: E402
+from experiments.stages.train import plan_training  # noqa: E402
+from experiments.training.batching import PlannedBatchCollator  # noqa: E402
 
 # (row name, gradient checkpointing, padding mask dropped, compiled); compiled rows last
 MATRIX = [

@@ -5,11 +5,11 @@ Tables come from hand-written templates, one per domain (headers, value pools, p
 in with a seeded RNG; several tables per domain, split table-disjointly into train/dev/test. Questions are
 built around logical forms drawn from each table's rows (every condition is taken from one anchor row, so the
 query matches it), phrased with the domain's templates, with many text values in a letter case that differs
-from the cell, as in WikiSQL. Every gold query is rendered with `experiments.prompt.render_sql`, executed in
+from the cell, as in WikiSQL. Every gold query is rendered with `experiments.data.prompt.render_sql`, executed in
 an in-memory SQLite table (text columns TEXT COLLATE NOCASE, real columns REAL) and kept only if its result is
 non-empty and free of NULL. The sample's properties are asserted at the end; any failure exits non-zero.
 
-Pure standard library plus the project's `experiments.data.model` and `experiments.prompt`. Deterministic:
+Pure standard library plus the project's `experiments.data.records` and `experiments.data.prompt`. Deterministic:
 the same code writes the same bytes on any machine (no iteration over unordered sets, fixed seed).
 
     python scripts/make_sample.py [--out DIR]
@@ -33,7 +33,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from experiments.data.model import (  # noqa: E402
+from experiments.data.prompt import format_number, quote_identifier, render_sql  # noqa: E402
+from experiments.data.records import (  # noqa: E402
     AGG_OPS,
     COND_OPS,
     Example,
@@ -41,7 +42,6 @@ from experiments.data.model import (  # noqa: E402
     Table,
     validate_example,
 )
-from experiments.prompt import format_number, quote_identifier, render_sql  # noqa: E402
 
 SEED = 20240917
 OUT_DIR = ROOT / "src" / "experiments" / "data" / "sample"
@@ -1890,7 +1890,7 @@ come from one anchor row, `>`/`<` thresholds are numbers just past the anchor's 
 phrased from templates and mentions every condition value exactly as the `sql` holds it. About half of the
 text values are written in another letter case than the cell (`toronto raptors` for `Toronto Raptors`), as in
 WikiSQL, so they only match case-insensitively. Every gold query was rendered with
-`experiments.prompt.render_sql` and executed against an in-memory SQLite copy of its table (text columns
+`experiments.data.prompt.render_sql` and executed against an in-memory SQLite copy of its table (text columns
 `TEXT COLLATE NOCASE`, real columns `REAL`, the real header names as quoted column names); only queries with a
 non-empty result free of NULL were kept (and, without aggregation, at most 3 result rows when there are
 conditions). The generator asserts the properties below at the end; `tests/test_sample_data.py` checks them

@@ -20,11 +20,11 @@ from experiments.analysis.plots import write_plots
 from experiments.analysis.run_report import read_results, run_facts, write_run_analysis
 from experiments.analysis.stats import wilson_interval
 from experiments.config import ExperimentConfig, load_config
-from experiments.data.model import Example, Query, Table
 from experiments.data.prepared import PreparedExample, read_prepared, read_tables, write_prepared, write_tables
-from experiments.evaluate import run_eval
-from experiments.paths import RunFiles
-from experiments.prompt import render_sql
+from experiments.data.prompt import render_sql
+from experiments.data.records import Example, Query, Table
+from experiments.runs.files import RunFiles
+from experiments.stages.evaluate import run_eval
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TABLE = Table(

@@ -8,14 +8,14 @@ import statistics
 
 import pytest
 
-from experiments.batching import BatchDataset, plan_batches
 from experiments.config import LossOn, ModelConfig, TrainingConfig
 from experiments.data.official import load_split
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import sample_dir
-from experiments.modeling import load_tokenizer
-from experiments.tokenization import encode_example
-from experiments.train import make_dataset
+from experiments.model.loading import load_tokenizer
+from experiments.model.tokenization import encode_example
+from experiments.stages.train import make_dataset
+from experiments.training.batching import BatchDataset, plan_batches
 
 STEP = 16  # examples per optimizer step in the notebook presets (4 x 4, 8 x 2), one fused micro-batch here
 
@@ -67,7 +67,7 @@ def test_batches_are_drawn_again_each_epoch_and_the_same_on_any_machine(sample):
 
 
 def test_the_training_dataset_follows_the_epoch():
-    from experiments.tokenization import TokenizedExample
+    from experiments.model.tokenization import TokenizedExample
 
     examples = [TokenizedExample(input_ids=[1] * (5 + i % 7), labels=[1] * (5 + i % 7)) for i in range(40)]
     dataset = make_dataset(examples, 4, TrainingConfig(seed=3))

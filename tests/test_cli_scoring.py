@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from experiments.config import DataConfig
+from experiments.data.prompt import render_sql
 from experiments.data.sources import load_source
 from experiments.evaluation import evaluate, materialize_tables
-from experiments.prompt import render_sql
 
 SAMPLE = load_source(DataConfig())
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from experiments.analysis.compare_runs import build_comparison, main
 from experiments.analysis.document import Alert, Document, Table, to_html
 from experiments.analysis.runs import load_run
 from experiments.analysis.stats import mcnemar
-from experiments.compare import build_comparison, main
 from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint, prompt_fingerprint
 
 IDS = [f"test-{i}" for i in range(6)]

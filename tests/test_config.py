@@ -115,7 +115,7 @@ def test_valid_choices_pass():
 def test_mixed_precision_follows_the_weights_when_nothing_is_quantised():
     import torch
 
-    from experiments.modeling import autocast_dtype
+    from experiments.model.loading import autocast_dtype
 
     gpu, cpu = torch.device("cuda", 0), torch.device("cpu")
     plain_bf16 = load_config(["experiment=smoke", "quantization=none", "model.dtype=bfloat16"])

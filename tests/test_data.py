@@ -13,8 +13,8 @@ from conftest import TABLE, write_release
 
 from experiments.config import DataConfig, DataSource
 from experiments.data.hub import load_hub
-from experiments.data.model import DataError, Query
 from experiments.data.official import load_split, resolve_release
+from experiments.data.records import DataError, Query
 from experiments.data.sources import load_source
 from experiments.data.subsets import draw_subset
 
@@ -121,7 +121,7 @@ def test_subsets_are_seeded_nested_and_in_source_order():
 
 def test_asking_a_split_for_more_examples_than_it_has_is_an_error(tmp_path):
     from experiments.config import load_config
-    from experiments.prepare import run_prepare
+    from experiments.stages.prepare import run_prepare
 
     cfg = load_config(["experiment=smoke", "data=sample", "data_size.val=1000", "tracking=none"])
     with pytest.raises(DataError) as info:
@@ -219,8 +219,8 @@ def write_release_both_ways(root: Path) -> tuple[Path, Path]:
 def test_the_hub_and_the_official_release_give_the_same_examples(tmp_path):
     from experiments.config import load_config
     from experiments.data.prepared import read_prepared
-    from experiments.paths import RunFiles
-    from experiments.prepare import run_prepare
+    from experiments.runs.files import RunFiles
+    from experiments.stages.prepare import run_prepare
 
     official, hub = write_release_both_ways(tmp_path)
     runs = {}

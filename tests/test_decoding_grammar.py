@@ -15,8 +15,9 @@ from sqlglot import exp
 from transformers import LogitsProcessor
 
 from experiments.config import ModelConfig, QuantizationConfig, load_config
-from experiments.data.model import SOURCE_SPLITS, Table
 from experiments.data.official import load_split
+from experiments.data.prompt import build_prompt, format_number, quote_identifier, quote_string, render_sql
+from experiments.data.records import SOURCE_SPLITS, Table
 from experiments.data.sources import sample_dir
 from experiments.decoding.constraint import SchemaConstraint, allowed_tokens
 from experiments.decoding.generate import clean_generation, left_padded, newline_token_ids
@@ -29,10 +30,9 @@ from experiments.decoding.grammar import (
     sql_grammar,
 )
 from experiments.decoding.token_bytes import token_bytes
-from experiments.evaluation.safe_sql import parse_single_query
-from experiments.modeling import load_base_model, load_tokenizer
-from experiments.prompt import build_prompt, format_number, quote_identifier, quote_string, render_sql
-from experiments.tokenization import encode_prompt, encode_target
+from experiments.model.loading import load_base_model, load_tokenizer
+from experiments.model.tokenization import encode_prompt, encode_target
+from experiments.sql.safe_sql import parse_single_query
 
 # Header names that break naive quoting: quotes of both kinds, parentheses, slashes, dots, backslashes,
 # Unicode, a tab, a name that is a prefix of another once quoted, one that looks like SQL.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.data.model import Table
+from experiments.data.records import Table
 from experiments.decoding.guided import EXECUTES, NONE_EXECUTES, choose
 from experiments.evaluation import SafeExecutor, materialize_tables
 
@@ -61,9 +61,9 @@ def test_the_eval_stage_counts_what_guidance_fixed_and_broke(tmp_path):
 
     from experiments.config import load_config
     from experiments.data.prepared import read_prepared
-    from experiments.evaluate import run_eval
-    from experiments.paths import RunFiles
-    from experiments.prepare import run_prepare
+    from experiments.runs.files import RunFiles
+    from experiments.stages.evaluate import run_eval
+    from experiments.stages.prepare import run_prepare
 
     cfg = load_config(["experiment=smoke", "tracking=none", "data_size.train=4", "data_size.val=2", "data_size.test=3"])
     run_prepare(cfg, tmp_path)

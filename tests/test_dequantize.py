@@ -9,10 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MistralConfig, MistralForCausalLM
 
 from experiments.config import LoraConfig, MemoryPlan, QuantizationConfig, QuantMode
-from experiments.dequantize import DequantizedLinear, count_dequantized
-from experiments.memory_plan import TrainPlan
-from experiments.modeling import add_lora
-from experiments.replan import split_rows
+from experiments.model.dequantize import DequantizedLinear, count_dequantized
+from experiments.model.loading import add_lora
+from experiments.model.memory_plan import TrainPlan
+from experiments.training.replan import split_rows
 
 pytest.importorskip("bitsandbytes")
 
@@ -102,7 +102,7 @@ def test_dequantized_inference_logits_equal_the_4bit_ones(tiny_dir):
     kernel on the first no-grad CPU forward (CPUs with AVX512-BF16); that CPU-only path is switched off here."""
     import bitsandbytes as bnb
 
-    from experiments.dequantize import dequantize_4bit_layers
+    from experiments.model.dequantize import dequantize_4bit_layers
 
     outputs = []
     for dequantize in (False, True):
@@ -137,7 +137,7 @@ def test_an_adapter_trained_dequantised_loads_onto_the_4bit_model(tiny_dir, tmp_
 def replanning_trainer(model, plan: TrainPlan, tmp_path):
     from transformers import Trainer, TrainingArguments
 
-    from experiments.replan import ReplanOnOutOfMemory
+    from experiments.training.replan import ReplanOnOutOfMemory
 
     class ReplanningTrainer(ReplanOnOutOfMemory, Trainer):
         pass
@@ -154,7 +154,7 @@ def fast_plan() -> TrainPlan:
 
 def step(trainer, inputs) -> tuple[float, dict[str, torch.Tensor]]:
     """One training step on the train stage's collated batch (logits only where a label is predicted)."""
-    from experiments.batching import keep_only_labelled_logits
+    from experiments.training.batching import keep_only_labelled_logits
 
     inputs = keep_only_labelled_logits(inputs)
     num_items = int((inputs["shift_labels"] != -100).sum())  # the step's loss tokens, as the Trainer counts them
@@ -239,7 +239,7 @@ def test_out_of_memory_under_the_smallest_plan_names_the_keys(tiny_dir, tmp_path
 def test_split_rows_splits_per_row_tensors_only():
     """The collator's per-row tensors are split; the positions shared by the rows (logits_to_keep) go to every
     piece, so each piece computes the logits and loss terms its rows had in the whole micro-batch."""
-    from experiments.batching import keep_only_labelled_logits
+    from experiments.training.batching import keep_only_labelled_logits
 
     inputs = keep_only_labelled_logits(batch(rows=5))
     pieces = split_rows(inputs, 2)

@@ -16,7 +16,7 @@ from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
 from experiments.config import TrainingConfig
-from experiments.distributed import (
+from experiments.runs.distributed import (
     DistContext,
     adopt_slurm_tasks,
     dist_context,
@@ -25,7 +25,7 @@ from experiments.distributed import (
     shard,
     unshard,
 )
-from experiments.train import micro_batching
+from experiments.stages.train import micro_batching
 
 # Training loss of the 2-process run ends within this fraction of the single-process run's last logged loss.
 LOSS_TOLERANCE = 0.2
@@ -133,8 +133,7 @@ def test_a_multi_task_slurm_job_becomes_a_data_parallel_job(monkeypatch):
 def test_hydra_launcher_configs_compose():
     from hydra import compose, initialize_config_dir
 
-    from experiments.config import register_schema
-    from experiments.paths import conf_dir
+    from experiments.config import conf_dir, register_schema
 
     register_schema()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -194,7 +193,7 @@ def test_a_single_process_on_a_machine_with_several_gpus_trains_on_one(monkeypat
     """Without torchrun the Trainer would wrap the model in nn.DataParallel over every visible GPU (two planned
     micro-batches per step, a loss logged at twice its value): one process must count one GPU."""
     from experiments.config import load_config
-    from experiments.train import training_arguments
+    from experiments.stages.train import training_arguments
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     cfg = load_config(["experiment=smoke", "tracking=none"])  # float32 weights: no fp16 flag needing a real GPU

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlglot import exp
 
-from experiments.data.model import Example, Query, Table
+from experiments.data.prompt import render_sql
+from experiments.data.records import Example, Query, Table
 from experiments.evaluation import evaluate, materialize_tables, sqlite_column_names, sqlite_table_name
 from experiments.evaluation.results_compare import normalise_rows, results_match
-from experiments.evaluation.safe_sql import bind_to_table, parse_single_query
-from experiments.prompt import render_sql
+from experiments.sql.safe_sql import bind_to_table, parse_single_query
 
 TABLE = Table(
     id="1-10015132-11",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, write_release
 
-from experiments.data.model import Example, Query, Table
+from experiments.data.records import Example, Query, Table
 from experiments.evaluation import CATEGORIES, materialize_tables, sqlite_table_name
 
 
@@ -119,7 +119,7 @@ def assert_categories(results: list[dict]) -> None:
 SCORE = """
 import json, resource, sys, time
 from pathlib import Path
-from experiments.data.model import Example, Table
+from experiments.data.records import Example, Table
 from experiments.evaluation import evaluate, read_predictions
 spec = json.loads(Path(sys.argv[1]).read_text())
 examples = [Example.from_json(e) for e in spec["examples"]]

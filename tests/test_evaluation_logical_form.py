@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.data.model import Query, Table
+from experiments.data.prompt import render_sql
+from experiments.data.records import Query, Table
 from experiments.evaluation import logical_forms_match, parse_logical_form
-from experiments.prompt import render_sql
 
 TABLE = Table(
     id="1-1-1",

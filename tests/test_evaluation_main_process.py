@@ -17,13 +17,13 @@ import experiments.analysis.run_report as run_report
 import experiments.data.jsonl as jsonl
 from experiments.analysis.breakdown import analyze, predicted_query, unknown_columns
 from experiments.config import ExperimentConfig
-from experiments.data.model import Example, Query, Table
 from experiments.data.prepared import PreparedExample, write_prepared, write_tables
-from experiments.evaluate import run_eval
+from experiments.data.records import Example, Query, Table
 from experiments.evaluation import EvalError, parse_logical_form
-from experiments.evaluation.safe_sql import parse_single_query
-from experiments.evaluation.sql_parse import MAX_SQL_CHARS, SQLTooLarge, parse_sql
-from experiments.paths import RunFiles
+from experiments.runs.files import RunFiles
+from experiments.sql.safe_sql import parse_single_query
+from experiments.sql.sql_parse import MAX_SQL_CHARS, SQLTooLarge, parse_sql
+from experiments.stages.evaluate import run_eval
 
 TABLE = Table(id="1-10015132-11", header=("Player", "No.", "School/Club Team"), types=("text", "real", "text"),
               rows=(("Antonio Lang", 21, "Duke"), ("Voshon Lenard", 2, "Minnesota"), ("Martin Lewis", 32, "Butler")))
@@ -109,7 +109,7 @@ import json, resource, sys, time
 from pathlib import Path
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, resource.RLIM_INFINITY))  # fail, rather than swap, if unbounded
 from experiments.config import ExperimentConfig
-from experiments.evaluate import run_eval
+from experiments.stages.evaluate import run_eval
 start = time.perf_counter()
 result = run_eval(ExperimentConfig(), Path(sys.argv[1]))
 # this process's own peak, not the test runner's (see test_evaluation_hostile.py)

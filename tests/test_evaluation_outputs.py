@@ -12,9 +12,9 @@ import pytest
 
 from experiments.analysis.run_report import read_results, write_run_analysis
 from experiments.data.jsonl import write_jsonl
-from experiments.data.model import DataError, Example, Query, Table
+from experiments.data.prompt import render_sql
+from experiments.data.records import DataError, Example, Query, Table
 from experiments.evaluation import evaluate, read_predictions
-from experiments.prompt import render_sql
 
 TABLE = Table(
     id="1-10015132-11",
@@ -180,8 +180,8 @@ def test_read_predictions_errors_name_file_and_line(tmp_path: Path, text: str | 
 def test_a_bad_predictions_file_fails_the_eval_stage_before_it_writes_anything(tmp_path: Path) -> None:
     from experiments.config import ExperimentConfig
     from experiments.data.prepared import PreparedExample, write_prepared, write_tables
-    from experiments.evaluate import run_eval
-    from experiments.paths import RunFiles
+    from experiments.runs.files import RunFiles
+    from experiments.stages.evaluate import run_eval
 
     files = RunFiles(tmp_path / "run")
     write_prepared(files.split("test"), [PreparedExample.build(e, TABLE) for e in EXAMPLES])

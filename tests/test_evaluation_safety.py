@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.data.model import Example, Query, Table
+from experiments.data.records import Example, Query, Table
 from experiments.evaluation import EvalError, SafeExecutor, evaluate, materialize_tables, sqlite_table_name
-from experiments.evaluation.safe_sql import prepare_query
-from experiments.evaluation.sql_parse import parse_sql
-from experiments.evaluation.sqlite_sandbox import Sandbox
+from experiments.sql.safe_sql import prepare_query
+from experiments.sql.sql_parse import parse_sql
+from experiments.sql.sqlite_sandbox import Sandbox
 
 TABLE = Table(
     id="1-10015132-11",

@@ -16,9 +16,9 @@ from experiments.config import DataConfig, MemoryPlan, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.decoding.generate import Decoding, generate_sql
-from experiments.dequantize import DequantizedLinear
-from experiments.memory_plan import InferencePlan
-from experiments.modeling import load_adapter, load_tokenizer
+from experiments.model.dequantize import DequantizedLinear
+from experiments.model.loading import load_adapter, load_tokenizer
+from experiments.model.memory_plan import InferencePlan
 
 pytest.importorskip("bitsandbytes")
 
@@ -54,7 +54,7 @@ def nf4_on_cpu(tiny, monkeypatch):
     NF4 off a GPU); bitsandbytes' CPU-only bf16 repacking for no-grad forwards is switched off, as GPUs have none."""
     import bitsandbytes as bnb
 
-    import experiments.inference_model as inference_model
+    import experiments.model.inference_model as inference_model
 
     def load(model_cfg, quant, device):
         config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -78,7 +78,7 @@ def prompts_and_tables(n: int):
 
 
 def generate(root, plan: InferencePlan, overrides: list[str], tables_sqlite):
-    from experiments.inference_model import load_inference_base, merges_adapter
+    from experiments.model.inference_model import load_inference_base, merges_adapter
 
     cfg = load_config(["experiment=smoke",
                        "tracking=none", "quantization=nf4", "quantization.compute_dtype=float32", "device=cpu",

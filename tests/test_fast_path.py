@@ -9,19 +9,19 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import MistralConfig, MistralForCausalLM
 
-from experiments.batching import collate_padded, keep_only_labelled_logits, plan_batches, plan_token_batches
 from experiments.config import DataConfig, LossOn, ModelConfig, TrainingConfig
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
-from experiments.modeling import load_tokenizer
-from experiments.tokenization import IGNORE_INDEX, TokenizedExample
-from experiments.train import micro_batching, plan_training, token_batching
+from experiments.model.loading import load_tokenizer
+from experiments.model.tokenization import IGNORE_INDEX, TokenizedExample
+from experiments.stages.train import micro_batching, plan_training, token_batching
+from experiments.training.batching import collate_padded, keep_only_labelled_logits, plan_batches, plan_token_batches
 
 MAX_LENGTH = 256
 
 
 def encoded_examples(loss_on: LossOn) -> list[TokenizedExample]:
-    from experiments.tokenization import encode_example
+    from experiments.model.tokenization import encode_example
 
     tokenizer = load_tokenizer(ModelConfig())
     split = load_source(DataConfig())["train"]
@@ -139,7 +139,7 @@ def test_token_budget_steps_hold_more_examples_and_split_over_ranks(examples):
 def test_compiled_blocks_compute_the_eager_loss_and_gradients(examples):
     """training.compile: same loss and LoRA gradients as eager, over batches of different lengths (dynamic shapes,
     gradient checkpointing on), and the adapter's parameter names (what save_pretrained writes) unchanged."""
-    from experiments.modeling import compile_blocks
+    from experiments.model.loading import compile_blocks
 
     torch._dynamo.reset()
     batches = [collate_padded(examples[i:i + 3], pad_id=2) for i in (0, 3)]
@@ -168,7 +168,7 @@ def test_compiled_blocks_compute_the_eager_loss_and_gradients(examples):
 
 
 def test_compile_is_refused_by_name_for_a_model_without_blocks():
-    from experiments.modeling import compile_blocks
+    from experiments.model.loading import compile_blocks
 
     with pytest.raises(ValueError, match="training.compile"):
         compile_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)))
@@ -177,7 +177,7 @@ def test_compile_is_refused_by_name_for_a_model_without_blocks():
 def test_right_padded_batches_train_the_same_without_the_padding_mask(examples):
     """The train stage drops the attention mask of its right-padded batches (flash attention instead of a masked
     kernel): the loss and LoRA gradients must be those computed with the mask."""
-    from experiments.modeling import attend_causally_without_padding_mask
+    from experiments.model.loading import attend_causally_without_padding_mask
 
     batch = collate_padded(examples, pad_id=2)
     assert (batch["attention_mask"] == 0).any()  # real padding in the batch
@@ -227,7 +227,7 @@ def test_logits_only_where_labelled_give_the_same_loss_and_gradients(loss_on, tr
 def test_training_attention_leaves_out_cudnn_and_restores_the_backends():
     """On a GPU the train stage and decoding run SDPA without cuDNN attention (its per-call CPU cost made compiled
     `extended` steps 1.7x slower on an H200); the flags come back as they were, and on the CPU nothing changes."""
-    from experiments.modeling import attention_without_cudnn
+    from experiments.model.loading import attention_without_cudnn
 
     before = torch.backends.cuda.cudnn_sdp_enabled()
     with attention_without_cudnn(torch.device("cuda")):

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from experiments.config import load_config
-from experiments.paths import RunFiles
-from experiments.prepare import run_prepare
+from experiments.runs.files import RunFiles
+from experiments.stages.prepare import run_prepare
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def run_with_an_adapter(tmp_path):
 
 @pytest.mark.parametrize("zero_shot", [True, False])
 def test_zero_shot_loads_no_adapter_even_when_the_run_has_one(run_with_an_adapter, monkeypatch, zero_shot):
-    import experiments.infer as infer
+    import experiments.stages.infer as infer
 
     loaded = []
 

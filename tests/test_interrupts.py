@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from experiments.interrupts import Interrupted, SignalStop, installed, restore
+from experiments.runs.interrupts import Interrupted, SignalStop, installed, restore
 
 
 def deliver(signum: int) -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from experiments.config import load_config
-from experiments.modeling import add_lora, load_base_model
+from experiments.model.loading import add_lora, load_base_model
 
 
 def test_smoke_trains_its_tied_embeddings_beside_lora_and_keeps_them_tied():

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, MistralConfig
 
 from experiments.config import LoraConfig, MemoryPlan, QuantizationConfig, QuantMode
-from experiments.memory_plan import (
+from experiments.model.memory_plan import (
     GIB,
     facts_from_module,
     fits,

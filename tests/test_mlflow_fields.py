@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.config import load_config
 from experiments.pipeline import run_pipeline
-from experiments.tracking import run_name
+from experiments.tracking.mlflow_tracker import run_name
 
 
 def test_run_names_say_the_preset_and_what_the_command_line_changed():
@@ -51,7 +51,7 @@ def test_a_run_fills_mlflows_own_fields(tmp_path, monkeypatch):
 
 
 def test_names_group_trainer_logs_and_drop_repeats():
-    from experiments.metric_names import eval_logged, trainer_log_metrics
+    from experiments.tracking.metric_names import eval_logged, trainer_log_metrics
 
     assert trainer_log_metrics({"loss": 1.5, "learning_rate": 1e-3, "epoch": 0.5, "num_input_tokens_seen": 900,
                                 "eval_loss": 1.2, "eval_runtime": 3.0, "eval_samples_per_second": 9.0,
@@ -68,7 +68,7 @@ def test_names_group_trainer_logs_and_drop_repeats():
 
 
 def test_the_source_column_shows_the_command_not_the_last_part_of_a_path(monkeypatch):
-    from experiments.tracking import system_tags
+    from experiments.tracking.mlflow_tracker import system_tags
 
     monkeypatch.setattr("sys.argv", ["/venv/bin/experiments", "experiment=learn", "outputs_dir=/data/outputs",
                                      "training.max_steps=40"])

@@ -15,7 +15,10 @@ from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
 from experiments.config import ConfigError, load_config
-from experiments.model_logging import (
+from experiments.model.loading import load_base_model, load_tokenizer
+from experiments.runs.files import RunFiles
+from experiments.tracking.mlflow_tracker import MlflowTracker
+from experiments.tracking.model_logging import (
     BASE_MODELS_DIR,
     BaseReference,
     ModelRegistrationError,
@@ -23,9 +26,6 @@ from experiments.model_logging import (
     log_final_adapter,
     tracking_uri,
 )
-from experiments.modeling import load_base_model, load_tokenizer
-from experiments.paths import RunFiles
-from experiments.tracking import MlflowTracker
 
 PROMPTS = ("SELECT name FROM", "What is the team of the player who wears number 7?")
 

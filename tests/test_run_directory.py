@@ -12,16 +12,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.config import ConfigError, load_config, to_plain_dict
-from experiments.paths import RunFiles
 from experiments.pipeline import run_pipeline
-from experiments.run_directory import (
+from experiments.runs.files import RunFiles
+from experiments.runs.run_directory import (
     RunDirectory,
     RunDirectoryError,
     resume_conflicts,
     stale_outputs,
 )
-from experiments.tracking import MlflowTracker, close_abandoned_run
-from experiments.train import last_checkpoint
+from experiments.stages.train import last_checkpoint
+from experiments.tracking.mlflow_tracker import MlflowTracker, close_abandoned_run
 
 SMALL = ["data_size.train=8", "data_size.val=4", "data_size.test=4"]
 
@@ -172,7 +172,7 @@ def test_a_full_disk_fails_the_run_in_mlflow_and_the_next_use_records_it(tmp_pat
 
 
 def test_a_summary_that_cannot_be_written_fails_a_finished_run(tmp_path, monkeypatch):
-    import experiments.run_directory as run_directory
+    import experiments.runs.run_directory as run_directory
 
     outputs, run_dir = tmp_path / "outputs", tmp_path / "run"
     cfg = load_config(["experiment=smoke", f"outputs_dir={outputs}", "stages=[prepare]", *SMALL])

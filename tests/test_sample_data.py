@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from experiments.data.model import Query, Table
-from experiments.prompt import format_number, quote_identifier, render_sql
+from experiments.data.prompt import format_number, quote_identifier, render_sql
+from experiments.data.records import Query, Table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "experiments" / "data" / "sample"

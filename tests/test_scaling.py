@@ -13,9 +13,8 @@ from test_compare import write_run
 
 from experiments.analysis.runs import load_run
 from experiments.analysis.scaling import plot_scaling, scaling_points, varies_train_size
-from experiments.config import register_schema
+from experiments.config import conf_dir, register_schema
 from experiments.data.subsets import draw_subset
-from experiments.paths import conf_dir
 from experiments.sweep import write_sweep_comparison
 
 
@@ -30,7 +29,7 @@ def test_scaling_preset_defaults_to_the_real_model_and_sweeps_size_and_epochs():
 
 def test_test_and_val_draws_do_not_depend_on_the_training_size(tmp_path):
     from experiments.config import load_config
-    from experiments.prepare import run_prepare
+    from experiments.stages.prepare import run_prepare
 
     reports = {}
     for train in (20, 80):

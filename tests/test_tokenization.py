@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.batching import collate_padded, plan_batches
 from experiments.config import LossOn, ModelConfig
-from experiments.modeling import load_tokenizer
-from experiments.tokenization import IGNORE_INDEX, encode_example, encode_prompt
+from experiments.model.loading import load_tokenizer
+from experiments.model.tokenization import IGNORE_INDEX, encode_example, encode_prompt
+from experiments.training.batching import collate_padded, plan_batches
 
 PROMPT = '### Schema\nCREATE TABLE "t" ("Player" TEXT, "No." REAL)\n### Question\nWho wears 21?\n### SQL\n'
 TARGET = 'SELECT "Player" FROM "t" WHERE "No." = 21'

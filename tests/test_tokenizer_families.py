@@ -21,14 +21,14 @@ from test_decoding_grammar import (
 )
 from tokenizer_families import FAMILIES, build
 
-from experiments.batching import collate_padded
 from experiments.config import LossOn, ModelConfig, load_config
 from experiments.data.sources import sample_dir
 from experiments.decoding.constraint import ConstraintUnusable, SchemaConstraint
 from experiments.decoding.generate import clean_generation, left_padded, newline_token_ids
 from experiments.decoding.token_bytes import ExactEncoder, TokenizerNotSupported, token_bytes
-from experiments.modeling import load_tokenizer
-from experiments.tokenization import IGNORE_INDEX, encode_example, encode_prompt, encode_target
+from experiments.model.loading import load_tokenizer
+from experiments.model.tokenization import IGNORE_INDEX, encode_example, encode_prompt, encode_target
+from experiments.training.batching import collate_padded
 
 REAL = ("mistral", "smollm2")
 

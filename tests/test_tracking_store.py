@@ -13,12 +13,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.config import TrackingConfig
-from experiments.tracking import MlflowTracker, TrackingUnavailable, open_tracker
+from experiments.tracking.mlflow_tracker import MlflowTracker, TrackingUnavailable, open_tracker
 
 OPEN_A_RUN = """
 import sys, time
 start = float(sys.argv[2])
-from experiments.tracking import MlflowTracker  # imports MLflow before the start line, so both cross it together
+from experiments.tracking.mlflow_tracker import MlflowTracker  # MLflow imported before the start line: both cross it
 time.sleep(max(0.0, start - time.time()))
 print(MlflowTracker(sys.argv[1], "text2sql-lora", "smoke", {}).run_id)
 """

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from experiments.config import BestBy, load_config
-from experiments.paths import RunFiles
-from experiments.prepare import run_prepare
-from experiments.validation import BestCheckpoint
+from experiments.runs.files import RunFiles
+from experiments.stages.prepare import run_prepare
+from experiments.training.val_execution import BestCheckpoint
 
 
 def metrics(ex: float, loss: float) -> dict[str, float]:
@@ -63,7 +63,7 @@ def test_a_resumed_run_keeps_its_best_and_a_new_run_starts_clean(tmp_path):
 @pytest.mark.slow
 def test_training_scores_val_from_dev_keeps_the_best_and_never_reads_test(tmp_path, monkeypatch):
     import experiments.data.prepared as prepared
-    from experiments.train import run_train
+    from experiments.stages.train import run_train
 
     cfg = load_config(["experiment=smoke", "tracking=none", "data_size.train=32", "data_size.val=6", "data_size.test=4",
                        "training.max_steps=5", "training.eval_steps=2", "training.logging_steps=1",

@@ -20,10 +20,10 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from experiments.data.model import SOURCE_SPLITS
 from experiments.data.official import load_split
+from experiments.data.prompt import build_prompt, render_sql
+from experiments.data.records import SOURCE_SPLITS
 from experiments.data.sources import sample_dir
-from experiments.prompt import build_prompt, render_sql
 
 FAMILIES = ("byte_level", "sentencepiece", "eos_is_bos", "mixed_decoder")
 VOCAB = 1200

@@ -14,16 +14,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from experiments.config import ConfigError, register_schema, to_typed
-from experiments.distributed import (
+from experiments.config import RUN_STAMP_ENV, ConfigError, conf_dir, register_schema, run_stamp, to_typed
+from experiments.runs.distributed import (
     adopt_slurm_tasks,
     broadcast_from_main,
     dist_context,
     init_distributed,
     shutdown_distributed,
 )
-from experiments.interrupts import Interrupted, SignalStop, installed
-from experiments.paths import RUN_STAMP_ENV, conf_dir, run_stamp
+from experiments.runs.interrupts import Interrupted, SignalStop, installed
 
 log = logging.getLogger("experiments")
 register_schema()
@@ -34,7 +33,7 @@ def _main(dict_cfg: DictConfig) -> float | None:
     from pathlib import Path
 
     from experiments.pipeline import run_pipeline
-    from experiments.run_directory import RunDirectoryError
+    from experiments.runs.run_directory import RunDirectoryError
     from experiments.sweep import read_parent_run_id, sweep_interrupted
 
     adopt_slurm_tasks()  # a multi-task SLURM job (submitit launcher): one rank per task

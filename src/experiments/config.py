@@ -8,16 +8,32 @@ values only from these dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import math
+import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+
+RUN_STAMP_ENV = "EXPERIMENTS_RUN_STAMP"
+
+
+def run_stamp() -> str:
+    """The run-directory timestamp (`${run_stamp:}` in conf/config.yaml): rank 0's for every rank of a
+    data-parallel job (passed through the environment), else now."""
+    return os.environ.get(RUN_STAMP_ENV) or datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
+
+
+def conf_dir() -> Path:
+    """conf/ at the repository root (the project is installed editable, as the README says)."""
+    return Path(__file__).resolve().parents[2] / "conf"
 
 
 class DataSource(str, Enum):
@@ -271,8 +287,6 @@ _SECTIONS: dict[str, type] = {cls.__name__: cls for cls in (
 def register_schema() -> None:
     """Make `config_schema` available to conf/config.yaml's defaults list, and the `run_stamp` resolver its
     run-directory names use (one stamp for all ranks of a data-parallel job)."""
-    from experiments.paths import run_stamp
-
     ConfigStore.instance().store(name="config_schema", node=ExperimentConfig)
     OmegaConf.register_new_resolver("run_stamp", run_stamp, replace=True, use_cache=True)
 
@@ -418,11 +432,20 @@ def to_plain_dict(cfg: ExperimentConfig | DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
 def load_config(overrides: list[str] | None = None, config_dir: str | None = None) -> ExperimentConfig:
     """Compose the config as the CLI would (for tests, notebooks and benchmarks)."""
     from hydra import compose, initialize_config_dir
-
-    from experiments.paths import conf_dir
 
     register_schema()
     with initialize_config_dir(config_dir=config_dir or str(conf_dir()), version_base="1.3"):

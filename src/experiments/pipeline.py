@@ -21,13 +21,12 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, to_plain_dict
+from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, flatten, to_plain_dict
 from experiments.data.jsonl import write_text
-from experiments.distributed import DistContext, dist_context, run_on_main
-from experiments.metric_names import eval_logged, infer_summary_logged, stage_seconds, train_summary_logged
-from experiments.paths import RunFiles
-from experiments.prompt import PROMPT_VERSION
-from experiments.run_directory import (
+from experiments.data.prompt import PROMPT_VERSION
+from experiments.runs.distributed import DistContext, dist_context, run_on_main
+from experiments.runs.files import RunFiles
+from experiments.runs.run_directory import (
     PreviousRun,
     RunDirectory,
     check_resume,
@@ -36,10 +35,10 @@ from experiments.run_directory import (
     process_identity,
     stale_outputs,
 )
-from experiments.tracking import (
+from experiments.tracking.metric_names import eval_logged, infer_summary_logged, stage_seconds, train_summary_logged
+from experiments.tracking.mlflow_tracker import (
     NullTracker,
     close_abandoned_run,
-    flatten,
     git_commit,
     open_tracker,
     run_name,
@@ -267,15 +266,15 @@ def _run_stage(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker, ct
 def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -> dict[str, Any]:
     # Stage modules are imported on use: prepare/eval need no torch model code.
     if stage == Stage.prepare:
-        from experiments.prepare import run_prepare
+        from experiments.stages.prepare import run_prepare
 
         run_prepare(cfg, files.root)
         tracker.log_artifact(files.data_report, "data")
         tracker.log_datasets(dataset_inputs(cfg, files))
         return {"report": str(files.data_report)}
     if stage == Stage.train:
-        from experiments.tracking_callback import MetricsToTracker
-        from experiments.train import run_train
+        from experiments.stages.train import run_train
+        from experiments.training.callbacks import MetricsToTracker
 
         result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
         metrics, counts = train_summary_logged(result["summary"])
@@ -285,14 +284,14 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
         tracker.log_artifact(files.adapter_dir, "adapter")
         tracker.log_artifact(files.train_summary)
         if dist_context().is_main:  # the adapter as an MLflow model too (tracking.log_model, register_as)
-            from experiments.model_logging import log_final_adapter
+            from experiments.tracking.model_logging import log_final_adapter
 
             summary = result["summary"]
             logged = log_final_adapter(cfg, files, tracker, step=summary.get("best_step") or summary["global_steps"])
             return {**summary, **({"mlflow_model": logged.to_json()} if logged else {})}
         return result["summary"]
     if stage == Stage.infer:
-        from experiments.infer import run_infer
+        from experiments.stages.infer import run_infer
 
         result = run_infer(cfg, files.root)
         metrics, counts = infer_summary_logged(result["summary"])
@@ -302,7 +301,7 @@ def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -
         tracker.log_artifact(files.predictions)
         return result["summary"]
     from experiments.analysis.breakdown import interval_metrics
-    from experiments.evaluate import run_eval
+    from experiments.stages.evaluate import run_eval
 
     result = run_eval(cfg, files.root)
     metrics = result["metrics"]

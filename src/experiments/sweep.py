@@ -22,17 +22,7 @@ import psutil
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from experiments.analysis.document import Alert, Document, Heading, Image, Paragraph, write_document
-from experiments.analysis.runs import RunError, RunRecord, load_run
-from experiments.analysis.scaling import (
-    plot_scaling,
-    scaling_json,
-    scaling_points,
-    scaling_table,
-    varied_settings,
-    varies_train_size,
-)
-from experiments.compare import (
+from experiments.analysis.compare_runs import (
     COST_NOTE,
     compare_pair,
     cost_table,
@@ -43,11 +33,21 @@ from experiments.compare import (
     run_json,
     runs_table,
 )
+from experiments.analysis.document import Alert, Document, Heading, Image, Paragraph, write_document
+from experiments.analysis.runs import RunError, RunRecord, load_run
+from experiments.analysis.scaling import (
+    plot_scaling,
+    scaling_json,
+    scaling_points,
+    scaling_table,
+    varied_settings,
+    varies_train_size,
+)
 from experiments.data.jsonl import write_json, write_text
-from experiments.interrupts import Interrupted, SignalStop, restore
-from experiments.paths import RunFiles
-from experiments.run_directory import settle_if_abandoned
-from experiments.tracking import (
+from experiments.runs.files import RunFiles
+from experiments.runs.interrupts import Interrupted, SignalStop, restore
+from experiments.runs.run_directory import settle_if_abandoned
+from experiments.tracking.mlflow_tracker import (
     PARENT_RUN_FILE,
     MlflowTracker,
     check_reachable,

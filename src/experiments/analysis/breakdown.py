@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from experiments.analysis.shown_text import shortened
 from experiments.analysis.stats import wilson_interval
-from experiments.data.model import AGG_OPS, COND_OPS, Example, Query, Table
+from experiments.data.records import AGG_OPS, COND_OPS, Example, Query, Table
 from experiments.evaluation.categories import (
     CATEGORIES,
     CORRECT,
@@ -28,8 +28,8 @@ from experiments.evaluation.categories import (
     UNKNOWN_COLUMN,
 )
 from experiments.evaluation.logical_form import canonical_value, parse_logical_form
-from experiments.evaluation.sql_parse import parse_sql
-from experiments.evaluation.sqlite_tables import ROWID_NAMES, fold_identifier, sqlite_column_names
+from experiments.sql.sql_parse import parse_sql
+from experiments.sql.sqlite_tables import ROWID_NAMES, fold_identifier, sqlite_column_names
 
 EXAMPLES_PER_CATEGORY = 3
 MAX_CONDITIONS = 4  # WikiSQL questions have 0..4 conditions; larger counts get their own rows if they occur

@@ -16,9 +16,9 @@ from experiments.analysis.html_report import write_html
 from experiments.analysis.plots import write_plots
 from experiments.config import ExperimentConfig
 from experiments.data.jsonl import iter_jsonl, write_json
-from experiments.data.model import Example, Table
+from experiments.data.records import Example, Table
 from experiments.evaluation.report import write_report
-from experiments.paths import RunFiles
+from experiments.runs.files import RunFiles
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ from typing import Any
 from experiments.analysis.stats import wilson_interval
 from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint
 from experiments.data.jsonl import iter_jsonl
-from experiments.data.model import DataError
-from experiments.paths import RunFiles
+from experiments.data.records import DataError
+from experiments.runs.files import RunFiles
 
 STAGES = ("prepare", "train", "infer", "eval")
 

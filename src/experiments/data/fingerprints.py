@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
-from experiments.data.model import Example, Query, Table
 from experiments.data.prepared import PreparedExample
-from experiments.prompt import PROMPT_VERSION
+from experiments.data.prompt import PROMPT_VERSION
+from experiments.data.records import Example, Query, Table
 
 # Quotes in names and values, a real and a text column, an aggregate, every comparison operator, a float,
 # an integer-valued float, numeric text in a real column and whitespace to normalise in the question.

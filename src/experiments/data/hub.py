@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.data.model import (
+from experiments.data.records import (
     DataError,
     Example,
     Query,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from experiments.data.model import DataError
+from experiments.data.records import DataError
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from experiments.data.jsonl import iter_jsonl
-from experiments.data.model import (
+from experiments.data.records import (
     SOURCE_SPLITS,
     DataError,
     Example,

@@ -5,14 +5,13 @@ Later stages read only these, so any stage can run alone on an earlier run's dir
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from experiments.data.jsonl import iter_jsonl, write_jsonl
-from experiments.data.model import DataError, Example, Table
-from experiments.prompt import build_prompt, render_sql
+from experiments.data.prompt import build_prompt, render_sql
+from experiments.data.records import DataError, Example, Table
 
 
 @dataclass(frozen=True)
@@ -50,15 +49,6 @@ def read_prepared(path: Path) -> list[PreparedExample]:
 
 def write_tables(path: Path, tables: list[Table]) -> None:
     write_jsonl(path, (t.to_json() for t in tables))
-
-
-def write_tables_sqlite(path: Path, tables: Iterable[Table]) -> None:
-    """data/tables.sqlite, built in a temporary file renamed into place: a crash never leaves a half-built database
-    that the eval stage would take for a whole one."""
-    from experiments.evaluation import materialize_tables
-    from experiments.paths import replace_file
-
-    replace_file(path, lambda tmp: materialize_tables(tables, tmp))
 
 
 def read_tables(path: Path) -> dict[str, Table]:

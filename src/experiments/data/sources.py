@@ -7,8 +7,8 @@ from pathlib import Path
 
 from experiments.config import DataConfig, DataSource
 from experiments.data.hub import load_hub
-from experiments.data.model import SOURCE_SPLITS, DataError, SplitData
 from experiments.data.official import RELEASE_URL, load_release, load_split
+from experiments.data.records import SOURCE_SPLITS, DataError, SplitData
 
 
 def sample_dir() -> Path:

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Sequence
 from typing import TypeVar
 
-from experiments.data.model import DataError
+from experiments.data.records import DataError
 
 T = TypeVar("T")
 

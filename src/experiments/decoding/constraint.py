@@ -42,11 +42,11 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from experiments.data.model import Query, Table
+from experiments.data.prompt import TABLE_NAME, build_prompt, render_sql
+from experiments.data.records import Query, Table
 from experiments.decoding.grammar import max_string_chars, sql_grammar
 from experiments.decoding.token_bytes import describe, llguidance_tokenizer
-from experiments.prompt import TABLE_NAME, build_prompt, render_sql
-from experiments.tokenization import encode_target
+from experiments.model.tokenization import encode_target
 
 # The self-check's question: quotes in a name and a value, a number, an aggregation, two conditions
 CHECK_TABLE = Table(id="self-check", header=("Player", "No.", "School/Club Team"), types=("text", "real", "text"),

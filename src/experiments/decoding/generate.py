@@ -20,14 +20,14 @@ import torch
 from tqdm.auto import tqdm
 
 from experiments.config import Constrain, ExperimentConfig, InferenceConfig
-from experiments.data.model import Table
 from experiments.data.prepared import read_prepared
+from experiments.data.records import Table
 from experiments.decoding.constraint import SchemaConstraint
 from experiments.decoding.guided import choose
 from experiments.decoding.token_bytes import SPECIAL_MARKER, token_bytes
-from experiments.evaluation.executor import SafeExecutor
-from experiments.modeling import attention_without_cudnn
-from experiments.tokenization import encode_prompt, encode_target
+from experiments.model.loading import attention_without_cudnn
+from experiments.model.tokenization import encode_prompt, encode_target
+from experiments.sql.executor import SafeExecutor
 
 TARGET_MARGIN_TOKENS = 8
 
@@ -89,7 +89,7 @@ class Decoding:
     static_cache: bool = False
     compile: bool = False
     batch_size: int | None = None  # the plan's prompts per batch (None: inference.batch_size)
-    cudnn_attention: bool = False  # let SDPA pick cuDNN attention on a GPU (modeling.attention_without_cudnn)
+    cudnn_attention: bool = False  # let SDPA pick cuDNN attention on a GPU (model.loading.attention_without_cudnn)
 
     @classmethod
     def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path, plan=None) -> Decoding:

@@ -1,6 +1,6 @@
 """The SQL a WikiSQL question can have, for one table, as a grammar (llguidance's Lark dialect).
 
-The grammar is exactly the language `experiments.prompt.render_sql` writes, with the table's own column names:
+The grammar is exactly the language `experiments.data.prompt.render_sql` writes, with the table's own column names:
 
     SELECT [AGG(]"column"[)] FROM "t" [WHERE "column" op value [AND "column" op value]...]
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import json
 
-from experiments.data.model import AGG_OPS, COND_OPS, Table
-from experiments.prompt import TABLE_NAME, quote_identifier
+from experiments.data.prompt import TABLE_NAME, quote_identifier
+from experiments.data.records import AGG_OPS, COND_OPS, Table
 
 AGGREGATIONS: tuple[str, ...] = tuple(agg for agg in AGG_OPS if agg)
 OPERATORS: tuple[str, ...] = tuple(op for op in COND_OPS if op != "OP")  # "OP" is the release's unused operator

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from experiments.data.model import Table
-from experiments.evaluation.categories import EvalError
-from experiments.evaluation.executor import SafeExecutor
+from experiments.data.records import Table
 from experiments.evaluation.results_compare import is_empty
-from experiments.evaluation.safe_sql import parse_single_query, prepare_query
-from experiments.evaluation.sqlite_tables import fold_identifier, sqlite_column_names, sqlite_table_name
+from experiments.sql.errors import EvalError
+from experiments.sql.executor import SafeExecutor
+from experiments.sql.safe_sql import parse_single_query, prepare_query
+from experiments.sql.sqlite_tables import fold_identifier, sqlite_column_names, sqlite_table_name
 
 EXECUTES = "executes"  # the kept candidate ran and returned a non-empty, non-NULL result
 NONE_EXECUTES = "none_executes"  # no candidate did: the top one is kept

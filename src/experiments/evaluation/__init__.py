@@ -1,16 +1,17 @@
-"""Execution evaluation: materialise tables in SQLite, run untrusted SQL safely, score and report.
+"""Execution evaluation: score predictions by running them (through experiments.sql, re-exported here) and report.
 
     materialize_tables(tables, run_dir / "data" / "tables.sqlite")        # once per run
     predictions = read_predictions(path, expected_ids={e.id for e in examples})   # no match: DataError
     metrics = evaluate(examples, tables, predictions, db_path, out_dir)  # queries in a killable worker
 """
 
-from experiments.evaluation.categories import CATEGORIES, EvalError
-from experiments.evaluation.evaluate import ExampleResult, Scored, evaluate, read_predictions, score
-from experiments.evaluation.executor import SafeExecutor
+from experiments.evaluation.categories import CATEGORIES
 from experiments.evaluation.logical_form import logical_forms_match, parse_logical_form
 from experiments.evaluation.results_compare import normalise_rows, results_match
-from experiments.evaluation.sqlite_tables import materialize_tables, sqlite_column_names, sqlite_table_name
+from experiments.evaluation.scoring import ExampleResult, Scored, evaluate, read_predictions, score
+from experiments.sql.errors import EvalError
+from experiments.sql.executor import SafeExecutor
+from experiments.sql.sqlite_tables import materialize_tables, sqlite_column_names, sqlite_table_name
 
 __all__ = [
     "CATEGORIES",

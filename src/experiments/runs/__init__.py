@@ -1,0 +1,1 @@
+"""A run directory: its files, atomic writes, its lock and reuse rules, interrupts, and data-parallel ranks."""
