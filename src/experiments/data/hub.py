@@ -19,8 +19,6 @@ from experiments.data.records import (
     SplitData,
     Table,
     release_query,
-    skip_reason,
-    validate_example,
 )
 
 HUB_DATASET = "Salesforce/wikisql"
@@ -59,25 +57,18 @@ def query_from_hub(sql: Mapping[str, Any]) -> Query:
 
 def split_from_rows(split: str, rows: Iterable[Mapping[str, Any]], origin: str) -> SplitData:
     """Convert one split of Hub-schema rows; row n becomes example `{split}-{n}`."""
-    examples: list[Example] = []
-    tables: dict[str, Table] = {}
-    skipped: dict[str, int] = {}
+    data = SplitData(name=split, examples=[], tables={})
     for n, row in enumerate(rows):
         where = f"{origin} split {split!r} row {n}"
         try:
-            table = tables.get(str(row["table"]["id"])) or table_from_hub(row["table"])
+            table = data.tables.get(str(row["table"]["id"])) or table_from_hub(row["table"])
             example = Example(id=f"{split}-{n}", table_id=table.id, question=str(row["question"]),
                               query=query_from_hub(row["sql"]))
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{where}: not in the Hub's WikiSQL schema ({err!r})") from None
-        tables[table.id] = table
-        reason = skip_reason(example)  # the official loader's rule, so both sources draw the same subsets
-        if reason is not None:
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        validate_example(example, tables, where)
-        examples.append(example)
-    return SplitData(name=split, examples=examples, tables=tables, skipped=skipped)
+        data.tables[table.id] = table
+        data.admit(example, where)  # the official loader's rule, so both sources draw the same subsets
+    return data
 
 
 def _local_files(directory: Path, hub_split: str) -> tuple[str, list[str]]:

@@ -23,8 +23,6 @@ from experiments.data.records import (
     SplitData,
     Table,
     release_query,
-    skip_reason,
-    validate_example,
 )
 
 RELEASE_URL = "https://github.com/salesforce/WikiSQL/raw/master/data.tar.bz2"
@@ -54,8 +52,7 @@ def load_split(directory: Path, split: str) -> SplitData:
             raise DataError(f"{required}: missing; an official WikiSQL directory holds "
                             f"{', '.join(f'{s}.jsonl and {s}.tables.jsonl' for s in SOURCE_SPLITS)}")
     tables = load_tables(tables_path)
-    examples: list[Example] = []
-    skipped: dict[str, int] = {}
+    data = SplitData(name=split, examples=[], tables=tables)
     for n, (lineno, obj) in enumerate(iter_jsonl(questions)):
         where = f"{questions} line {lineno}"
         try:
@@ -64,13 +61,8 @@ def load_split(directory: Path, split: str) -> SplitData:
                               query=release_query(sql["sel"], sql["agg"], sql.get("conds", [])))
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{where}: not a WikiSQL example (missing or malformed {err!s})") from None
-        reason = skip_reason(example)
-        if reason is not None:
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        validate_example(example, tables, where)
-        examples.append(example)
-    return SplitData(name=split, examples=examples, tables=tables, skipped=skipped)
+        data.admit(example, where)
+    return data
 
 
 def find_release_dir(root: Path) -> Path:

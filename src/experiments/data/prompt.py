@@ -32,7 +32,8 @@ def format_number(value: float) -> str:
     return repr(float(value))
 
 
-def _as_number(value: CondValue) -> float | None:
+def number_or_none(value: object) -> float | None:
+    """A finite number from a number or numeric text (thousands separators allowed); None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -46,7 +47,7 @@ def _as_number(value: CondValue) -> float | None:
 
 def render_value(value: CondValue, column_type: str) -> str:
     """A condition value as an SQL literal: numbers as numbers (JSON numbers, or numeric text in a real column)."""
-    number = _as_number(value) if isinstance(value, int | float) or column_type == "real" else None
+    number = number_or_none(value) if isinstance(value, int | float) or column_type == "real" else None
     if number is not None:
         return format_number(number)
     return quote_string(str(value))

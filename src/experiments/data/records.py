@@ -79,6 +79,16 @@ class SplitData:
     tables: dict[str, Table]
     skipped: dict[str, int] = field(default_factory=dict)
 
+    def admit(self, example: Example, where: str) -> None:
+        """Keep `example`, or count why it is skipped (skip_reason: the same rule for every source); one that
+        cannot be scored is a DataError naming `where`."""
+        reason = skip_reason(example)
+        if reason is not None:
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            return
+        validate_example(example, self.tables, where)
+        self.examples.append(example)
+
 
 def release_query(sel: int, agg: int, conds: Iterable[Sequence[Any]]) -> Query:
     """A logical form as both WikiSQL sources give it: condition values as text, `str()` of the release's JSON

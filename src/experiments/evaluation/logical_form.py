@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from experiments.data.prompt import format_number
+from experiments.data.prompt import format_number, number_or_none
 from experiments.data.records import AGG_OPS, CondValue, Query, Table
 from experiments.sql.sql_parse import parse_sql
-from experiments.sql.sqlite_tables import fold_identifier, number_or_none, sqlite_column_names
+from experiments.sql.sqlite_tables import fold_identifier, sqlite_column_names
 
 _AGG_NODES: dict[type[exp.Expression], int] = {
     exp.Max: AGG_OPS.index("MAX"), exp.Min: AGG_OPS.index("MIN"), exp.Count: AGG_OPS.index("COUNT"),

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from experiments.data.jsonl import write_jsonl
-from experiments.data.prompt import quote_identifier
+from experiments.data.prompt import number_or_none, quote_identifier
 from experiments.data.records import Example, Query, Table
 from experiments.runs.files import replace_file
-from experiments.sql.sqlite_tables import number_or_none, sqlite_text
+from experiments.sql.sqlite_tables import sqlite_text
 
 SOURCE_FILE = "official_source.jsonl"
 PREDICTIONS_FILE = "official_predictions.jsonl"

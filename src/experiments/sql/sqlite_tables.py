@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from experiments.data.prompt import quote_identifier
+from experiments.data.prompt import number_or_none, quote_identifier
 from experiments.data.records import Cell, DataError, Table
 from experiments.runs.files import replace_file
 from experiments.sql.sqlite_sandbox import fold_identifier
 
 __all__ = ["META_TABLE", "ROWID_NAMES", "create_table_sql", "fold_identifier", "materialize_tables",
-           "number_or_none", "sqlite_column_names", "sqlite_table_name", "sqlite_text", "write_tables_sqlite"]
+           "sqlite_column_names", "sqlite_table_name", "sqlite_text", "write_tables_sqlite"]
 
 META_TABLE = "_materialized_tables"  # table_id -> SQLite name + content fingerprint (for idempotence)
 _PLAIN_ID = re.compile(r"[0-9a-z-]+")
@@ -64,20 +63,6 @@ def sqlite_column_names(header: Iterable[str]) -> tuple[str, ...]:
         seen.add(fold_identifier(candidate))
         names.append(candidate)
     return tuple(names)
-
-
-def number_or_none(value: object) -> float | None:
-    """A finite number from a number or numeric text (thousands separators allowed, as render_sql does)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        try:
-            number = float(str(value).replace(",", "").strip())
-        except ValueError:
-            return None
-    return number if math.isfinite(number) else None
 
 
 def _cell(value: Cell, column_type: str) -> Cell:
