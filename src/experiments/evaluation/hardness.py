@@ -87,7 +87,7 @@ class _Condition:
 
     @property
     def negated(self) -> int:
-        return sum(isinstance(leaf, exp.Not) for leaf in self.leaves)
+        return sum(_is_negated(leaf) for leaf in self.leaves)
 
     @property
     def likes(self) -> int:
@@ -100,6 +100,11 @@ class _Condition:
     @property
     def subqueries(self) -> int:
         return sum(_count_subqueries(leaf) for leaf in self.leaves)
+
+
+def _is_negated(leaf: exp.Expression) -> bool:
+    """NOT x, or a negated operator (sqlglot keeps `x NOT LIKE y` as a Like with negate=True)."""
+    return isinstance(leaf, exp.Not) or bool(leaf.args.get("negate"))
 
 
 def _unnegated(leaf: exp.Expression) -> exp.Expression:
