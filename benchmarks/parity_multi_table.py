@@ -360,6 +360,9 @@ def main() -> int:
             test_suite = None
         else:
             test_suite = args.test_suite
+        if importlib.util.find_spec("func_timeout") is None:  # BIRD's evaluation.py imports it; execute_sql does not
+            sys.modules["func_timeout"] = types.SimpleNamespace(  # type: ignore[assignment]
+                func_timeout=None, FunctionTimedOut=TimeoutError)
         exec_eval = load_module("exec_eval", official / "exec_eval.py")
         load_module("process_sql", official / "process_sql.py")
         load_module("spider_evaluation", official / "evaluation.py")
