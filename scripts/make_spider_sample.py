@@ -86,6 +86,8 @@ SPECS: dict[str, list[tuple[str, str, int, str]]] = {
         ("student", "", 40, "student_id pk; name person; city city; age int:17:30; gpa real:1.8:4.0"),
         ("enrollment", "", 80, "enrollment_id pk; student_id fk:student; course_id fk:course; "
          "grade int:40:100 ~passing,failing; semester pick:Fall|Spring|Summer"),
+        ("scholarship", "", 20, "scholarship_id pk; name combo:Merit|Founders|Alumni|Dean/Award|Grant|Prize; "
+         "student_id fk:student; amount int:500:12000 ~generous,modest; award_year int:2019:2023"),
     ],
     "hospital": [
         ("department", "", 7, "department_id pk; name uniq:Cardiology|Oncology|Neurology|Pediatrics|Radiology|"
@@ -122,8 +124,9 @@ SPECS: dict[str, list[tuple[str, str, int, str]]] = {
     "retail": [
         ("category", "categories", 8, "category_id pk; name uniq:Electronics|Garden|Kitchen|Toys|Books|Sports|"
          "Clothing|Beauty"),
+        ("supplier", "", 10, "supplier_id pk; name combo:" + A + "/Traders|Wholesale; country country"),
         ("product", "", 40, "product_id pk; name combo:" + A + "/Lamp|Chair|Kettle|Drone|Racket|Jacket|Novel;"
-         " category_id fk:category; price real:3:900 ~expensive,cheap; stock int:0:250"),
+         " category_id fk:category; supplier_id fk:supplier; price real:3:900 ~expensive,cheap; stock int:0:250"),
         ("store", "", 10, "store_id pk; name combo:Downtown|Mall|Airport|Harbor|Uptown/Shop|Outlet; city city;"
          " opened_date date:2000:2020; area int:200:3000"),
         ("customer", "", 35, "customer_id pk; name person; city city; loyalty_points int:0:5000"),
@@ -409,6 +412,12 @@ SPECS: dict[str, list[tuple[str, str, int, str]]] = {
         ("expedition_member", "", 80, "member_id pk; expedition_id fk:expedition; climber_id fk:climber; "
          "role pick:Leader|Guide|Climber|Medic"),
     ],
+    "weather": [
+        ("station", "", 15, "station_id pk; name combo:" + "|".join(CITIES[:15]) + "/Airport|Harbor; "
+         "elevation int:0:2400 ~high-altitude,low-lying; climate pick:Arid|Temperate|Tropical|Polar"),
+        ("reading", "", 90, "reading_id pk; station_id fk:station; reading_date date:2023:2023; "
+         "temperature real:-25:42 ~hot,cold; rainfall real:0:80; wind_speed int:0:120"),
+    ],
     "airline_crew": [
         ("base", "", 6, "base_id pk; city city; opened_year int:1970:2015"),
         ("pilot", "", 30, "pilot_id pk; name person; base_id fk:base; flight_hours int:500:25000 ~senior,"
@@ -531,10 +540,17 @@ class Edge:
     fk: Column
     parent: TableSpec
 
+    ambiguous: bool = False  # the child has another foreign key to the same parent (origin / destination)
+
     @property
     def role(self) -> str:
         """How a question names the parent seen from the child: `origin airport` for origin_airport_id."""
         return natural(self.fk.name.removesuffix("_id"))
+
+    @property
+    def parents(self) -> str:
+        """The parent table's rows in a question: `destination airports` where `airports` is ambiguous."""
+        return plural(self.role) if self.ambiguous else self.parent.plural_name
 
 
 def natural(name: str) -> str:
@@ -724,7 +740,10 @@ AGG_WORDS = {"avg": "average", "max": "maximum", "min": "minimum", "sum": "total
 
 def edges_of(tables: list[TableSpec]) -> list[Edge]:
     by_name = {t.name: t for t in tables}
-    return [Edge(t, c, by_name[c.args[0]]) for t in tables for c in t.columns if c.kind == "fk"]
+    edges = [Edge(t, c, by_name[c.args[0]]) for t in tables for c in t.columns if c.kind == "fk"]
+    for e in edges:
+        e.ambiguous = sum(o.child is e.child and o.parent is e.parent for o in edges) > 1
+    return edges
 
 
 def paths(edges: list[Edge], length: int) -> Iterator[list[tuple[TableSpec, Edge | None]]]:
@@ -890,7 +909,7 @@ def two_tables(r: random.Random, e: Edge) -> Iterator[Cand]:
     on = f"{c.name} AS T1 JOIN {p.name} AS T2 ON T1.{e.fk.name} = T2.{p.pk.name}"
     role = e.role
     as_role = "" if role == p.singular else f" as {role}"
-    PC, PP, SC = c.plural_name, p.plural_name, c.singular
+    PC, PP, SC = c.plural_name, e.parents, c.singular
     if pl:
         L2 = natural(pl.name)
         yield Cand("join_group", f"For each {role}, show its {L2} and the number of {PC}.",
@@ -900,9 +919,10 @@ def two_tables(r: random.Random, e: Edge) -> Iterator[Cand]:
         k = r.choice([2, 3])
         yield Cand("join_having", f"Which {PP} have at least {k} {PC}{as_role}? Give their {L2}s.",
                    f"SELECT T2.{pl.name} FROM {on} GROUP BY T1.{e.fk.name} HAVING count(*) >= {k}")
-        yield Cand("not_in", f"List the {L2} of {PP} that are not the {role} of any {SC}.",
+        yield Cand("not_in", f"List the {L2} of {p.plural_name} that are not the {role} of any {SC}.",
                    f"SELECT {pl.name} FROM {p.name} WHERE {p.pk.name} NOT IN (SELECT {e.fk.name} FROM {c.name})")
-        yield Cand("count_not_in", f"How many {PP} have no {SC}?",
+        no_child = f"are not the {role} of any {SC}" if e.ambiguous else f"have no {SC}"
+        yield Cand("count_not_in", f"How many {p.plural_name} {no_child}?",
                    f"SELECT count(*) FROM {p.name} WHERE {p.pk.name} NOT IN (SELECT {e.fk.name} FROM {c.name})")
         for n in [x for x in c.columns if x.numeric][:2]:
             N = natural(n.name)
@@ -955,24 +975,32 @@ def two_tables(r: random.Random, e: Edge) -> Iterator[Cand]:
 def multi_tables(r: random.Random, path: list[tuple[TableSpec, Edge | None]]) -> Iterator[Cand]:
     first, last = path[0][0], path[-1][0]
     m = len(path)
+    edges = [e for _, e in path[1:] if e is not None]
+    if any(e.ambiguous for e in edges[1:-1]):
+        return  # a question would have to say which of the middle table's keys the path follows
+    # The end tables are named by their role where the edge is one of several (`destination airport`).
+    first_s, first_p = first.singular, first.plural_name
+    if edges[0].ambiguous and edges[0].parent is first:
+        first_s, first_p = edges[0].role, plural(edges[0].role)
+    last_s = edges[-1].role if edges[-1].ambiguous and edges[-1].parent is last else last.singular
     via = " and ".join(t.plural_name for t, _ in path[1:-1])
     on = join_clause(path)
     if first.label:
         L1 = natural(first.label.name)
         for c in [x for x in last.columns if x.categorical or x.unique_text][:2]:
             v = r.choice(last.values(c))
-            yield Cand(f"join{m}", f"List the distinct {L1} of {first.plural_name} linked through {via} to a "
-                       f"{last.singular} whose {natural(c.name)} is {v}.",
+            yield Cand(f"join{m}", f"List the distinct {L1} of {first_p} linked through {via} to a "
+                       f"{last_s} whose {natural(c.name)} is {v}.",
                        f"SELECT DISTINCT T1.{first.label.name} FROM {on} WHERE T{m}.{c.name} = {lit(v)}")
     if last.label and first.label:
-        yield Cand(f"join{m}_group", f"For each {last.singular}, give its {natural(last.label.name)} and the "
-                   f"number of distinct {first.plural_name} linked to it through {via}.",
+        yield Cand(f"join{m}_group", f"For each {last_s}, give its {natural(last.label.name)} and the "
+                   f"number of distinct {first_p} linked to it through {via}.",
                    f"SELECT T{m}.{last.label.name}, count(DISTINCT T1.{first.pk.name}) FROM {on} "
                    f"GROUP BY T{m}.{last.pk.name}")
     nums = [x for x in last.columns if x.numeric]
     if first.label and nums:
         n = r.choice(nums)
-        yield Cand(f"join{m}_order", f"Which {first.singular} is linked through {via} to the {last.singular} "
+        yield Cand(f"join{m}_order", f"Which {first_s} is linked through {via} to the {last_s} "
                    f"with the highest {natural(n.name)}? List the distinct {natural(first.label.name)}s.",
                    f"SELECT DISTINCT T1.{first.label.name} FROM {on} WHERE T{m}.{n.name} = "
                    f"(SELECT max({n.name}) FROM {last.name})")
@@ -1005,7 +1033,7 @@ def evidence_questions(r: random.Random, t: TableSpec, edges: list[Edge]) -> Ite
             if e.child is t and e.parent.label:
                 p = e.parent
                 on = f"{t.name} AS T1 JOIN {p.name} AS T2 ON T1.{e.fk.name} = T2.{p.pk.name}"
-                yield Cand("evidence_join", f"Which {p.plural_name} have at least one {hi_word} {t.singular}? "
+                yield Cand("evidence_join", f"Which {e.parents} have at least one {hi_word} {t.singular}? "
                            f"Give their distinct {natural(p.label.name)}s.",
                            f"SELECT DISTINCT T2.{p.label.name} FROM {on} WHERE T1.{n.name} >= {lit(x)}", hi_ev)
             if e.parent is t and e.child.label:

@@ -192,7 +192,7 @@ def test_evidence() -> None:
     for s in SPLITS:
         assert any("evidence" in q for q in questions(s)), s
     for q in with_evidence:
-        assert re.fullmatch(r"[\w-]+ refers to [\w ]+ (?:>=|<) [\d.]+", q["evidence"]), q["evidence"]
+        assert re.fullmatch(r"[\w-]+ refers to [\w ]+ (?:>=|<) -?[\d.]+", q["evidence"]), q["evidence"]
 
 
 def test_tokens() -> None:
