@@ -162,8 +162,24 @@ def test_gold_queries_execute(split: str) -> None:
     for q in questions(split):
         assert QUESTION_KEYS <= set(q) <= QUESTION_KEYS | {"evidence"}, q
         rows = connect(q["db_id"]).execute(q["query"]).fetchall()
-        assert rows, q["query"]
+        assert rows and any(v is not None for v in rows[0]), q["query"]
         assert q["question"].strip() and "SELECT" not in q["question"]
+
+
+def test_order_by_limit_cuts_no_tie() -> None:
+    """Where a query keeps the first k rows, rows k and k+1 differ in the sort key: the gold result is unique."""
+    checked = 0
+    for s in SPLITS:
+        for q in questions(s):
+            m = re.search(r" ORDER BY (.+?)(?: DESC| ASC)? LIMIT (\d+)$", q["query"])
+            if not m:
+                continue
+            k = int(m.group(2))
+            keyed = re.sub(r"^SELECT (?:DISTINCT )?.+? FROM ", f"SELECT {m.group(1)} FROM ", q["query"][: m.start(2)])
+            keys = connect(q["db_id"]).execute(keyed.removesuffix(" LIMIT ")).fetchall()
+            assert len(keys) <= k or keys[k - 1] != keys[k], q["query"]
+            checked += 1
+    assert checked >= 100
 
 
 def test_splits_share_no_database() -> None:
