@@ -1148,8 +1148,9 @@ def dump_json(path: Path, obj: Any) -> None:
         f.write("\n")
 
 
-def prompt_chars(schema_sql: str, question: str, query: str) -> int:
-    return len(f"{schema_sql}\n-- {question}\n{query}")
+def prompt_chars(schema_sql: str, question: str, query: str, evidence: str | None = None) -> int:
+    hint = f"\n-- Evidence: {evidence}" if evidence else ""
+    return len(f"{schema_sql}\n-- {question}{hint}\n{query}")
 
 
 def schema_sql(path: Path) -> str:
@@ -1195,7 +1196,7 @@ def verify(out_dir: Path, questions: dict[str, list[dict[str, Any]]]) -> dict[st
             evidence += bool(q.get("evidence"))
             if q["db_id"] not in schema_cache:
                 schema_cache[q["db_id"]] = schema_sql(path)
-            lengths.append(prompt_chars(schema_cache[q["db_id"]], q["question"], q["query"]))
+            lengths.append(prompt_chars(schema_cache[q["db_id"]], q["question"], q["query"], q.get("evidence")))
         for f, c in counts.items():
             check(c > 0, f"{split}: no question with {f}")
         check(evidence > 0, f"{split}: no question with evidence")
@@ -1285,7 +1286,8 @@ The folder takes {kb} KB.
 ## Prompt length
 
 Characters of a prompt made of the `CREATE TABLE` statements of the question's database (as stored in
-`sqlite_master`), the question and the gold SQL, over all {total} questions:
+`sqlite_master`), the question (with its evidence, where it has one) and the gold SQL, over all {total}
+questions:
 
 | min | median | p95 | max |
 |---|---|---|---|
@@ -1391,7 +1393,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{split}: {s['databases']} databases, {s['questions']} questions, {s['evidence']} with evidence")
         print("  " + ", ".join(f"{k} {v}" for k, v in s["features"].items()))
     n = summary["lengths"]
-    print(f"prompt chars (schema + question + SQL): min {n['min']}, median {n['median']}, p95 {n['p95']}, "
+    print(f"prompt chars (schema + question + evidence + SQL): min {n['min']}, median {n['median']}, p95 {n['p95']}, "
           f"max {n['max']} (~{CHARS_PER_TOKEN} chars/token: max ~{round(n['max'] / CHARS_PER_TOKEN)} tokens)")
     print(f"wrote {args.out} ({summary['bytes']} bytes)")
     return 0
