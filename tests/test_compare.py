@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.analysis.compare_runs import build_comparison, main
 from experiments.analysis.document import Alert, Document, Table, to_html
-from experiments.analysis.runs import load_run
+from experiments.analysis.run_records import load_run
 from experiments.analysis.stats import mcnemar
 from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint, prompt_fingerprint
 

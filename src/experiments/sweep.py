@@ -34,7 +34,7 @@ from experiments.analysis.compare_runs import (
     runs_table,
 )
 from experiments.analysis.document import Alert, Document, Heading, Image, Paragraph, write_document
-from experiments.analysis.runs import RunError, RunRecord, load_run
+from experiments.analysis.run_records import RunError, RunRecord, load_run
 from experiments.analysis.scaling import (
     plot_scaling,
     scaling_json,

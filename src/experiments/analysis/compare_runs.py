@@ -29,7 +29,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 
 from experiments.analysis.document import Alert, Document, Heading, Paragraph, Table, write_document
-from experiments.analysis.runs import STAGES, RunError, RunRecord, load_run
+from experiments.analysis.run_records import STAGES, RunError, RunRecord, load_run
 from experiments.analysis.stats import McNemarResult, mcnemar
 from experiments.config import ExperimentConfig
 from experiments.data.jsonl import write_json

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.analysis.document import Table
-from experiments.analysis.runs import RunRecord
+from experiments.analysis.run_records import RunRecord
 
 TRAIN_SIZE_KEY = "data_size.train"
 # Overrides that say where a job writes or which preset it is, never what it varies.
