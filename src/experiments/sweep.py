@@ -208,7 +208,8 @@ def write_sweep_comparison(records: list[RunRecord], sweep_dir: Path, preset: st
         doc.add(Heading("Scaling"), table)
         if points:
             png = plot_scaling(points, sweep_dir / "scaling.png", title=f"Sweep {sweep_dir.name}")
-            doc.add(Image(png, "execution accuracy against training examples and training time"))
+            doc.add(Image(png, "execution accuracy against training examples and training time",
+                          inline_in_markdown=True))
             paths.append(png)
         data["scaling"] = scaling_json(points)
     written = write_document(doc, sweep_dir, "comparison")

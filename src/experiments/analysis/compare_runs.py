@@ -28,7 +28,7 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from experiments.analysis.document import Alert, Document, Heading, Paragraph, Table, write_document
+from experiments.analysis.document import Alert, Document, Heading, Paragraph, TableBlock, write_document
 from experiments.analysis.run_records import STAGES, RunError, RunRecord, load_run
 from experiments.analysis.stats import McNemarResult, mcnemar
 from experiments.config import ExperimentConfig
@@ -66,7 +66,7 @@ def _fixed(value: float | None, digits: int) -> str | None:
     return None if value is None else f"{value:.{digits}f}"
 
 
-def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] | None = None) -> Table:
+def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] | None = None) -> TableBlock:
     """Headline metrics with 95% Wilson intervals: one row per run, narrow enough for MLflow's artifact preview.
     `extra` adds columns right after the run's name (e.g. a sweep's overrides), one value per run."""
     extra = extra or {}
@@ -78,23 +78,23 @@ def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] 
         rows.append((i + 1, run_label(record), record.status, *(values[i] for values in extra.values()),
                      _fixed(ex and ex[0], 3), _ci(ex), _fixed(lf and lf[0], 3), _ci(lf), _fixed(valid, 3),
                      record.n))
-    return Table(headers, tuple(rows))
+    return TableBlock(headers, tuple(rows))
 
 
-def cost_table(records: Sequence[RunRecord]) -> Table:
+def cost_table(records: Sequence[RunRecord]) -> TableBlock:
     """What each run cost: training examples, wall seconds per stage, peak GPU memory."""
     headers = ("#", "run", "train_examples", *(f"{s}_s" for s in STAGES), "peak_memory_gib")
     rows = tuple((i + 1, run_label(r), r.train_examples, *(_fixed(r.stage_seconds(s), 1) for s in STAGES),
                   _fixed(r.peak_memory_gib, 1)) for i, r in enumerate(records))
-    return Table(headers, rows)
+    return TableBlock(headers, rows)
 
 
-def runs_table(records: Sequence[RunRecord]) -> Table:
+def runs_table(records: Sequence[RunRecord]) -> TableBlock:
     """Where each run lives and what it was prepared with."""
     rows = [(i + 1, run_label(r), str(r.run_dir), r.mlflow_run_id or "", (r.prompt_fingerprint or "unknown")
              + (f" ({r.prompt_version})" if r.prompt_version else ""), r.test_ids_sha or "unknown")
             for i, r in enumerate(records)]
-    return Table(("#", "run", "run_dir", "mlflow_run_id", "prompt fingerprint", "test ids"), tuple(rows))
+    return TableBlock(("#", "run", "run_dir", "mlflow_run_id", "prompt fingerprint", "test ids"), tuple(rows))
 
 
 def _names(records: Sequence[RunRecord], indices: Sequence[int]) -> str:
@@ -214,7 +214,7 @@ def pair_blocks(records: Sequence[RunRecord], pair: PairComparison, max_examples
     for name, x, y in (("execution_accuracy", ex_a, ex_b), ("logical_form_accuracy", lf_a, lf_b)):
         if x and y:
             rows.append((name, x[0], y[0], f"{(y[0] - x[0]) * 100:+.2f} pts"))
-    blocks.append(Table(("metric", na, nb, "change"), tuple(rows)))
+    blocks.append(TableBlock(("metric", na, nb, "change"), tuple(rows)))
     blocks.append(Paragraph(
         f"Paired on {pair.n} test examples: {len(pair.fixed)} fixed (wrong in {na}, right in {nb}), "
         f"{len(pair.broken)} broken (right in {na}, wrong in {nb}); {_p_value(pair.test)}"
@@ -224,10 +224,10 @@ def pair_blocks(records: Sequence[RunRecord], pair: PairComparison, max_examples
         more = f" (first {len(shown)} of {len(ids)}; all in comparison.json)" if len(ids) > len(shown) else ""
         blocks.append(Paragraph(f"{title}: {len(ids)}{more}"))
         if shown:
-            blocks.append(Table(("id", "question"), tuple((i, a.question(i) or b.question(i)) for i in shown)))
+            blocks.append(TableBlock(("id", "question"), tuple((i, a.question(i) or b.question(i)) for i in shown)))
     changed = [(c, x, y, f"{y - x:+d}") for c, (x, y) in pair.categories.items()]
     blocks.append(Paragraph("Failure categories (examples per category):"))
-    blocks.append(Table(("category", na, nb, "change"), tuple(changed)))
+    blocks.append(TableBlock(("category", na, nb, "change"), tuple(changed)))
     return blocks
 
 
