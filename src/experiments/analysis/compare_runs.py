@@ -28,7 +28,7 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from experiments.analysis.document import Alert, Document, Heading, Paragraph, TableBlock, write_document
+from experiments.analysis.document import Alert, Document, Heading, Paragraph, Plain, TableBlock, write_document
 from experiments.analysis.run_records import STAGES, RunError, RunRecord, load_run
 from experiments.analysis.stats import McNemarResult, mcnemar
 from experiments.config import ExperimentConfig
@@ -47,8 +47,8 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}")
 # Per-run table and warnings
 
 
-def _ci(bounds: tuple[float, float, float] | None) -> str:
-    return "" if bounds is None else f"[{bounds[1]:.3f}, {bounds[2]:.3f}]"
+def _ci(bounds: tuple[float, float, float] | None) -> Plain:
+    return Plain("" if bounds is None else f"[{bounds[1]:.3f}, {bounds[2]:.3f}]")
 
 
 def run_label(record: RunRecord) -> str:

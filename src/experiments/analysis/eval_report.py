@@ -2,9 +2,9 @@
 report.html: what was run, the headline numbers with their intervals, where the failures are, the figures, and a few
 of each failure to look at.
 
-Categories come in the scorer's order (metrics.json's `categories`), and a failure is a result that did not
-execution-match (exactly those the scorer does not call `correct`), so this module needs nothing from
-experiments.evaluation, which imports it for report.md of `evaluate()` alone.
+Categories come in the taxonomy's order (analysis.json's, or else metrics.json's from the scorer), and a failure
+is a result that did not execution-match (exactly those the scorer does not call `correct`), so this module needs
+nothing from experiments.evaluation, which imports it for report.md of `evaluate()` alone.
 
 Texts that come whole from results.jsonl (questions, gold SQL, predictions, errors, warnings) are shortened here
 (analysis/shown_text.py); those of analysis.json come shortened already. The document's renderers escape all of them.
@@ -54,7 +54,7 @@ def report_document(metrics: Mapping[str, Any], results: Sequence[Mapping[str, A
     if facts:
         doc.add(TableBlock(("what was run", ""), tuple((shortened(k), shortened(v)) for k, v in facts)))
     doc.add(*_headline(metrics, (analysis or {}).get("headline", {})))
-    doc.add(Heading("Categories"), _categories(metrics))
+    doc.add(Heading("Categories"), _categories(metrics, analysis))
     if analysis is not None:
         doc.add(*_analysis_sections(analysis))
     if plots:
@@ -108,9 +108,12 @@ def _headline(metrics: Mapping[str, Any], headline: Mapping[str, Any]) -> list[B
     return blocks
 
 
-def _categories(metrics: Mapping[str, Any]) -> TableBlock:
+def _categories(metrics: Mapping[str, Any], analysis: Mapping[str, Any] | None) -> TableBlock:
+    """metrics.json's counts, in the analysis's order of the categories (the taxonomy's) when there is one."""
     n, counts = metrics["n"], metrics["categories"]
-    rows = tuple((category, count, Plain(f"{count / max(n, 1):.1%}")) for category, count in counts.items() if count)
+    order = [*(analysis["categories"] if analysis is not None else ()), *counts]
+    rows = tuple((category, counts[category], Plain(f"{counts[category] / max(n, 1):.1%}"))
+                 for category in dict.fromkeys(order) if counts.get(category))
     return TableBlock(("category", "count", "share"), rows, numeric=(1, 2))
 
 
