@@ -11,8 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from experiments.analysis.compare_runs import build_comparison, main
-from experiments.analysis.document import Alert, Document, Table, to_html
-from experiments.analysis.runs import load_run
+from experiments.analysis.document import Alert, Document, TableBlock, to_html
+from experiments.analysis.run_records import load_run
 from experiments.analysis.stats import mcnemar
 from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint, prompt_fingerprint
 
@@ -139,7 +139,7 @@ def test_unknown_run_is_a_clear_error(tmp_path, capsys):
 
 
 def test_html_escapes_everything():
-    doc = Document("<t>").add(Alert("<w>", ("<l>",)), Table(("<h>",), (("<v>",),)))
+    doc = Document("<t>").add(Alert("<w>", ("<l>",)), TableBlock(("<h>",), (("<v>",),)))
     html = to_html(doc)
     assert "<t>" not in html and "<w>" not in html and "<l>" not in html and "<v>" not in html
 

@@ -146,7 +146,8 @@ def interrupt(*args: object, **kwargs: object) -> None:
     raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("step", ["analyze", "write_json", "write_plots", "write_report", "write_html"])
+@pytest.mark.parametrize("step", ["analyze", "write_json", "write_plots", "report_document", "write_markdown",
+                                  "write_html"])
 def test_an_eval_interrupted_in_the_analysis_leaves_no_metrics_json(tmp_path: Path, step: str,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """metrics.json's presence says the evaluation finished: Ctrl-C at any step of the analysis leaves none."""

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from test_compare import write_run
 
-from experiments.analysis.runs import load_run
+from experiments.analysis.run_records import load_run
 from experiments.analysis.scaling import plot_scaling, scaling_points, varies_train_size
 from experiments.config import conf_dir, register_schema
 from experiments.data.subsets import draw_subset

@@ -34,7 +34,7 @@ from experiments.analysis.compare_runs import (
     runs_table,
 )
 from experiments.analysis.document import Alert, Document, Heading, Image, Paragraph, write_document
-from experiments.analysis.runs import RunError, RunRecord, load_run
+from experiments.analysis.run_records import RunError, RunRecord, load_run
 from experiments.analysis.scaling import (
     plot_scaling,
     scaling_json,
@@ -208,7 +208,8 @@ def write_sweep_comparison(records: list[RunRecord], sweep_dir: Path, preset: st
         doc.add(Heading("Scaling"), table)
         if points:
             png = plot_scaling(points, sweep_dir / "scaling.png", title=f"Sweep {sweep_dir.name}")
-            doc.add(Image(png, "execution accuracy against training examples and training time"))
+            doc.add(Image(png, "execution accuracy against training examples and training time",
+                          inline_in_markdown=True))
             paths.append(png)
         data["scaling"] = scaling_json(points)
     written = write_document(doc, sweep_dir, "comparison")

@@ -28,8 +28,8 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 
-from experiments.analysis.document import Alert, Document, Heading, Paragraph, Table, write_document
-from experiments.analysis.runs import STAGES, RunError, RunRecord, load_run
+from experiments.analysis.document import Alert, Document, Heading, Paragraph, Plain, TableBlock, write_document
+from experiments.analysis.run_records import STAGES, RunError, RunRecord, load_run
 from experiments.analysis.stats import McNemarResult, mcnemar
 from experiments.config import ExperimentConfig
 from experiments.data.jsonl import write_json
@@ -47,11 +47,12 @@ _RUN_ID = re.compile(r"[0-9a-f]{32}")
 # Per-run table and warnings
 
 
-def _ci(bounds: tuple[float, float, float] | None) -> str:
-    return "" if bounds is None else f"[{bounds[1]:.3f}, {bounds[2]:.3f}]"
+def _ci(bounds: tuple[float, float, float] | None) -> Plain:
+    return Plain("" if bounds is None else f"[{bounds[1]:.3f}, {bounds[2]:.3f}]")
 
 
-def run_name(record: RunRecord) -> str:
+def run_label(record: RunRecord) -> str:
+    """How a run is named in the comparison's tables: its preset, marked when zero-shot (not its MLflow run name)."""
     return record.preset + (" (zero-shot)" if record.zero_shot else "")
 
 
@@ -65,7 +66,7 @@ def _fixed(value: float | None, digits: int) -> str | None:
     return None if value is None else f"{value:.{digits}f}"
 
 
-def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] | None = None) -> Table:
+def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] | None = None) -> TableBlock:
     """Headline metrics with 95% Wilson intervals: one row per run, narrow enough for MLflow's artifact preview.
     `extra` adds columns right after the run's name (e.g. a sweep's overrides), one value per run."""
     extra = extra or {}
@@ -74,33 +75,34 @@ def metrics_table(records: Sequence[RunRecord], extra: dict[str, Sequence[Any]] 
     for i, record in enumerate(records):
         ex, lf = record.accuracy("exec_match"), record.accuracy("lf_match")
         valid = (record.metrics or {}).get("valid_sql_rate")
-        rows.append((i + 1, run_name(record), record.status, *(values[i] for values in extra.values()),
+        rows.append((i + 1, run_label(record), record.status, *(values[i] for values in extra.values()),
                      _fixed(ex and ex[0], 3), _ci(ex), _fixed(lf and lf[0], 3), _ci(lf), _fixed(valid, 3),
                      record.n))
-    return Table(headers, tuple(rows))
+    return TableBlock(headers, tuple(rows))
 
 
-def cost_table(records: Sequence[RunRecord]) -> Table:
+def cost_table(records: Sequence[RunRecord]) -> TableBlock:
     """What each run cost: training examples, wall seconds per stage, peak GPU memory."""
     headers = ("#", "run", "train_examples", *(f"{s}_s" for s in STAGES), "peak_memory_gib")
-    rows = tuple((i + 1, run_name(r), r.train_examples, *(_fixed(r.stage_seconds(s), 1) for s in STAGES),
+    rows = tuple((i + 1, run_label(r), r.train_examples, *(_fixed(r.stage_seconds(s), 1) for s in STAGES),
                   _fixed(r.peak_memory_gib, 1)) for i, r in enumerate(records))
-    return Table(headers, rows)
+    return TableBlock(headers, rows)
 
 
-def runs_table(records: Sequence[RunRecord]) -> Table:
+def runs_table(records: Sequence[RunRecord]) -> TableBlock:
     """Where each run lives and what it was prepared with."""
-    rows = [(i + 1, run_name(r), str(r.run_dir), r.mlflow_run_id or "", (r.prompt_fingerprint or "unknown")
+    rows = [(i + 1, run_label(r), str(r.run_dir), r.mlflow_run_id or "", (r.prompt_fingerprint or "unknown")
              + (f" ({r.prompt_version})" if r.prompt_version else ""), r.test_ids_sha or "unknown")
             for i, r in enumerate(records)]
-    return Table(("#", "run", "run_dir", "mlflow_run_id", "prompt fingerprint", "test ids"), tuple(rows))
+    return TableBlock(("#", "run", "run_dir", "mlflow_run_id", "prompt fingerprint", "test ids"), tuple(rows))
 
 
 def _names(records: Sequence[RunRecord], indices: Sequence[int]) -> str:
-    return ", ".join(f"#{i + 1} {run_name(records[i])}" for i in indices)
+    return ", ".join(f"#{i + 1} {run_label(records[i])}" for i in indices)
 
 
-def _groups(values: Sequence[str | None]) -> dict[str | None, list[int]]:
+def _indices_by_value(values: Sequence[str | None]) -> dict[str | None, list[int]]:
+    """Each distinct value (a fingerprint), with the indices of the runs that have it."""
     groups: dict[str | None, list[int]] = {}
     for i, value in enumerate(values):
         groups.setdefault(value, []).append(i)
@@ -110,7 +112,7 @@ def _groups(values: Sequence[str | None]) -> dict[str | None, list[int]]:
 def fingerprint_alerts(records: Sequence[RunRecord]) -> list[Alert]:
     """Loud warnings when runs were prepared with different prompts or scored on different test examples."""
     alerts = []
-    prompts = _groups([r.prompt_fingerprint for r in records])
+    prompts = _indices_by_value([r.prompt_fingerprint for r in records])
     known = {k: v for k, v in prompts.items() if k is not None}
     if len(known) > 1:
         lines = [f"{_names(records, idx)}: prompt fingerprint {fp} ({records[idx[0]].prompt_version or '?'})"
@@ -125,7 +127,7 @@ def fingerprint_alerts(records: Sequence[RunRecord]) -> list[Alert]:
             f"{_names(records, prompts[None])}: no prompt fingerprint in data/report.json (prepared before "
             f"fingerprints were recorded, or no prepare stage); prompt version(s): {', '.join(versions)}. "
             "Cannot check that all runs used the same prompt.",)))
-    tests = _groups([r.test_ids_sha for r in records])
+    tests = _indices_by_value([r.test_ids_sha for r in records])
     if len(tests) > 1:
         lines = [f"{_names(records, idx)}: {records[idx[0]].n or '?'} test examples, ids "
                  f"{sha or 'unknown (no data/test.jsonl, results.jsonl or data/report.json)'}"
@@ -134,7 +136,8 @@ def fingerprint_alerts(records: Sequence[RunRecord]) -> list[Alert]:
                      "no paired statistics are given across these groups.")
         alerts.append(Alert("runs were scored on different test examples", tuple(lines)))
     else:
-        contents = {k: v for k, v in _groups([r.test_examples_sha for r in records]).items() if k is not None}
+        by_content = _indices_by_value([r.test_examples_sha for r in records])
+        contents = {k: v for k, v in by_content.items() if k is not None}
         if len(contents) > 1:
             lines = [f"{_names(records, idx)}: test examples {sha}" for sha, idx in contents.items()]
             lines.append("Same test ids, different examples behind them (another data source or path?): "
@@ -202,7 +205,7 @@ def _p_value(test: McNemarResult) -> str:
 def pair_blocks(records: Sequence[RunRecord], pair: PairComparison, max_examples: int) -> list[Any]:
     a, b = records[pair.a], records[pair.b]
     na, nb = f"#{pair.a + 1}", f"#{pair.b + 1}"
-    blocks: list[Any] = [Heading(f"{na} {run_name(a)} → {nb} {run_name(b)}", 3)]
+    blocks: list[Any] = [Heading(f"{na} {run_label(a)} → {nb} {run_label(b)}", 3)]
     if pair.skipped or pair.test is None:
         return [*blocks, Paragraph(f"Not paired: {pair.skipped}.")]
     ex_a, ex_b = a.accuracy("exec_match"), b.accuracy("exec_match")
@@ -211,7 +214,7 @@ def pair_blocks(records: Sequence[RunRecord], pair: PairComparison, max_examples
     for name, x, y in (("execution_accuracy", ex_a, ex_b), ("logical_form_accuracy", lf_a, lf_b)):
         if x and y:
             rows.append((name, x[0], y[0], f"{(y[0] - x[0]) * 100:+.2f} pts"))
-    blocks.append(Table(("metric", na, nb, "change"), tuple(rows)))
+    blocks.append(TableBlock(("metric", na, nb, "change"), tuple(rows)))
     blocks.append(Paragraph(
         f"Paired on {pair.n} test examples: {len(pair.fixed)} fixed (wrong in {na}, right in {nb}), "
         f"{len(pair.broken)} broken (right in {na}, wrong in {nb}); {_p_value(pair.test)}"
@@ -221,10 +224,10 @@ def pair_blocks(records: Sequence[RunRecord], pair: PairComparison, max_examples
         more = f" (first {len(shown)} of {len(ids)}; all in comparison.json)" if len(ids) > len(shown) else ""
         blocks.append(Paragraph(f"{title}: {len(ids)}{more}"))
         if shown:
-            blocks.append(Table(("id", "question"), tuple((i, a.question(i) or b.question(i)) for i in shown)))
+            blocks.append(TableBlock(("id", "question"), tuple((i, a.question(i) or b.question(i)) for i in shown)))
     changed = [(c, x, y, f"{y - x:+d}") for c, (x, y) in pair.categories.items()]
     blocks.append(Paragraph("Failure categories (examples per category):"))
-    blocks.append(Table(("category", na, nb, "change"), tuple(changed)))
+    blocks.append(TableBlock(("category", na, nb, "change"), tuple(changed)))
     return blocks
 
 
@@ -248,7 +251,7 @@ def pair_json(records: Sequence[RunRecord], pair: PairComparison) -> dict[str, A
 
 def run_json(index: int, record: RunRecord) -> dict[str, Any]:
     ex, lf = record.accuracy("exec_match"), record.accuracy("lf_match")
-    return {"index": index + 1, "run": run_name(record), "run_dir": str(record.run_dir),
+    return {"index": index + 1, "run": run_label(record), "run_dir": str(record.run_dir),
             "mlflow_run_id": record.mlflow_run_id, "status": record.status, "zero_shot": record.zero_shot,
             "execution_accuracy": ex and ex[0], "execution_accuracy_ci95": ex and [ex[1], ex[2]],
             "logical_form_accuracy": lf and lf[0], "logical_form_accuracy_ci95": lf and [lf[1], lf[2]],
@@ -397,7 +400,7 @@ def log_comparison(client, uri: str, records: Sequence[RunRecord], paths: Sequen
         (records[0].config.get("tracking") or {}).get("experiment_name") or "text2sql-lora")
     compared = ",".join(r.mlflow_run_id or str(r.run_dir) for r in records)
     # An experiment of their own: comparisons would otherwise sit at the top of the training runs' list
-    tracker = MlflowTracker(uri, f"{experiment} comparisons", "compare " + " vs ".join(run_name(r) for r in records),
+    tracker = MlflowTracker(uri, f"{experiment} comparisons", "compare " + " vs ".join(run_label(r) for r in records),
                             {"kind": "comparison", "compared_runs": compared[:5000], "compared_experiment": experiment,
                              "warnings": str(len(data["warnings"]))})
     status = "FAILED"

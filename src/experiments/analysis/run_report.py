@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments.analysis.breakdown import analyze
-from experiments.analysis.html_report import write_html
+from experiments.analysis.document import write_html, write_markdown
+from experiments.analysis.eval_report import TITLE, report_document
 from experiments.analysis.plots import write_plots
 from experiments.config import ExperimentConfig
 from experiments.data.jsonl import iter_jsonl, write_json
 from experiments.data.records import Example, Table
-from experiments.evaluation.report import write_report
 from experiments.runs.files import RunFiles
 
 
@@ -67,14 +67,15 @@ def run_facts(cfg: ExperimentConfig, files: RunFiles) -> list[tuple[str, str]]:
 def write_run_analysis(run_dir: Path, metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
                        examples: Iterable[Example], tables: Mapping[str, Table],
                        trainer_state: Path | None = None, facts: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    """Analyse one run's results and write analysis.json, plots/, report.md and report.html into `run_dir`;
-    returns the analysis and the paths written. Not metrics.json: the eval stage writes it after these."""
+    """Analyse one run's results and write analysis.json, plots/, report.md and report.html into `run_dir` (the two
+    reports from one document); returns the analysis and the paths written. Not metrics.json: the eval stage writes
+    it after these."""
     files = RunFiles(run_dir)
     analysis = analyze(results, examples, tables)
     write_json(files.analysis_json, analysis)
     plots = write_plots(analysis, files.plots_dir, trainer_state)
-    write_report(metrics, results, files.report_md, analysis, facts)
-    title = f"Evaluation report: {files.root.name}"
-    write_html(metrics, analysis, plots, files.report_html, title=title, facts=facts)
+    doc = report_document(metrics, results, analysis, plots, facts, title=f"{TITLE}: {files.root.name}")
+    write_markdown(doc, files.report_md)
+    write_html(doc, files.report_html)
     return {"analysis": analysis, "analysis_json": files.analysis_json, "plots": plots,
             "report_md": files.report_md, "report_html": files.report_html}

@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.analysis.document import Table
-from experiments.analysis.runs import RunRecord
+from experiments.analysis.document import Plain, TableBlock
+from experiments.analysis.run_records import RunRecord
 
 TRAIN_SIZE_KEY = "data_size.train"
 # Overrides that say where a job writes or which preset it is, never what it varies.
@@ -78,10 +78,10 @@ def scaling_points(records: Sequence[RunRecord]) -> list[ScalingPoint]:
     return sorted(points, key=lambda p: (p.series, p.train_examples))
 
 
-def scaling_table(points: Sequence[ScalingPoint]) -> Table:
-    return Table(("series", "train_examples", "train_seconds", "execution_accuracy", "95% CI", "n", "run"),
+def scaling_table(points: Sequence[ScalingPoint]) -> TableBlock:
+    return TableBlock(("series", "train_examples", "train_seconds", "execution_accuracy", "95% CI", "n", "run"),
                  tuple((p.series, p.train_examples, p.train_seconds, p.execution_accuracy,
-                        f"[{p.ci_low:.3f}, {p.ci_high:.3f}]", p.n, p.run) for p in points))
+                        Plain(f"[{p.ci_low:.3f}, {p.ci_high:.3f}]"), p.n, p.run) for p in points))
 
 
 def scaling_json(points: Sequence[ScalingPoint]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlglot import exp
 from tqdm import tqdm
 
+from experiments.analysis.eval_report import write_report
 from experiments.analysis.shown_text import shortened
 from experiments.data.jsonl import iter_jsonl, write_json, write_jsonl
 from experiments.data.prompt import render_sql
@@ -32,7 +33,6 @@ from experiments.evaluation.categories import (
 )
 from experiments.evaluation.logical_form import column_index, logical_forms_match, parse_logical_form
 from experiments.evaluation.official_format import write_official_files
-from experiments.evaluation.report import write_report
 from experiments.evaluation.results_compare import Normalised, is_empty, normalise_rows, results_match
 from experiments.sql.errors import EvalError
 from experiments.sql.executor import MAX_RESULT_BYTES, Row, SafeExecutor, check_limits
