@@ -41,9 +41,9 @@ from experiments.model.memory_plan import (
     free_gpu_bytes,
     longest_micro_batch_tokens,
     model_facts,
+    plan_training,
     planned_steps,
 )
-from experiments.model.memory_plan import plan_training as plan_training_memory
 from experiments.model.tokenization import TokenizedExample, encode_example
 from experiments.runs.distributed import dist_context, gather_to_main, run_on_main
 from experiments.runs.files import RunFiles, replace_dir
@@ -123,7 +123,7 @@ def make_dataset(examples: list[TokenizedExample], examples_per_batch: int, t: T
     return BatchDataset(examples, plan(0), replan=plan)
 
 
-def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_length: int,
+def plan_micro_batches(examples: list[TokenizedExample], t: TrainingConfig, max_length: int,
                   world_size: int = 1) -> tuple[BatchDataset, float, int]:
     """This rank's planned micro-batches, the mean examples per micro-batch and the accumulation steps: by example
     count (per_device_batch_size x gradient_accumulation_steps, the default) or by token budget (tokens_per_step;
@@ -168,7 +168,7 @@ def memory_plan_for(cfg: ExperimentConfig, train_set: BatchDataset, accumulation
     longest = longest_micro_batch_tokens([len(e.input_ids) for e in train_set.examples], plans)
     facts = model_facts(cfg.model, cfg.quantization, cfg.lora,
                         weights_dtype(cfg.model, cfg.quantization, device).itemsize)
-    plan = plan_training_memory(t.memory_plan, facts, longest, free_gpu_bytes(device),
+    plan = plan_training(t.memory_plan, facts, longest, free_gpu_bytes(device),
                                 run_steps if steps is None else steps, t.gradient_checkpointing, t.compile)
     free = f" of {plan.free_gib:.1f} GiB free" if plan.free_gib is not None else ""
     log.info("memory plan (training.memory_plan=%s): %s; predicted peak %.1f GiB%s for the longest micro-batch "
@@ -333,7 +333,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         raise ValueError(f"no training example fits data_size.max_length={cfg.data_size.max_length} "
                          f"({train_dropped} dropped); raise max_length")
     t = cfg.training
-    train_set, per_batch, accumulation = plan_training(train_examples, t, cfg.data_size.max_length, ctx.world_size)
+    train_set, per_batch, accumulation = plan_micro_batches(train_examples, t, cfg.data_size.max_length,
+                                                            ctx.world_size)
     effective_batch = per_batch * accumulation * ctx.world_size  # a mean when steps are built by token budget
     val_set = make_dataset(val_examples, max(1, round(per_batch)), t) if val_examples else None
     log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %.1f x %d accumulation"
