@@ -35,7 +35,8 @@ def test_a_run_fills_mlflows_own_fields(tmp_path, monkeypatch):
     tags = run.data.tags
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"].startswith("experiments")
     assert len(tags["mlflow.source.git.commit"]) >= 7 and tags["mlflow.user"]
-    assert "**smoke**: tiny_mistral" in tags["mlflow.note.content"] and "lr 0.003" in tags["mlflow.note.content"]
+    assert "**smoke**: tiny_mistral" in tags["mlflow.note.content"]
+    assert "learning rate 0.003" in tags["mlflow.note.content"]
     inputs = {d.dataset.name: (d.dataset.digest, [t.value for t in d.tags]) for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"sample-train", "sample-val", "sample-test"}
     assert inputs["sample-test"][1] == ["test"] and len(inputs["sample-test"][0]) == 16

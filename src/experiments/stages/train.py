@@ -3,7 +3,9 @@ save the adapter.
 
 Writes adapter/ (PEFT adapter + tokenizer only), trainer_state.json, checkpoints/ at the save cadence and
 data/train_report.json (what was dropped for length, token counts). `training.resume=true` continues from the
-last complete checkpoint in the same run directory (a half-written one is skipped).
+last complete checkpoint in the same run directory (a half-written one is skipped). To MLflow: the Trainer's curves
+while it trains (training/callbacks.MetricsToTracker), then the summary's numbers, the memory plans as tags, adapter/
+and train_summary.json, and the adapter as an MLflow model (tracking/model_logging.py, rank 0).
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ from experiments.model.memory_plan import (
 from experiments.model.tokenization import TokenizedExample, encode_example
 from experiments.runs.distributed import dist_context, gather_to_main, run_on_main
 from experiments.runs.files import RunFiles, replace_dir
+from experiments.stages.contract import Artifact, StageResult
+from experiments.tracking.metric_names import train_summary_logged
 from experiments.training.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches
+from experiments.training.callbacks import MetricsToTracker
 from experiments.training.replan import ReplanOnOutOfMemory, out_of_memory_advice
 from experiments.training.val_execution import BestCheckpoint, EvaluateAtTheEnd, ValidationScorer
 
@@ -430,3 +435,24 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     return {"adapter": files.adapter_dir, "summary": summary if ctx.is_main else {},
             "tags": {**plan.as_tags("memory_plan.train"), "memory_plan.train.final": trainer.memory_plan.describe(),
                      "model.source": source}}
+
+
+def run(cfg: ExperimentConfig, files: RunFiles, tracker) -> StageResult:
+    """The stage (stages/contract.py): trains with the Trainer's logs going to `tracker` as they come; once the
+    result is logged, logs the final adapter as an MLflow model (rank 0; its URI joins the summary as
+    `mlflow_model`)."""
+    result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
+    summary = result["summary"]
+    metrics, counts = train_summary_logged(summary)
+
+    def log_model() -> dict:
+        if not dist_context().is_main:
+            return {}
+        from experiments.tracking.model_logging import log_final_adapter  # the adapter as an MLflow model too
+
+        logged = log_final_adapter(cfg, files, tracker, step=summary.get("best_step") or summary["global_steps"])
+        return {"mlflow_model": logged.to_json()} if logged else {}
+
+    return StageResult(summary=summary, metrics=metrics, params=counts, tags=result.get("tags", {}),
+                       artifacts=(Artifact(files.adapter_dir, "adapter"), Artifact(files.train_summary)),
+                       then=log_model)
