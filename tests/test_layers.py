@@ -22,8 +22,6 @@ MAX_TOP_LEVEL_MODULES = 8
 
 # (importing module, imported module): why the import may go up a layer
 ALLOWED: dict[tuple[str, str], str] = {
-    ("experiments.evaluation.scoring", "experiments.analysis.shown_text"):
-        "read_predictions names an untrusted prediction id in its errors, shortened as the reports shorten text",
     ("experiments.evaluation.report", "experiments.analysis.shown_text"):
         "the scorer still writes report.md (escaping untrusted text); goes when the eval stage writes it (issue 20)",
     ("experiments.evaluation.report", "experiments.analysis.stats"):

@@ -18,7 +18,6 @@ from typing import Any
 from sqlglot import exp
 from tqdm import tqdm
 
-from experiments.analysis.shown_text import shortened
 from experiments.data.jsonl import iter_jsonl
 from experiments.data.prompt import render_sql
 from experiments.data.records import DataError, Example, Query, Table
@@ -102,9 +101,11 @@ def no_match_message(prediction_ids: Collection[str], expected_ids: Collection[s
 
 
 def shown_id(pid: str) -> str:
-    """An id as messages show it: quoted, shortened, non-ASCII as code points, so a look-alike (`t\\u0435st-0`,
-    a Cyrillic е) is told apart from the real id (`'test-0'`)."""
-    return ascii(shortened(pid, MAX_SHOWN_ID_CHARS))
+    """An id as messages show it: quoted, shortened (with the reports' marker, analysis/shown_text.py), non-ASCII as
+    code points, so a look-alike (`t\\u0435st-0`, a Cyrillic е) is told apart from the real id (`'test-0'`)."""
+    if len(pid) > MAX_SHOWN_ID_CHARS:
+        pid = f"{pid[:MAX_SHOWN_ID_CHARS]}… [truncated, {len(pid):,} characters in all]"
+    return ascii(pid)
 
 
 def _sample(ids: Collection[str], k: int = 3) -> str:
