@@ -1,4 +1,5 @@
-"""Evaluation benchmark: how many predictions per second `evaluate` scores on one CPU core.
+"""Evaluation benchmark: how many predictions per second `score` scores on one CPU core (scoring only: the eval
+stage's writing of results and reports is not timed).
 
     python benchmarks/eval_throughput.py [n_examples]      # prints the rate; gpu_benchmark.py reuses measure()
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from experiments.data.prompt import render_sql
 from experiments.data.records import Example, Query, Table
-from experiments.evaluation.scoring import evaluate
+from experiments.evaluation.scoring import score
 from experiments.sql.sqlite_tables import materialize_tables
 
 HEADER = ("Player", "No.", "Nationality", "Position", "Years in Toronto", "School/Club Team", "Height (ft)")
@@ -68,7 +69,7 @@ def measure(n: int = 1000) -> dict:
         materialize_tables(tables.values(), db)
         materialise_s = time.perf_counter() - start
         start = time.perf_counter()
-        metrics = evaluate(examples, tables, predictions, db, Path(tmp) / "out", progress=False)
+        metrics = score(examples, tables, predictions, db, progress=False).metrics
         seconds = time.perf_counter() - start
     return {"predictions": n, "seconds": seconds, "predictions_per_s": n / seconds, "materialise_s": materialise_s,
             "execution_accuracy": metrics["execution_accuracy"],

@@ -65,7 +65,7 @@ from experiments.model.loading import (
 )
 from experiments.model.memory_plan import InferencePlan
 from experiments.model.tokenization import IGNORE_INDEX, encode_example
-from experiments.stages.train import apply_fast_paths, memory_plan_for, plan_training, training_arguments
+from experiments.stages.train import apply_fast_paths, memory_plan_for, plan_micro_batches, training_arguments
 from experiments.training.batching import PlannedBatchCollator
 from experiments.training.replan import ReplanOnOutOfMemory, out_of_memory_advice
 
@@ -252,7 +252,7 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     t = cfg.training
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in examples]
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
-    dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
+    dataset, per_batch, accumulation = plan_micro_batches(tokenized, t, cfg.data_size.max_length)
     steps_for_compile = {"ours_fast_eager": 1, "ours_fast_compiled": 10**9, "ours_fast_compiled_cudnn": 10**9}.get(
         name, preset_steps(cfg, per_batch * accumulation))
     plan = memory_plan_for(cfg, dataset, accumulation, device, steps=steps_for_compile)

@@ -37,7 +37,7 @@ from experiments.model.loading import (  # noqa: E402
     resolve_device,  # noqa: E402
 )
 from experiments.model.tokenization import encode_example  # noqa: E402
-from experiments.stages.train import plan_training  # noqa: E402
+from experiments.stages.train import plan_micro_batches  # noqa: E402
 from experiments.training.batching import PlannedBatchCollator  # noqa: E402
 
 # (row name, gradient checkpointing, padding mask dropped, compiled); compiled rows last
@@ -107,7 +107,7 @@ def main() -> None:
     rows = [MATRIX[i] for i in args.rows] if args.rows else MATRIX
     per_step = t.per_device_batch_size * t.gradient_accumulation_steps
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in bench_examples(per_step * 8)]
-    dataset, per_batch, accumulation = plan_training(tokenized, t, cfg.data_size.max_length)
+    dataset, per_batch, accumulation = plan_micro_batches(tokenized, t, cfg.data_size.max_length)
     collate = PlannedBatchCollator(tokenizer.pad_token_id)
     model = lora_model(cfg, device, t.gradient_checkpointing, dequantize=args.dequantize)
     model.train()

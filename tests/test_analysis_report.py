@@ -17,7 +17,8 @@ import pytest
 
 from experiments.analysis.breakdown import analyze, interval_metrics
 from experiments.analysis.plots import write_plots
-from experiments.analysis.run_report import read_results, run_facts, write_run_analysis
+from experiments.analysis.run_facts import run_facts
+from experiments.analysis.run_report import read_results, write_run_analysis
 from experiments.analysis.stats import wilson_interval
 from experiments.config import ExperimentConfig, load_config
 from experiments.data.prepared import PreparedExample, read_prepared, read_tables, write_prepared, write_tables

@@ -12,7 +12,7 @@ import pytest
 from experiments.config import DataConfig
 from experiments.data.prompt import render_sql
 from experiments.data.sources import load_source
-from experiments.evaluation import evaluate, materialize_tables
+from experiments.evaluation import materialize_tables, score
 
 SAMPLE = load_source(DataConfig())
 
@@ -23,7 +23,7 @@ def test_gold_sql_of_every_sample_example_scores_one(tmp_path, split):
     gold = {e.id: render_sql(e.query, data.tables[e.table_id]) for e in data.examples}
     db = tmp_path / "tables.sqlite"
     materialize_tables(data.tables.values(), db)
-    metrics = evaluate(data.examples, data.tables, gold, db, tmp_path, progress=False)
+    metrics = score(data.examples, data.tables, gold, db, progress=False).metrics
     assert metrics["n"] == len(data.examples) > 0
     assert metrics["execution_accuracy"] == 1.0
     assert metrics["logical_form_accuracy"] == 1.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from sqlglot import exp
 
 from experiments.data.prompt import render_sql
 from experiments.data.records import Example, Query, Table
-from experiments.evaluation import evaluate, materialize_tables, sqlite_column_names, sqlite_table_name
+from experiments.evaluation import materialize_tables, score, sqlite_column_names, sqlite_table_name
 from experiments.evaluation.results_compare import normalise_rows, results_match
 from experiments.sql.safe_sql import bind_to_table, parse_single_query
 
@@ -43,15 +42,18 @@ EXAMPLES = [
 BY_ID = {e.id: e for e in EXAMPLES}
 
 
+ROWS: dict[Path, list[dict]] = {}  # each test's results rows (scoring writes no file)
+
+
 def run(tmp_path: Path, predictions: dict[str, str], examples: list[Example] | None = None, **kwargs) -> dict:
     examples = EXAMPLES if examples is None else examples
-    return evaluate(examples, TABLES, predictions, tmp_path / "tables.sqlite", tmp_path / "out",
-                    progress=False, **kwargs)
+    scored = score(examples, TABLES, predictions, tmp_path / "tables.sqlite", progress=False, **kwargs)
+    ROWS[tmp_path] = scored.rows()
+    return scored.metrics
 
 
 def results(tmp_path: Path) -> dict[str, dict]:
-    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
-    return {r["id"]: r for r in map(json.loads, lines)}
+    return {r["id"]: r for r in ROWS[tmp_path]}
 
 
 def test_gold_sql_scores_one(tmp_path: Path) -> None:
@@ -216,8 +218,8 @@ def test_duplicate_headers_are_evaluable(tmp_path: Path) -> None:
     table = Table(id="2-1-1", header=("Name", "Score", "Name"), types=("text", "real", "text"),
                   rows=(("a", 1, "x"), ("b", 2, "y")))
     example = Example("test-0", table.id, "q", Query(2, 0, ((1, 0, 2),)))
-    metrics = evaluate([example], {table.id: table}, {"test-0": "SELECT \"Name_2\" FROM t WHERE Score = 2"},
-                       tmp_path / "db.sqlite", tmp_path / "out", progress=False)
+    metrics = score([example], {table.id: table}, {"test-0": "SELECT \"Name_2\" FROM t WHERE Score = 2"},
+                    tmp_path / "db.sqlite", progress=False).metrics
     assert metrics["execution_accuracy"] == 1.0
 
 

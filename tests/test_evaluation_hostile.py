@@ -1,5 +1,6 @@
 """A hostile predictions file (issue 15): every prediction categorised, nothing crashes, no table changes, no
-file appears, every output is valid UTF-8 JSON, in bounded time and memory, through `evaluate()` and the CLI."""
+file appears, every output is valid UTF-8 JSON, in bounded time and memory, through `score` with the eval stage's
+writer and through the CLI."""
 
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ TABLE = Table(id="1-10015132-11", header=("Player", "No.", "School/Club Team"), 
 SECRET = Table(id="1-999-1", header=("Secret",), types=("text",), rows=(("hidden",),))
 QUERY = Query(sel=1, agg=0, conds=((0, 0, "Antonio Lang"),))  # What number did Antonio Lang wear?
 OUTPUTS = ("results.jsonl", "metrics.json", "report.md", "official_source.jsonl", "official_predictions.jsonl",
-           "official_tables.jsonl", "official_tables.db")
+           "official_tables.jsonl", "official_tables.db", "analysis.json", "report.html")
 
 
 def write_predictions(path: Path, tmp: Path) -> Path:
@@ -120,13 +121,16 @@ SCORE = """
 import json, resource, sys, time
 from pathlib import Path
 from experiments.data.records import Example, Table
-from experiments.evaluation import evaluate, read_predictions
+from experiments.evaluation import read_predictions, score
+from experiments.stages.evaluate import write_outputs
 spec = json.loads(Path(sys.argv[1]).read_text())
 examples = [Example.from_json(e) for e in spec["examples"]]
 tables = {t["id"]: Table.from_json(t) for t in spec["tables"]}
 start = time.perf_counter()
 predictions = read_predictions(Path(spec["predictions"]), expected_ids={e.id for e in examples})
-metrics = evaluate(examples, tables, predictions, Path(spec["db"]), Path(spec["out"]), progress=False)
+scored = score(examples, tables, predictions, Path(spec["db"]), progress=False)
+write_outputs(Path(spec["out"]), scored, examples, tables)  # as the eval stage writes them
+metrics = scored.metrics
 # this process's own peak: its ru_maxrss would also count the test runner it was started from (Linux keeps the
 # parent's high-water mark across fork + exec), which is large once earlier tests have loaded models
 own = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024
@@ -138,8 +142,8 @@ print(json.dumps({"seconds": time.perf_counter() - start, "parent_peak_rss_mib":
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The hostile file scored once by `read_predictions` + `evaluate()` in a fresh interpreter, so that its
-    wall time and the peak memory of the evaluator and of its SQL workers are its own."""
+    """The hostile file scored once by `read_predictions` + `score` + the eval stage's `write_outputs` in a fresh
+    interpreter, so that its wall time and the peak memory of the evaluator and of its SQL workers are its own."""
     tmp = tmp_path_factory.mktemp("hostile")
     db = tmp / "data" / "tables.sqlite"
     materialize_tables([TABLE, SECRET], db)
@@ -186,7 +190,7 @@ def test_no_table_changes_and_no_file_appears(scored: dict) -> None:
     tmp = scored["tmp"]
     assert sorted(p.name for p in tmp.iterdir()) == sorted([*scored["listing"], "out"])
     assert sorted(p.name for p in (tmp / "data").iterdir()) == ["tables.sqlite"]
-    assert sorted(p.name for p in (tmp / "out").iterdir()) == sorted(OUTPUTS)  # no temp file left behind
+    assert sorted(p.name for p in (tmp / "out").iterdir()) == sorted([*OUTPUTS, "plots"])  # no temp file left
 
 
 def test_hostile_file_is_scored_in_bounded_time_and_memory(scored: dict) -> None:
@@ -213,7 +217,7 @@ def test_eval_stage_scores_the_hostile_file(tmp_path: Path) -> None:
                      "tracking=none", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert time.perf_counter() - start < 30
-    outputs = read_outputs(run_dir, (*OUTPUTS, "analysis.json", "report.html"))
+    outputs = read_outputs(run_dir, OUTPUTS)
     assert_categories(outputs["results.jsonl"])
     assert "WARNING" in (run_dir / "report.html").read_text(encoding="utf-8")
     assert f"1 of {len(HOSTILE) + 1} predictions have ids that are not test examples" in result.stdout + result.stderr

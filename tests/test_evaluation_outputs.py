@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from experiments.analysis.run_report import read_results, write_run_analysis
+from experiments.analysis.run_report import read_results
 from experiments.data.jsonl import write_jsonl
 from experiments.data.prompt import render_sql
 from experiments.data.records import DataError, Example, Query, Table
-from experiments.evaluation import evaluate, read_predictions
+from experiments.evaluation import read_predictions, score
+from experiments.stages.evaluate import write_outputs
 
 TABLE = Table(
     id="1-10015132-11",
@@ -41,9 +42,10 @@ KEYS = {"id", "question", "gold_sql", "pred_sql", "exec_match", "lf_match", "err
 @pytest.fixture
 def out(tmp_path: Path) -> tuple[Path, dict]:
     out_dir = tmp_path / "run"
-    metrics = evaluate(EXAMPLES, {TABLE.id: TABLE}, PREDICTIONS, tmp_path / "run" / "data" / "tables.sqlite",
-                       out_dir, progress=False)
-    return out_dir, metrics
+    scored = score(EXAMPLES, {TABLE.id: TABLE}, PREDICTIONS, tmp_path / "run" / "data" / "tables.sqlite",
+                   progress=False)
+    write_outputs(out_dir, scored, EXAMPLES, {TABLE.id: TABLE})  # as the eval stage writes them
+    return out_dir, scored.metrics
 
 
 def test_results_and_metrics(out: tuple[Path, dict]) -> None:
@@ -108,8 +110,7 @@ def test_null_sql_is_one_missing_prediction_not_an_abort(tmp_path: Path) -> None
     path = write(tmp_path, '{"id": "test-0", "sql": null}\n{"id": "test-2", "sql": "SELECT Player FROM t"}\n')
     predictions = read_predictions(path, expected_ids={e.id for e in EXAMPLES})
     assert predictions == {"test-0": None, "test-2": "SELECT Player FROM t"}
-    metrics = evaluate(EXAMPLES, {TABLE.id: TABLE}, predictions, tmp_path / "db.sqlite", tmp_path / "out",
-                       progress=False)
+    metrics = score(EXAMPLES, {TABLE.id: TABLE}, predictions, tmp_path / "db.sqlite", progress=False).metrics
     assert metrics["categories"]["missing_prediction"] == 3
     assert metrics["unknown_prediction_ids"] == 0 and metrics["warnings"] == []
 
@@ -127,10 +128,10 @@ def test_predictions_that_match_no_test_example_fail_naming_the_file(tmp_path: P
         read_predictions(path, expected_ids=[e.id for e in EXAMPLES])
     assert str(raised.value).startswith(f"{path}: ")
     assert message in str(raised.value)
+    listing = sorted(tmp_path.rglob("*"))
     with pytest.raises(ValueError, match="nothing to score"):
-        evaluate(EXAMPLES, {TABLE.id: TABLE}, read_predictions(path), tmp_path / "db.sqlite", tmp_path / "out",
-                 progress=False)
-    assert not (tmp_path / "out").exists()  # refused before any work
+        score(EXAMPLES, {TABLE.id: TABLE}, read_predictions(path), tmp_path / "db.sqlite", progress=False)
+    assert sorted(tmp_path.rglob("*")) == listing  # refused before any work
 
 
 def test_unknown_prediction_ids_are_warned_about(tmp_path: Path, out: tuple[Path, dict],
@@ -142,8 +143,7 @@ def test_unknown_prediction_ids_are_warned_about(tmp_path: Path, out: tuple[Path
     report = (out_dir / "report.md").read_text()
     assert "> **WARNING**: 1 of 4 predictions have ids that are not test examples" in report
     with caplog.at_level("WARNING"):
-        evaluate(EXAMPLES, {TABLE.id: TABLE}, PREDICTIONS, tmp_path / "db.sqlite", tmp_path / "again",
-                 progress=False)
+        score(EXAMPLES, {TABLE.id: TABLE}, PREDICTIONS, tmp_path / "db.sqlite", progress=False)
     assert "ghost-7" in caplog.text
 
 
@@ -195,8 +195,7 @@ def test_a_bad_predictions_file_fails_the_eval_stage_before_it_writes_anything(t
 
 def test_duplicate_example_ids_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="test-0"):
-        evaluate([EXAMPLES[0], EXAMPLES[0]], {TABLE.id: TABLE}, {}, tmp_path / "db.sqlite", tmp_path / "out",
-                 progress=False)
+        score([EXAMPLES[0], EXAMPLES[0]], {TABLE.id: TABLE}, {}, tmp_path / "db.sqlite", progress=False)
 
 
 def test_lone_surrogates_from_a_table_and_a_prediction_survive_every_output(tmp_path: Path) -> None:
@@ -206,11 +205,12 @@ def test_lone_surrogates_from_a_table_and_a_prediction_survive_every_output(tmp_
                 Example("test-1", table.id, "Score of plain\udfff?", Query(1, 0, ((0, 0, "plain"),)))]
     predictions = {"test-0": render_sql(examples[0].query, table),  # right: the surrogate matches the table's
                    "test-1": "SELECT \"Score\" FROM t WHERE \"Name\udc80\" = 'caf\ud800' -- \udfff"}  # wrong row
-    metrics = evaluate(examples, {table.id: table}, predictions, tmp_path / "db.sqlite", tmp_path, progress=False)
+    scored = score(examples, {table.id: table}, predictions, tmp_path / "db.sqlite", progress=False)
+    write_outputs(tmp_path, scored, examples, {table.id: table})  # results, official files, analysis, metrics
+    metrics = scored.metrics
     assert metrics["categories"]["correct"] == 1 and metrics["categories"]["wrong_where"] == 1
     results = read_results(tmp_path / "results.jsonl")
     assert results[1]["pred_sql"] == predictions["test-1"]  # kept exactly, escaped in the JSON
-    write_run_analysis(tmp_path, metrics, results, examples, {table.id: table})
     for name in ("results.jsonl", "metrics.json", "report.md", "report.html", "analysis.json",
                  "official_source.jsonl", "official_predictions.jsonl", "official_tables.jsonl"):
         text = (tmp_path / name).read_bytes().decode("utf-8")  # valid UTF-8, or this raises
@@ -241,8 +241,8 @@ def test_look_alike_unknown_ids_are_shown_by_their_code_points(tmp_path: Path) -
     """`tеst-0` (a Cyrillic е) and `test-３` (a fullwidth digit) are not test-0 and test-3: the warning must not
     show them as if they were."""
     predictions = {"test-0": PREDICTIONS["test-0"], "t\u0435st-0": "SELECT 1", "test-\uff13": "SELECT 1"}
-    metrics = evaluate(EXAMPLES, {TABLE.id: TABLE}, predictions, tmp_path / "db.sqlite", tmp_path / "out",
-                       progress=False)
-    (warning,) = metrics["warnings"]
+    scored = score(EXAMPLES, {TABLE.id: TABLE}, predictions, tmp_path / "db.sqlite", progress=False)
+    write_outputs(tmp_path / "out", scored, EXAMPLES, {TABLE.id: TABLE})
+    (warning,) = scored.metrics["warnings"]
     assert "(e.g. 't\\u0435st-0', 'test-\\uff13')" in warning
     assert "(e.g. 't\\u0435st-0', 'test-\\uff13')" in (tmp_path / "out" / "report.md").read_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sqlite3
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from experiments.data.records import Example, Query, Table
-from experiments.evaluation import EvalError, SafeExecutor, evaluate, materialize_tables, sqlite_table_name
+from experiments.evaluation import EvalError, SafeExecutor, materialize_tables, score, sqlite_table_name
 from experiments.sql.safe_sql import prepare_query
 from experiments.sql.sql_parse import parse_sql
 from experiments.sql.sqlite_sandbox import Sandbox
@@ -91,10 +90,9 @@ def test_hostile_sql_is_recorded_and_changes_nothing(db: Path, tmp_path: Path, s
     sql = sql.replace("{tmp}", str(tmp_path))
     before = snapshot(db)
     start = time.perf_counter()
-    metrics = evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: sql}, db, tmp_path / "out",
-                       timeout_s=0.3, progress=False)
+    scored = score([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: sql}, db, timeout_s=0.3, progress=False)
     elapsed = time.perf_counter() - start
-    result = json.loads((tmp_path / "out" / "results.jsonl").read_text())
+    metrics, (result,) = scored.metrics, scored.rows()
     assert result["category"] in categories, result
     assert result["error"]
     assert result["valid_sql"] is False
@@ -108,7 +106,7 @@ def test_hostile_sql_is_recorded_and_changes_nothing(db: Path, tmp_path: Path, s
 def test_endless_recursive_cte_stops_within_the_time_limit(db: Path, tmp_path: Path) -> None:
     sql = ENDLESS + " SELECT count(*) FROM c"
     start = time.perf_counter()
-    metrics = evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: sql}, db, tmp_path / "out", progress=False)
+    metrics = score([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: sql}, db, progress=False).metrics
     assert time.perf_counter() - start < 1.5
     assert metrics["categories"]["timeout"] == 1
 
@@ -118,8 +116,7 @@ def test_hostile_predictions_in_one_run_do_not_stop_it(db: Path, tmp_path: Path)
     predictions = {f"test-{i}": sql.replace("{tmp}", str(tmp_path)) for i, (sql, _) in enumerate(HOSTILE)}
     predictions[f"test-{len(HOSTILE)}"] = "SELECT \"No.\" FROM t WHERE \"Player\" = 'Antonio Lang'"
     before = snapshot(db)
-    metrics = evaluate(examples, {TABLE.id: TABLE}, predictions, db, tmp_path / "out", timeout_s=0.2,
-                       progress=False)
+    metrics = score(examples, {TABLE.id: TABLE}, predictions, db, timeout_s=0.2, progress=False).metrics
     assert metrics["n"] == len(examples)
     assert metrics["categories"]["correct"] == 1  # the one honest query after all the hostile ones
     assert snapshot(db) == before
@@ -180,8 +177,7 @@ def test_a_same_name_cte_does_not_escape_the_table_rebinding(db: Path, tmp_path:
     bound = prepare_query(sql, tree, NAME, {"player"})
     assert bound.startswith(f'SELECT count(*) FROM "{NAME}" AS ')  # rebound, whatever the inner CTE is called
     how_many = Example("test-0", TABLE.id, "How many players are there?", Query(0, 3, ()))  # 6
-    evaluate([how_many], {TABLE.id: TABLE}, {how_many.id: sql}, db, tmp_path / "out", progress=False)
-    result = json.loads((tmp_path / "out" / "results.jsonl").read_text())
+    (result,) = score([how_many], {TABLE.id: TABLE}, {how_many.id: sql}, db, progress=False).rows()
     assert result["exec_match"] or result["category"] == "forbidden_statement", result
 
 
@@ -220,7 +216,7 @@ STUCK = "SELECT " + " + ".join([f"length(ltrim({TEXT_90K}, {built('b', 3, 5)} ||
 
 def test_the_issues_glob_pattern_is_a_timeout_within_two_seconds(db: Path, tmp_path: Path) -> None:
     start = time.perf_counter()
-    metrics = evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: GLOB_40K}, db, tmp_path / "out", progress=False)
+    metrics = score([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: GLOB_40K}, db, progress=False).metrics
     assert time.perf_counter() - start < 2.0
     assert metrics["categories"]["timeout"] == 1
 
@@ -250,12 +246,12 @@ def test_result_bytes_are_capped_not_only_rows(db: Path) -> None:
     ({"max_rows": -5}, "eval.max_rows"),
 ])
 def test_limits_that_would_switch_a_guard_off_are_refused(db: Path, tmp_path: Path, kwargs: dict, key: str) -> None:
+    listing = sorted(tmp_path.rglob("*"))
     with pytest.raises(ValueError, match=key):
         SafeExecutor(db, **kwargs)
     with pytest.raises(ValueError, match=key):
-        evaluate([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: "SELECT 1"}, db, tmp_path / "out", progress=False,
-                 **kwargs)
-    assert not (tmp_path / "out").exists()
+        score([EXAMPLE], {TABLE.id: TABLE}, {EXAMPLE.id: "SELECT 1"}, db, progress=False, **kwargs)
+    assert sorted(tmp_path.rglob("*")) == listing  # refused before any work
 
 
 STUCK_IN_A_QUERY = """

@@ -14,7 +14,7 @@ from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.model.loading import load_tokenizer
 from experiments.model.tokenization import IGNORE_INDEX, TokenizedExample
-from experiments.stages.train import micro_batching, plan_training, token_batching
+from experiments.stages.train import micro_batching, plan_micro_batches, token_batching
 from experiments.training.batching import collate_padded, keep_only_labelled_logits, plan_batches, plan_token_batches
 
 MAX_LENGTH = 256
@@ -122,7 +122,7 @@ def test_token_budget_batches_fit_the_budget_and_cover_every_example_once(group)
 
 def test_token_budget_steps_hold_more_examples_and_split_over_ranks(examples):
     t = TrainingConfig(per_device_batch_size=4, gradient_accumulation_steps=4, tokens_per_step=16 * MAX_LENGTH)
-    dataset, per_batch, accumulation = plan_training(examples * 8, t, MAX_LENGTH)
+    dataset, per_batch, accumulation = plan_micro_batches(examples * 8, t, MAX_LENGTH)
     assert accumulation == 1 and per_batch > 16  # the notebook's padded budget holds more real examples
     assert sum(len(item) for item in dataset) == len(examples) * 8
     assert token_batching(t, MAX_LENGTH, world_size=2) == (16 * MAX_LENGTH, 1)  # each rank: the whole budget

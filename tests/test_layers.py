@@ -22,11 +22,6 @@ MAX_TOP_LEVEL_MODULES = 8
 
 # (importing module, imported module): why the import may go up a layer
 ALLOWED: dict[tuple[str, str], str] = {
-    ("experiments.evaluation.scoring", "experiments.analysis.shown_text"):
-        "read_predictions names an untrusted prediction id in its errors, shortened as the reports shorten text",
-    ("experiments.evaluation.scoring", "experiments.analysis.eval_report"):
-        "evaluate() still writes report.md (the report's document); goes when only the eval stage writes it "
-        "(issue 20)",
 }
 
 

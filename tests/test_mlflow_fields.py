@@ -3,11 +3,15 @@ the datasets it was trained and scored on, system metrics, and an experiment tha
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mlflow.tracking import MlflowClient
 
+from experiments.analysis.run_facts import run_facts
 from experiments.config import load_config
-from experiments.pipeline import run_pipeline
+from experiments.pipeline import run_description, run_pipeline
+from experiments.runs.files import RunFiles
 from experiments.tracking.mlflow_tracker import run_name
 
 
@@ -35,7 +39,8 @@ def test_a_run_fills_mlflows_own_fields(tmp_path, monkeypatch):
     tags = run.data.tags
     assert tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"].startswith("experiments")
     assert len(tags["mlflow.source.git.commit"]) >= 7 and tags["mlflow.user"]
-    assert "**smoke**: tiny_mistral" in tags["mlflow.note.content"] and "lr 0.003" in tags["mlflow.note.content"]
+    assert "**smoke**: tiny_mistral" in tags["mlflow.note.content"]
+    assert "learning rate 0.003" in tags["mlflow.note.content"]
     inputs = {d.dataset.name: (d.dataset.digest, [t.value for t in d.tags]) for d in run.inputs.dataset_inputs}
     assert set(inputs) == {"sample-train", "sample-val", "sample-test"}
     assert inputs["sample-test"][1] == ["test"] and len(inputs["sample-test"][0]) == 16
@@ -74,3 +79,19 @@ def test_the_source_column_shows_the_command_not_the_last_part_of_a_path(monkeyp
                                      "training.max_steps=40"])
     tags = system_tags("description")
     assert tags["mlflow.source.name"] == "experiments experiment=learn training.max_steps=40"  # no "/" in it
+
+
+def test_the_description_is_the_runs_facts_planned_at_the_start_and_recorded_at_the_end(tmp_path):
+    """One description of a run: the reports' facts, as Markdown; from the config alone when the MLflow run opens,
+    with what the stages recorded when it closes."""
+    cfg = load_config(["experiment=smoke", "training.learning_rate=0.003"])
+    planned = run_description(cfg, ["training.learning_rate=0.003"])
+    assert planned.startswith("**smoke**: tiny_mistral") and "learning rate 0.003" in planned
+    assert "- **stages**: prepare, train, infer, eval" in planned
+    assert planned.endswith("`experiments training.learning_rate=0.003`")
+    files = RunFiles(tmp_path)
+    files.train_summary.write_text(json.dumps({"global_steps": 7, "effective_batch": 16, "best_step": 5,
+                                               "best_by": "execution_accuracy"}))
+    recorded = run_description(cfg, [], files)
+    assert "7 steps of 16 examples" in recorded and "adapter from step 5" in recorded
+    assert all(text in recorded for _, text in run_facts(cfg, files))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from experiments.analysis.run_facts import facts_markdown, run_facts
 from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, flatten, to_plain_dict
 from experiments.data.jsonl import write_text
 from experiments.data.prompt import PROMPT_VERSION
@@ -35,7 +35,8 @@ from experiments.runs.run_directory import (
     process_identity,
     stale_outputs,
 )
-from experiments.tracking.metric_names import eval_logged, infer_summary_logged, stage_seconds, train_summary_logged
+from experiments.stages.contract import MAIN_ONLY_STAGES, publish, runner
+from experiments.tracking.metric_names import stage_seconds
 from experiments.tracking.mlflow_tracker import (
     NullTracker,
     close_abandoned_run,
@@ -158,9 +159,19 @@ def _run_in(directory: RunDirectory, cfg: ExperimentConfig, previous: PreviousRu
         raise
     finally:
         if ctx.is_main:
+            describe_ran(tracker, cfg, overrides, files)
             close_run(tracker, directory, {**summary, "ended_at": now()}, status, raise_errors=error is None)
         release_memory()
     return summary
+
+
+def describe_ran(tracker, cfg: ExperimentConfig, overrides: Sequence[str], files: RunFiles) -> None:
+    """The MLflow run's description again at its end, with what the stages recorded (it opened with the config's
+    plan); a failure only warns."""
+    try:
+        tracker.set_tags({"mlflow.note.content": run_description(cfg, overrides, files)})
+    except Exception:
+        log.warning("could not update the description of MLflow run %s", tracker.run_id, exc_info=True)
 
 
 def close_run(tracker, directory: RunDirectory, summary: dict[str, Any], status: str, *, raise_errors: bool) -> None:
@@ -191,36 +202,11 @@ def close_run(tracker, directory: RunDirectory, summary: dict[str, Any], status:
         raise errors[0]
 
 
-def dataset_inputs(cfg: ExperimentConfig, files: RunFiles) -> list[dict[str, str]]:
-    """The run's train/val/test subsets as MLflow dataset inputs: named by source and subset, with the prepare
-    stage's fingerprint of their examples as the digest, so runs on the same examples show the same dataset."""
-    report = json.loads(files.data_report.read_text(encoding="utf-8"))
-    source = cfg.data.source.value
-    where = cfg.data.path or {"sample": "bundled sample", "hub": "Salesforce/wikisql", "official": "WikiSQL release"}[
-        source]
-    revision = cfg.data.hub_revision if source == "hub" else None
-    inputs = []
-    for subset, facts in report["subsets"].items():
-        origin = {"uri": where, "revision": revision, "split": facts["source_split"], "examples": facts["drawn"],
-                  "seed": cfg.data.seed}
-        inputs.append({"name": f"{source}-{subset}", "digest": facts["examples_sha"][:36], "context": subset,
-                       "source_type": "hub" if source == "hub" else "local", "source": json.dumps(origin)})
-    return inputs
-
-
-def run_description(cfg: ExperimentConfig, overrides: Sequence[str]) -> str:
-    """The MLflow run's description (Markdown): preset, model, data, training and decoding, and the command."""
-    m, t = cfg.model, cfg.training
-    steps = f"{t.max_steps} steps" if t.max_steps > 0 else f"{t.num_epochs:g} epochs"
-    data = f"{cfg.data.source.value}" + (f" ({cfg.data.path})" if cfg.data.path else "")
-    sizes = "/".join("all" if n is None else str(n) for n in (cfg.data_size.train, cfg.data_size.val,
-                                                               cfg.data_size.test))
-    return (f"**{cfg.preset}**: {m.name_or_path or m.name}, quantization {cfg.quantization.mode.value}, "
-            f"LoRA r{cfg.lora.r}; data {data}, train/val/test {sizes}, max length {cfg.data_size.max_length}; "
-            f"{steps} of {t.per_device_batch_size} x {t.gradient_accumulation_steps}, lr {t.learning_rate:g} "
-            f"{t.lr_scheduler}; decoding {cfg.inference.constrain.value}"
-            + (f", execution-guided k={cfg.inference.execution_guided}" if cfg.inference.execution_guided else "")
-            + f"; stages {', '.join(s.value for s in cfg.stages)}.\n\n`experiments {' '.join(overrides)}`")
+def run_description(cfg: ExperimentConfig, overrides: Sequence[str], files: RunFiles | None = None) -> str:
+    """The MLflow run's description (Markdown): the run's facts (analysis/run_facts.py; `files=None`: from the config
+    alone, as when the run opens), the stages and the command."""
+    return (f"{facts_markdown(run_facts(cfg, files))}\n- **stages**: {', '.join(s.value for s in cfg.stages)}"
+            f"\n\n`experiments {' '.join(overrides)}`")
 
 
 def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str | None,
@@ -253,65 +239,12 @@ def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str |
     return lines
 
 
-# Stages that only rank 0 runs in a data-parallel job; train and infer run on every rank.
-MAIN_ONLY_STAGES = (Stage.prepare, Stage.eval)
-
-
 def _run_stage(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker, ctx: DistContext) -> dict[str, Any]:
+    """Run one stage (stages/contract.py) and log what it gives back; returns its summary for the record. Prepare and
+    eval run on rank 0 alone in a data-parallel job; train and infer on every rank."""
+    def work() -> dict[str, Any]:
+        return publish(tracker, runner(stage)(cfg, files, tracker))
+
     if stage in MAIN_ONLY_STAGES:
-        return run_on_main(ctx, lambda: _stage_work(stage, cfg, files, tracker)) or {}
-    return _stage_work(stage, cfg, files, tracker)
-
-
-def _stage_work(stage: Stage, cfg: ExperimentConfig, files: RunFiles, tracker) -> dict[str, Any]:
-    # Stage modules are imported on use: prepare/eval need no torch model code.
-    if stage == Stage.prepare:
-        from experiments.stages.prepare import run_prepare
-
-        run_prepare(cfg, files.root)
-        tracker.log_artifact(files.data_report, "data")
-        tracker.log_datasets(dataset_inputs(cfg, files))
-        return {"report": str(files.data_report)}
-    if stage == Stage.train:
-        from experiments.stages.train import run_train
-        from experiments.training.callbacks import MetricsToTracker
-
-        result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
-        metrics, counts = train_summary_logged(result["summary"])
-        tracker.log_metrics(metrics)
-        tracker.log_params(counts)
-        tracker.set_tags(result.get("tags", {}))  # the memory plan chosen, and the one the run ended with
-        tracker.log_artifact(files.adapter_dir, "adapter")
-        tracker.log_artifact(files.train_summary)
-        if dist_context().is_main:  # the adapter as an MLflow model too (tracking.log_model, register_as)
-            from experiments.tracking.model_logging import log_final_adapter
-
-            summary = result["summary"]
-            logged = log_final_adapter(cfg, files, tracker, step=summary.get("best_step") or summary["global_steps"])
-            return {**summary, **({"mlflow_model": logged.to_json()} if logged else {})}
-        return result["summary"]
-    if stage == Stage.infer:
-        from experiments.stages.infer import run_infer
-
-        result = run_infer(cfg, files.root)
-        metrics, counts = infer_summary_logged(result["summary"])
-        tracker.log_metrics(metrics)
-        tracker.log_params(counts)
-        tracker.set_tags(result.get("tags", {}))  # the inference memory plan
-        tracker.log_artifact(files.predictions)
-        return result["summary"]
-    from experiments.analysis.breakdown import interval_metrics
-    from experiments.stages.evaluate import run_eval
-
-    result = run_eval(cfg, files.root)
-    metrics = result["metrics"]
-    if metrics.get("unknown_prediction_ids"):  # loud in the run list too, not only in the report
-        tracker.set_tags({"warning": "; ".join(metrics.get("warnings", []))})
-    intervals = interval_metrics(result["analysis"])
-    logged, counts = eval_logged(metrics, intervals)
-    tracker.log_metrics(logged)
-    tracker.log_params(counts)
-    for path in (files.results, files.metrics, files.report_md, files.report_html, files.analysis_json):
-        tracker.log_artifact(path)
-    tracker.log_artifact(files.plots_dir, "plots")  # a directory: logged as plots/*.png
-    return {**{k: v for k, v in metrics.items() if not isinstance(v, dict)}, **intervals}
+        return run_on_main(ctx, work) or {}
+    return work()

@@ -29,7 +29,6 @@ from experiments.analysis.document import (
     Plain,
     Strong,
     TableBlock,
-    write_markdown,
 )
 from experiments.analysis.shown_text import shortened
 from experiments.analysis.stats import format_interval
@@ -65,12 +64,6 @@ def report_document(metrics: Mapping[str, Any], results: Sequence[Mapping[str, A
         doc.add(*_listings(analysis))
     doc.add(*_failure_examples(metrics, results, analysis))
     return doc
-
-
-def write_report(metrics: Mapping[str, Any], results: Sequence[Mapping[str, Any]], path: Path,
-                 analysis: Mapping[str, Any] | None = None, facts: Sequence[tuple[str, str]] = ()) -> Path:
-    """report.md alone (the scorer's, without figures); the eval stage writes both files (run_report.py)."""
-    return write_markdown(report_document(metrics, results, analysis, facts=facts), path)
 
 
 def _headline(metrics: Mapping[str, Any], headline: Mapping[str, Any]) -> list[Block]:

@@ -1,14 +1,16 @@
-"""Execution evaluation: score predictions by running them (through experiments.sql, re-exported here) and report.
+"""Execution evaluation: score predictions by running them (through experiments.sql, re-exported here). Writes no
+file: the eval stage writes the outputs (stages/evaluate.py).
 
     materialize_tables(tables, run_dir / "data" / "tables.sqlite")        # once per run
     predictions = read_predictions(path, expected_ids={e.id for e in examples})   # no match: DataError
-    metrics = evaluate(examples, tables, predictions, db_path, out_dir)  # queries in a killable worker
+    scored = score(examples, tables, predictions, db_path)  # queries in a killable worker
+    scored.metrics, scored.rows()                            # the metrics, results.jsonl's rows
 """
 
 from experiments.evaluation.categories import CATEGORIES
 from experiments.evaluation.logical_form import logical_forms_match, parse_logical_form
 from experiments.evaluation.results_compare import normalise_rows, results_match
-from experiments.evaluation.scoring import ExampleResult, Scored, evaluate, read_predictions, score
+from experiments.evaluation.scoring import ExampleResult, Scored, read_predictions, score
 from experiments.sql.errors import EvalError
 from experiments.sql.executor import SafeExecutor
 from experiments.sql.sqlite_tables import materialize_tables, sqlite_column_names, sqlite_table_name
@@ -19,7 +21,6 @@ __all__ = [
     "ExampleResult",
     "SafeExecutor",
     "Scored",
-    "evaluate",
     "logical_forms_match",
     "materialize_tables",
     "normalise_rows",

@@ -2,7 +2,7 @@
 
 Tables materialised once, each gold query run once, every query in one SQL worker process (executor.py),
 64 examples' queries per round trip to it; a prediction that fails in any way is recorded on its example and
-never stops the run. Every output is written atomically and survives any text (data/jsonl.py).
+never stops the run. Scoring writes no file: the eval stage writes its outputs, each once (stages/evaluate.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from typing import Any
 from sqlglot import exp
 from tqdm import tqdm
 
-from experiments.analysis.eval_report import write_report
-from experiments.analysis.shown_text import shortened
-from experiments.data.jsonl import iter_jsonl, write_json, write_jsonl
+from experiments.data.jsonl import iter_jsonl
 from experiments.data.prompt import render_sql
 from experiments.data.records import DataError, Example, Query, Table
 from experiments.evaluation.categories import (
@@ -32,7 +30,6 @@ from experiments.evaluation.categories import (
     mismatch_category,
 )
 from experiments.evaluation.logical_form import column_index, logical_forms_match, parse_logical_form
-from experiments.evaluation.official_format import write_official_files
 from experiments.evaluation.results_compare import Normalised, is_empty, normalise_rows, results_match
 from experiments.sql.errors import EvalError
 from experiments.sql.executor import MAX_RESULT_BYTES, Row, SafeExecutor, check_limits
@@ -47,9 +44,6 @@ from experiments.sql.sqlite_tables import (
 
 log = logging.getLogger(__name__)
 
-RESULTS_FILE = "results.jsonl"
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.md"
 MAX_SHOWN_ID_CHARS = 100  # an id in a message; WikiSQL's are like "test-1234"
 BATCH = 64  # examples whose queries go to the SQL worker in one request (one round trip per batch)
 
@@ -107,9 +101,11 @@ def no_match_message(prediction_ids: Collection[str], expected_ids: Collection[s
 
 
 def shown_id(pid: str) -> str:
-    """An id as messages show it: quoted, shortened, non-ASCII as code points, so a look-alike (`t\\u0435st-0`,
-    a Cyrillic е) is told apart from the real id (`'test-0'`)."""
-    return ascii(shortened(pid, MAX_SHOWN_ID_CHARS))
+    """An id as messages show it: quoted, shortened (with the reports' marker, analysis/shown_text.py), non-ASCII as
+    code points, so a look-alike (`t\\u0435st-0`, a Cyrillic е) is told apart from the real id (`'test-0'`)."""
+    if len(pid) > MAX_SHOWN_ID_CHARS:
+        pid = f"{pid[:MAX_SHOWN_ID_CHARS]}… [truncated, {len(pid):,} characters in all]"
+    return ascii(pid)
 
 
 def _sample(ids: Collection[str], k: int = 3) -> str:
@@ -321,12 +317,16 @@ class Scored:
     official: list[Query | str]
     metrics: dict[str, Any]
 
+    def rows(self) -> list[dict[str, Any]]:
+        """The results as results.jsonl's rows."""
+        return [dict(vars(r)) for r in self.results]
+
 
 def score(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
           db_path: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000, max_result_bytes: int = MAX_RESULT_BYTES,
           progress: bool = True) -> Scored:
     """Score `predictions` ({example id: SQL, or None for none}) on `examples`, writing nothing (validation during
-    training scores this way; `evaluate` also writes the outputs).
+    training scores this way; the eval stage writes the outputs, stages/evaluate.write_outputs).
 
     The tables the examples need are materialised into `db_path` if not there yet. An example without a
     prediction counts as wrong (`missing_prediction`). Predictions whose ids are not among the examples are
@@ -361,29 +361,3 @@ def score(examples: Sequence[Example], tables: Mapping[str, Table], predictions:
                 official.append(logical_form)
             bar.update(len(batch))
     return Scored(results, official, _metrics(results, len(unknown), warnings, time.perf_counter() - start))
-
-
-def write_scored(scored: Scored, examples: Sequence[Example], tables: Mapping[str, Table],
-                 out_dir: Path) -> list[dict[str, Any]]:
-    """Write results.jsonl and the official-format files into `out_dir` (each atomically); return the results rows.
-    Not metrics.json: whoever writes the last output writes it after that, so its presence says all is written."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [dict(vars(r)) for r in scored.results]
-    write_jsonl(out_dir / RESULTS_FILE, rows)
-    write_official_files(examples, tables, scored.official, out_dir)
-    return rows
-
-
-def evaluate(examples: Sequence[Example], tables: Mapping[str, Table], predictions: Mapping[str, str | None],
-             db_path: Path, out_dir: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
-             max_result_bytes: int = MAX_RESULT_BYTES, progress: bool = True) -> dict[str, Any]:
-    """`score`, then write results, the official-format files, a plain report and metrics into `out_dir` (each
-    atomically; metrics.json last); return the metrics. The eval stage writes the full analysis instead of the
-    plain report (experiments/stages/evaluate.py)."""
-    scored = score(examples, tables, predictions, db_path, timeout_s=timeout_s, max_rows=max_rows,
-                   max_result_bytes=max_result_bytes, progress=progress)
-    rows = write_scored(scored, examples, tables, out_dir)
-    write_report(scored.metrics, rows, Path(out_dir) / REPORT_FILE)
-    write_json(Path(out_dir) / METRICS_FILE, scored.metrics)  # last: its presence says the evaluation finished
-    return scored.metrics

@@ -4,22 +4,46 @@ Reads data/test.jsonl, data/tables.jsonl, data/tables.sqlite and predictions.jso
 any JSONL of {"id", "sql"}, no model needed); writes results.jsonl and the official evaluator's files, then the
 failure analysis: analysis.json, plots/*.png (loss curves when the run has a trainer_state.json), report.md and a
 self-contained report.html; metrics.json last, so that its presence says the evaluation finished (an interrupted
-one leaves none). Each file is written once, atomically.
+one leaves none). Each file is written once, atomically, here (`write_outputs`): scoring itself writes nothing.
+To MLflow: the test metrics with their 95% intervals, the categories, counts as params, these files and plots/.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from experiments.analysis.run_report import run_facts, write_run_analysis
+from experiments.analysis.breakdown import interval_metrics
+from experiments.analysis.run_facts import run_facts
+from experiments.analysis.run_report import write_run_analysis
 from experiments.config import ExperimentConfig
-from experiments.data.jsonl import write_json
+from experiments.data.jsonl import write_json, write_jsonl
 from experiments.data.prepared import read_prepared, read_tables
-from experiments.evaluation import read_predictions, score
+from experiments.data.records import Example, Table
+from experiments.evaluation import Scored, read_predictions, score
 from experiments.evaluation.guidance_counts import guidance_metrics, read_top_candidates
-from experiments.evaluation.scoring import write_scored
+from experiments.evaluation.official_format import write_official_files
 from experiments.runs.files import RunFiles
 from experiments.sql.sqlite_tables import write_tables_sqlite
+from experiments.stages.contract import Artifact, StageResult
+from experiments.tracking.metric_names import eval_logged
+
+
+def write_outputs(out_dir: Path, scored: Scored, examples: Sequence[Example], tables: Mapping[str, Table],
+                  metrics: Mapping[str, Any] | None = None, *, trainer_state: Path | None = None,
+                  facts: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Write an evaluation's outputs into `out_dir`, each once and atomically: results.jsonl, the official
+    evaluator's files, the analysis (analysis.json, plots/, report.md, report.html), then metrics.json (`metrics`,
+    by default the scored ones). Returns the analysis and the paths written."""
+    files = RunFiles(out_dir)
+    metrics = scored.metrics if metrics is None else metrics
+    rows = scored.rows()
+    write_jsonl(files.results, rows)
+    write_official_files(examples, tables, scored.official, files.root)
+    written = write_run_analysis(files.root, metrics, rows, examples, tables, trainer_state, facts=facts)
+    write_json(files.metrics, metrics)  # last: its presence says the evaluation finished
+    return {"results": files.results, "metrics_json": files.metrics, **written}
 
 
 def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
@@ -36,14 +60,28 @@ def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
         write_tables_sqlite(files.tables_sqlite, tables.values())
     scored = score(examples, tables, predictions, files.tables_sqlite, timeout_s=cfg.eval.timeout_s,
                    max_rows=cfg.eval.max_rows)
-    results = write_scored(scored, examples, tables, files.root)
     metrics = scored.metrics
     top_sql = read_top_candidates(predictions_path)
     if top_sql is not None:  # execution-guided decoding: did keeping another candidate fix or break answers?
-        metrics.update(guidance_metrics(examples, tables, results, top_sql, files.tables_sqlite,
+        metrics.update(guidance_metrics(examples, tables, scored.rows(), top_sql, files.tables_sqlite,
                                         timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows))
     trainer_state = files.trainer_state if files.trainer_state.is_file() else None
-    written = write_run_analysis(files.root, metrics, results, examples, tables, trainer_state,
-                                 facts=run_facts(cfg, files))
-    write_json(files.metrics, metrics)  # last: its presence says the evaluation finished
-    return {"metrics": metrics, "results": files.results, **written}
+    written = write_outputs(files.root, scored, examples, tables, metrics, trainer_state=trainer_state,
+                            facts=run_facts(cfg, files))
+    return {"metrics": metrics, **written}
+
+
+def run(cfg: ExperimentConfig, files: RunFiles, tracker=None) -> StageResult:
+    """The stage (stages/contract.py): the scores; the test metrics with their intervals, a `warning` tag for
+    prediction ids that are no test example's, the outputs and plots/ for MLflow."""
+    result = run_eval(cfg, files.root)
+    metrics = result["metrics"]
+    # loud in the run list too, not only in the report
+    tags = {"warning": "; ".join(metrics.get("warnings", []))} if metrics.get("unknown_prediction_ids") else {}
+    intervals = interval_metrics(result["analysis"])
+    logged, counts = eval_logged(metrics, intervals)
+    artifacts = tuple(Artifact(path) for path in (files.results, files.metrics, files.report_md, files.report_html,
+                                                   files.analysis_json))
+    return StageResult(summary={**{k: v for k, v in metrics.items() if not isinstance(v, dict)}, **intervals},
+                       metrics=logged, params=counts, tags=tags,
+                       artifacts=(*artifacts, Artifact(files.plots_dir, "plots")))  # plots/ logged as plots/*.png

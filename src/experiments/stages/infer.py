@@ -3,6 +3,8 @@
 Prompts are sorted by length and generated in large left-padded batches; each sequence stops at EOS or at a
 newline (the SQL is one line). `adapter=null` with no train stage in this run scores the base model zero-shot.
 In a data-parallel job every rank generates for its shard of the prompts; rank 0 gathers them in example order.
+To MLflow: generation's speed and costs (infer/..., time/...), counts as params, the memory plan as tags, and
+predictions.jsonl.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from experiments.model.inference_model import inference_plan_for, load_inference
 from experiments.model.loading import load_adapter, load_tokenizer, model_source, peak_gpu_memory_gib, resolve_device
 from experiments.runs.distributed import dist_context, gather_to_main, run_on_main, shard, unshard
 from experiments.runs.files import RunFiles
+from experiments.stages.contract import Artifact, StageResult
+from experiments.tracking.metric_names import infer_summary_logged
 
 log = logging.getLogger(__name__)
+
 
 def resolve_adapter(cfg: ExperimentConfig, files: RunFiles) -> Path | None:
     """None (zero-shot) with zero_shot=true; else adapter=PATH, else this run's adapter when this run trained one
@@ -94,6 +99,14 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
 
     return {"predictions": files.predictions, "summary": run_on_main(ctx, write) or {},
             "tags": {**plan.as_tags("memory_plan.infer"), "model.source": source}}
+
+
+def run(cfg: ExperimentConfig, files: RunFiles, tracker=None) -> StageResult:
+    """The stage (stages/contract.py): predictions.jsonl; the summary's numbers, the inference memory plan."""
+    result = run_infer(cfg, files.root)
+    metrics, counts = infer_summary_logged(result["summary"])
+    return StageResult(summary=result["summary"], metrics=metrics, params=counts, tags=result.get("tags", {}),
+                       artifacts=(Artifact(files.predictions),))
 
 
 def merge_decoding_summaries(summaries: list[dict]) -> dict:

@@ -2,11 +2,13 @@
 
 Writes data/{train,val,test}.jsonl, data/tables.jsonl, data/tables.sqlite (for the evaluator) and
 data/report.json (sizes, what was skipped and why, fingerprints that make comparisons between runs honest:
-the prompt's, and each subset's ids and examples; data/test.jsonl keeps the full list of test ids).
+the prompt's, and each subset's ids and examples; data/test.jsonl keeps the full list of test ids). To MLflow: the
+data report under `data` and the subsets as the run's dataset inputs.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from experiments.data.sources import load_source
 from experiments.data.subsets import SUBSET_SOURCES, draw_subset
 from experiments.runs.files import RunFiles
 from experiments.sql.sqlite_tables import write_tables_sqlite
+from experiments.stages.contract import Artifact, StageResult
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +52,27 @@ def run_prepare(cfg: ExperimentConfig, run_dir: Path) -> dict[str, Path]:
     report["tables"] = len(tables)
     write_json(files.data_report, report)
     return {"data_dir": files.data_dir, "report": files.data_report}
+
+
+def dataset_inputs(cfg: ExperimentConfig, files: RunFiles) -> list[dict[str, str]]:
+    """The run's train/val/test subsets as MLflow dataset inputs: named by source and subset, with the prepare
+    stage's fingerprint of their examples as the digest, so runs on the same examples show the same dataset."""
+    report = json.loads(files.data_report.read_text(encoding="utf-8"))
+    source = cfg.data.source.value
+    where = cfg.data.path or {"sample": "bundled sample", "hub": "Salesforce/wikisql", "official": "WikiSQL release"}[
+        source]
+    revision = cfg.data.hub_revision if source == "hub" else None
+    inputs = []
+    for subset, facts in report["subsets"].items():
+        origin = {"uri": where, "revision": revision, "split": facts["source_split"], "examples": facts["drawn"],
+                  "seed": cfg.data.seed}
+        inputs.append({"name": f"{source}-{subset}", "digest": facts["examples_sha"][:36], "context": subset,
+                       "source_type": "hub" if source == "hub" else "local", "source": json.dumps(origin)})
+    return inputs
+
+
+def run(cfg: ExperimentConfig, files: RunFiles, tracker=None) -> StageResult:
+    """The stage (stages/contract.py): the prepared data; its report and dataset inputs for MLflow."""
+    run_prepare(cfg, files.root)
+    return StageResult(summary={"report": str(files.data_report)}, artifacts=(Artifact(files.data_report, "data"),),
+                       datasets=tuple(dataset_inputs(cfg, files)))

@@ -3,7 +3,9 @@ save the adapter.
 
 Writes adapter/ (PEFT adapter + tokenizer only), trainer_state.json, checkpoints/ at the save cadence and
 data/train_report.json (what was dropped for length, token counts). `training.resume=true` continues from the
-last complete checkpoint in the same run directory (a half-written one is skipped).
+last complete checkpoint in the same run directory (a half-written one is skipped). To MLflow: the Trainer's curves
+while it trains (training/callbacks.MetricsToTracker), then the summary's numbers, the memory plans as tags, adapter/
+and train_summary.json, and the adapter as an MLflow model (tracking/model_logging.py, rank 0).
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ from experiments.model.memory_plan import (
     free_gpu_bytes,
     longest_micro_batch_tokens,
     model_facts,
+    plan_training,
     planned_steps,
 )
-from experiments.model.memory_plan import plan_training as plan_training_memory
 from experiments.model.tokenization import TokenizedExample, encode_example
 from experiments.runs.distributed import dist_context, gather_to_main, run_on_main
 from experiments.runs.files import RunFiles, replace_dir
+from experiments.stages.contract import Artifact, StageResult
+from experiments.tracking.metric_names import train_summary_logged
 from experiments.training.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches
+from experiments.training.callbacks import MetricsToTracker
 from experiments.training.replan import ReplanOnOutOfMemory, out_of_memory_advice
 from experiments.training.val_execution import BestCheckpoint, EvaluateAtTheEnd, ValidationScorer
 
@@ -123,7 +128,7 @@ def make_dataset(examples: list[TokenizedExample], examples_per_batch: int, t: T
     return BatchDataset(examples, plan(0), replan=plan)
 
 
-def plan_training(examples: list[TokenizedExample], t: TrainingConfig, max_length: int,
+def plan_micro_batches(examples: list[TokenizedExample], t: TrainingConfig, max_length: int,
                   world_size: int = 1) -> tuple[BatchDataset, float, int]:
     """This rank's planned micro-batches, the mean examples per micro-batch and the accumulation steps: by example
     count (per_device_batch_size x gradient_accumulation_steps, the default) or by token budget (tokens_per_step;
@@ -168,7 +173,7 @@ def memory_plan_for(cfg: ExperimentConfig, train_set: BatchDataset, accumulation
     longest = longest_micro_batch_tokens([len(e.input_ids) for e in train_set.examples], plans)
     facts = model_facts(cfg.model, cfg.quantization, cfg.lora,
                         weights_dtype(cfg.model, cfg.quantization, device).itemsize)
-    plan = plan_training_memory(t.memory_plan, facts, longest, free_gpu_bytes(device),
+    plan = plan_training(t.memory_plan, facts, longest, free_gpu_bytes(device),
                                 run_steps if steps is None else steps, t.gradient_checkpointing, t.compile)
     free = f" of {plan.free_gib:.1f} GiB free" if plan.free_gib is not None else ""
     log.info("memory plan (training.memory_plan=%s): %s; predicted peak %.1f GiB%s for the longest micro-batch "
@@ -333,7 +338,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         raise ValueError(f"no training example fits data_size.max_length={cfg.data_size.max_length} "
                          f"({train_dropped} dropped); raise max_length")
     t = cfg.training
-    train_set, per_batch, accumulation = plan_training(train_examples, t, cfg.data_size.max_length, ctx.world_size)
+    train_set, per_batch, accumulation = plan_micro_batches(train_examples, t, cfg.data_size.max_length,
+                                                            ctx.world_size)
     effective_batch = per_batch * accumulation * ctx.world_size  # a mean when steps are built by token budget
     val_set = make_dataset(val_examples, max(1, round(per_batch)), t) if val_examples else None
     log.info("train: %d examples (%d dropped as longer than %d tokens) in %d micro-batches of %.1f x %d accumulation"
@@ -429,3 +435,24 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     return {"adapter": files.adapter_dir, "summary": summary if ctx.is_main else {},
             "tags": {**plan.as_tags("memory_plan.train"), "memory_plan.train.final": trainer.memory_plan.describe(),
                      "model.source": source}}
+
+
+def run(cfg: ExperimentConfig, files: RunFiles, tracker) -> StageResult:
+    """The stage (stages/contract.py): trains with the Trainer's logs going to `tracker` as they come; once the
+    result is logged, logs the final adapter as an MLflow model (rank 0; its URI joins the summary as
+    `mlflow_model`)."""
+    result = run_train(cfg, files.root, callbacks=(MetricsToTracker(tracker),))
+    summary = result["summary"]
+    metrics, counts = train_summary_logged(summary)
+
+    def log_model() -> dict:
+        if not dist_context().is_main:
+            return {}
+        from experiments.tracking.model_logging import log_final_adapter  # the adapter as an MLflow model too
+
+        logged = log_final_adapter(cfg, files, tracker, step=summary.get("best_step") or summary["global_steps"])
+        return {"mlflow_model": logged.to_json()} if logged else {}
+
+    return StageResult(summary=summary, metrics=metrics, params=counts, tags=result.get("tags", {}),
+                       artifacts=(Artifact(files.adapter_dir, "adapter"), Artifact(files.train_summary)),
+                       then=log_model)
