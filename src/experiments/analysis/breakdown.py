@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlglot import exp
 
-from experiments.analysis.shown_text import shortened
 from experiments.analysis.stats import wilson_interval
 from experiments.data.records import AGG_OPS, COND_OPS, Example, Query, Table
 from experiments.evaluation.categories import (
@@ -28,6 +27,7 @@ from experiments.evaluation.categories import (
     UNKNOWN_COLUMN,
 )
 from experiments.evaluation.logical_form import canonical_value, parse_logical_form
+from experiments.evaluation.shown_text import shortened
 from experiments.sql.sql_parse import parse_sql
 from experiments.sql.sqlite_tables import ROWID_NAMES, fold_identifier, sqlite_column_names
 

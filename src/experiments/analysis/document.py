@@ -6,7 +6,7 @@ A document is a title and a list of blocks (heading, paragraph, warning, bullet 
 box that groups blocks). Text inside them is made of inline pieces: a plain `str` is untrusted text (questions, SQL,
 error messages, ids, dataset headers and cells) and is always escaped: in HTML with `html.escape`, in Markdown with
 its Markdown syntax escaped too (images, links, `javascript:`, table pipes), and in both with its control characters
-and lone surrogates visible (analysis/shown_text.py, data/jsonl.py's write_text). `Code` is shown as code, `Strong`
+and lone surrogates visible (evaluation/shown_text.py, data/jsonl.py's write_text). `Code` is shown as code, `Strong`
 in bold; only `Plain` (text this program wrote: numbers, intervals, fixed labels such as `>`) goes into Markdown as
 is. Renderers do not shorten: the builder of a document shortens what comes whole from results.jsonl (shortened()),
 since analysis.json's texts come shortened already. The HTML page loads nothing: its CSS is inline and its figures
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.analysis.shown_text import markdown_text, visible
 from experiments.data.jsonl import write_text
+from experiments.evaluation.shown_text import markdown_text, visible
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inline pieces

@@ -7,7 +7,7 @@ is a result that did not execution-match (exactly those the scorer does not call
 nothing from experiments.evaluation, which imports it for report.md of `evaluate()` alone.
 
 Texts that come whole from results.jsonl (questions, gold SQL, predictions, errors, warnings) are shortened here
-(analysis/shown_text.py); those of analysis.json come shortened already. The document's renderers escape all of them.
+(evaluation/shown_text.py); those of analysis.json come shortened already. The document's renderers escape all of them.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from experiments.analysis.document import (
     Strong,
     TableBlock,
 )
-from experiments.analysis.shown_text import shortened
 from experiments.analysis.stats import format_interval
+from experiments.evaluation.shown_text import shortened
 
 EXAMPLES_PER_CATEGORY = 3  # without an analysis; with one, its examples (as many per category)
 LISTED = 20  # hallucinated-column and invalid-SQL entries shown; analysis.json has them all
