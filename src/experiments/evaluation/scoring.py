@@ -31,6 +31,7 @@ from experiments.evaluation.categories import (
 )
 from experiments.evaluation.logical_form import column_index, logical_forms_match, parse_logical_form
 from experiments.evaluation.results_compare import Normalised, is_empty, normalise_rows, results_match
+from experiments.evaluation.shown_text import shortened
 from experiments.sql.errors import EvalError
 from experiments.sql.executor import MAX_RESULT_BYTES, Row, SafeExecutor, check_limits
 from experiments.sql.safe_sql import parse_single_query, prepare_query
@@ -101,11 +102,9 @@ def no_match_message(prediction_ids: Collection[str], expected_ids: Collection[s
 
 
 def shown_id(pid: str) -> str:
-    """An id as messages show it: quoted, shortened (with the reports' marker, analysis/shown_text.py), non-ASCII as
+    """An id as messages show it: quoted, shortened (with the reports' marker, evaluation/shown_text.py), non-ASCII as
     code points, so a look-alike (`t\\u0435st-0`, a Cyrillic е) is told apart from the real id (`'test-0'`)."""
-    if len(pid) > MAX_SHOWN_ID_CHARS:
-        pid = f"{pid[:MAX_SHOWN_ID_CHARS]}… [truncated, {len(pid):,} characters in all]"
-    return ascii(pid)
+    return ascii(shortened(pid, MAX_SHOWN_ID_CHARS))
 
 
 def _sample(ids: Collection[str], k: int = 3) -> str:
