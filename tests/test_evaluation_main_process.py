@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import experiments.analysis.run_report as run_report
-import experiments.data.jsonl as jsonl
+import experiments.fileio as fileio
 from experiments.analysis.breakdown import analyze, predicted_query, unknown_columns
 from experiments.config import ExperimentConfig
 from experiments.data.prepared import PreparedExample, write_prepared, write_tables
@@ -164,13 +164,13 @@ def test_each_eval_output_is_written_once_and_metrics_json_last(tmp_path: Path,
     files = write_run(tmp_path / "run", {"test-0": "SELECT \"No.\" FROM t WHERE Player = 'Antonio Lang'",
                                          "test-1": "SELECT Player FROM t"})
     written: list[str] = []
-    atomically = jsonl._write_atomically
+    atomically = fileio._write_atomically
 
     def recorded(path: Path, write) -> None:
         atomically(path, write)
         written.append(Path(path).name)
 
-    monkeypatch.setattr(jsonl, "_write_atomically", recorded)
+    monkeypatch.setattr(fileio, "_write_atomically", recorded)
     run_eval(ExperimentConfig(), files.root)
     assert written[-1] == "metrics.json"
     assert sorted(written) == sorted(set(written))  # each once

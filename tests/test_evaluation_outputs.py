@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from experiments.analysis.run_report import read_results
-from experiments.data.jsonl import write_jsonl
 from experiments.data.prompt import render_sql
 from experiments.data.records import DataError, Example, Query, Table
 from experiments.evaluation import read_predictions, score
+from experiments.fileio import write_jsonl
 from experiments.stages.evaluate import write_outputs
 
 TABLE = Table(

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "experiments"
 # Top to bottom: a layer may import itself and any layer after it in this list, never one before it.
 LAYERS: tuple[str, ...] = (
     "__main__", "cli", "pipeline", "sweep", "stages", "training", "analysis", "tracking", "decoding", "model",
-    "evaluation", "sql", "runs", "data", "config",
+    "evaluation", "sql", "runs", "data", "fileio", "config",
 )
 # The package root (experiments/__init__.py) imports nothing and sits below everything.
 MAX_TOP_LEVEL_MODULES = 8

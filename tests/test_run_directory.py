@@ -136,9 +136,9 @@ def test_the_last_complete_checkpoint_is_resumed_past_a_half_written_one(tmp_pat
 
 def _disk_full_after_start(monkeypatch):
     """Every atomic write fails with ENOSPC once the run's RUNNING record is on disk."""
-    import experiments.data.jsonl as jsonl
+    import experiments.fileio as fileio
 
-    real = jsonl._write_atomically
+    real = fileio._write_atomically
     full = {"now": False}
 
     def write(path, body):
@@ -148,7 +148,7 @@ def _disk_full_after_start(monkeypatch):
         if Path(path).name == "run_summary.json":
             full["now"] = True
 
-    monkeypatch.setattr(jsonl, "_write_atomically", write)
+    monkeypatch.setattr(fileio, "_write_atomically", write)
     return full
 
 

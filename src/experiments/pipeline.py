@@ -22,8 +22,8 @@ from omegaconf import OmegaConf
 
 from experiments.analysis.run_facts import facts_markdown, run_facts
 from experiments.config import STAGE_ORDER, ExperimentConfig, Stage, flatten, to_plain_dict
-from experiments.data.jsonl import write_text
 from experiments.data.prompt import PROMPT_VERSION
+from experiments.fileio import write_text
 from experiments.runs.distributed import DistContext, dist_context, run_on_main
 from experiments.runs.files import RunFiles
 from experiments.runs.run_directory import (

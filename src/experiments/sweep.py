@@ -43,7 +43,7 @@ from experiments.analysis.scaling import (
     varied_settings,
     varies_train_size,
 )
-from experiments.data.jsonl import write_json, write_text
+from experiments.fileio import write_json, write_text
 from experiments.runs.files import RunFiles
 from experiments.runs.interrupts import Interrupted, SignalStop, restore
 from experiments.runs.run_directory import settle_if_abandoned

@@ -32,7 +32,7 @@ from experiments.analysis.document import Alert, Document, Heading, Paragraph, P
 from experiments.analysis.run_records import STAGES, RunError, RunRecord, load_run
 from experiments.analysis.stats import McNemarResult, mcnemar
 from experiments.config import ExperimentConfig
-from experiments.data.jsonl import write_json
+from experiments.fileio import write_json
 from experiments.tracking.mlflow_tracker import default_store
 
 log = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.data.jsonl import write_text
 from experiments.evaluation.shown_text import markdown_text, visible
+from experiments.fileio import write_text
 
 # ---------------------------------------------------------------------------------------------------------------
 # Inline pieces

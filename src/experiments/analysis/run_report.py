@@ -15,8 +15,9 @@ from experiments.analysis.breakdown import analyze
 from experiments.analysis.document import write_html, write_markdown
 from experiments.analysis.eval_report import TITLE, report_document
 from experiments.analysis.plots import write_plots
-from experiments.data.jsonl import iter_jsonl, write_json
+from experiments.data.jsonl import iter_jsonl
 from experiments.data.records import Example, Table
+from experiments.fileio import write_json
 from experiments.runs.files import RunFiles
 
 

@@ -1,24 +1,17 @@
-"""JSON-lines reading with errors that name the file and line; JSON, JSON-lines and text files written atomically
-and as valid UTF-8 whatever text they hold.
+"""JSON-lines reading with errors that name the file and line (what is wrong, where), whatever the bytes hold.
 
-Predictions and data are untrusted text: a lone UTF-16 surrogate ("\\ud800") is valid JSON and a valid Python
-string but cannot be encoded as UTF-8, so writing it naively raises mid-file. JSON escapes it (`\\ud800`, read
-back as the same string); other text files get the same escape as plain text.
+The writers are experiments/fileio.py's.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from experiments.data.records import DataError
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def iter_jsonl(path: Path, *, unique_keys: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -73,51 +66,3 @@ def json_line(line: str, where: str, *, unique_keys: bool = False) -> Any:
         detail = (f"a number of more than {sys.get_int_max_str_digits():,} digits"
                   if "integer string conversion" in str(err) else str(err))
         raise DataError(f"{where}: malformed JSON ({detail})") from None
-
-
-def json_text(obj: Any, *, indent: int | None = None) -> str:
-    """JSON that is readable (non-ASCII kept as is) and always encodable as UTF-8 (lone surrogates escaped)."""
-    text = json.dumps(obj, indent=indent, ensure_ascii=False)
-    # A surrogate can only sit inside a JSON string, where its escape means the same character.
-    if text.isascii() or not _SURROGATE.search(text):
-        return text
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _write_atomically(path: Path, write: Callable[[IO[str]], None]) -> None:
-    """Write through a temp file renamed over `path`, so a crash never leaves half a file that reads as whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
-            write(handle)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows atomically (temp file then rename), one JSON object per line; returns how many."""
-    count = 0
-
-    def write(handle: IO[str]) -> None:
-        nonlocal count
-        for row in rows:
-            handle.write(json_text(row) + "\n")
-            count += 1
-
-    _write_atomically(path, write)
-    return count
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """One indented JSON document, written atomically."""
-    _write_atomically(path, lambda handle: handle.write(json_text(obj, indent=2) + "\n"))
-
-
-def write_text(path: Path, text: str) -> None:
-    """A text file (Markdown, HTML) written atomically as UTF-8; a character UTF-8 cannot hold (a lone
-    surrogate) is written as its escape, `\\ud800`, so a report shows it instead of failing."""
-    _write_atomically(path, lambda handle: handle.write(text))

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.data.jsonl import iter_jsonl, write_jsonl
+from experiments.data.jsonl import iter_jsonl
 from experiments.data.prompt import build_prompt, render_sql
 from experiments.data.records import DataError, Example, Table
+from experiments.fileio import write_jsonl
 
 
 @dataclass(frozen=True)

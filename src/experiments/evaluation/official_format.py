@@ -14,10 +14,9 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from experiments.data.jsonl import write_jsonl
 from experiments.data.prompt import number_or_none, quote_identifier
 from experiments.data.records import Example, Query, Table
-from experiments.runs.files import replace_file
+from experiments.fileio import replace_file, write_jsonl
 from experiments.sql.sqlite_tables import sqlite_text
 
 SOURCE_FILE = "official_source.jsonl"

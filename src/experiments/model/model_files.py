@@ -29,7 +29,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from experiments.config import ModelConfig, OfflineCopyConfig
-from experiments.runs.files import replace_dir
+from experiments.fileio import replace_dir
 
 log = logging.getLogger(__name__)
 

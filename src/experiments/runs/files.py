@@ -1,10 +1,7 @@
-"""The files a run directory holds, and the atomic writers that put whole files and directories there."""
+"""The files a run directory holds (written whole by experiments/fileio.py's atomic writers)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 
@@ -112,32 +109,3 @@ class RunFiles:
                     *(self.root / name for name in ("official_source.jsonl", "official_predictions.jsonl",
                                                     "official_tables.jsonl", "official_tables.db")))
         raise ValueError(f"{stage!r}: not a stage (prepare, train, infer, eval)")
-
-
-def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
-    """Write a directory through a temporary one renamed into place, so a crash leaves the old one or the new one
-    (or, between the two renames, none), never half of one that a later stage would load as whole."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    old = target.with_name(f".{target.name}.{os.getpid()}.old")
-    for leftover in (tmp, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    write(tmp)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def replace_file(target: Path, write: Callable[[Path], None]) -> None:
-    """Write a file (a database, say) through a temporary file beside it, renamed over `target`: a crash never
-    leaves half of one that a later stage would take for a whole one."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        write(tmp)
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

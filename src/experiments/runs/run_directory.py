@@ -32,7 +32,7 @@ from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
 from experiments.config import flatten
-from experiments.data.jsonl import write_json
+from experiments.fileio import write_json
 from experiments.runs.files import RunFiles
 
 log = logging.getLogger(__name__)

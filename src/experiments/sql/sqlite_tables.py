@@ -15,7 +15,7 @@ from pathlib import Path
 
 from experiments.data.prompt import number_or_none, quote_identifier
 from experiments.data.records import Cell, DataError, Table
-from experiments.runs.files import replace_file
+from experiments.fileio import replace_file
 from experiments.sql.sqlite_sandbox import fold_identifier
 
 __all__ = ["META_TABLE", "ROWID_NAMES", "create_table_sql", "fold_identifier", "materialize_tables",

@@ -18,12 +18,12 @@ from experiments.analysis.breakdown import interval_metrics
 from experiments.analysis.run_facts import run_facts
 from experiments.analysis.run_report import write_run_analysis
 from experiments.config import ExperimentConfig
-from experiments.data.jsonl import write_json, write_jsonl
 from experiments.data.prepared import read_prepared, read_tables
 from experiments.data.records import Example, Table
 from experiments.evaluation import Scored, read_predictions, score
 from experiments.evaluation.guidance_counts import guidance_metrics, read_top_candidates
 from experiments.evaluation.official_format import write_official_files
+from experiments.fileio import write_json, write_jsonl
 from experiments.runs.files import RunFiles
 from experiments.sql.sqlite_tables import write_tables_sqlite
 from experiments.stages.contract import Artifact, StageResult

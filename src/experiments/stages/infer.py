@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from experiments.config import ExperimentConfig, Stage
-from experiments.data.jsonl import write_json, write_jsonl
 from experiments.data.prepared import read_prepared, read_tables
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
+from experiments.fileio import write_json, write_jsonl
 from experiments.model.inference_model import inference_plan_for, load_inference_base, merges_adapter
 from experiments.model.loading import load_adapter, load_tokenizer, model_source, peak_gpu_memory_gib, resolve_device
 from experiments.runs.distributed import dist_context, gather_to_main, run_on_main, shard, unshard

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from experiments.config import ExperimentConfig
 from experiments.data.fingerprints import examples_fingerprint, ids_fingerprint, prompt_fingerprint
-from experiments.data.jsonl import write_json
 from experiments.data.prepared import PreparedExample, write_prepared, write_tables
 from experiments.data.prompt import PROMPT_VERSION
 from experiments.data.sources import load_source
 from experiments.data.subsets import SUBSET_SOURCES, draw_subset
+from experiments.fileio import write_json
 from experiments.runs.files import RunFiles
 from experiments.sql.sqlite_tables import write_tables_sqlite
 from experiments.stages.contract import Artifact, StageResult

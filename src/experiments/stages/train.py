@@ -23,8 +23,8 @@ import torch
 from transformers import ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
 from experiments.config import BestBy, ExperimentConfig, TrainingConfig
-from experiments.data.jsonl import write_json, write_text
 from experiments.data.prepared import read_prepared
+from experiments.fileio import replace_dir, write_json, write_text
 from experiments.model.loading import (
     add_lora,
     attend_causally_without_padding_mask,
@@ -48,7 +48,7 @@ from experiments.model.memory_plan import (
 )
 from experiments.model.tokenization import TokenizedExample, encode_example
 from experiments.runs.distributed import dist_context, gather_to_main, run_on_main
-from experiments.runs.files import RunFiles, replace_dir
+from experiments.runs.files import RunFiles
 from experiments.stages.contract import Artifact, StageResult
 from experiments.tracking.metric_names import train_summary_logged
 from experiments.training.batching import BatchDataset, PlannedBatchCollator, plan_batches, plan_token_batches

@@ -35,9 +35,10 @@ import torch
 
 from experiments.config import ExperimentConfig, QuantizationConfig, QuantMode
 from experiments.data.prompt import PROMPT_VERSION
+from experiments.fileio import replace_dir
 from experiments.model.loading import load_base_model, load_tokenizer, resolve_device, weights_dtype
 from experiments.model.model_files import ModelFiles, resolve_model_files
-from experiments.runs.files import RunFiles, replace_dir
+from experiments.runs.files import RunFiles
 
 log = logging.getLogger(__name__)
 

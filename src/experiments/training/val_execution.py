@@ -22,12 +22,12 @@ import torch
 from transformers import TrainerCallback
 
 from experiments.config import BestBy, ExperimentConfig
-from experiments.data.jsonl import write_json
 from experiments.data.prepared import PreparedExample, read_prepared, read_tables
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.evaluation import score
+from experiments.fileio import replace_dir, write_json
 from experiments.runs.distributed import DistContext, broadcast_from_main, gather_to_main, shard, unshard
-from experiments.runs.files import RunFiles, replace_dir
+from experiments.runs.files import RunFiles
 
 log = logging.getLogger(__name__)
 
