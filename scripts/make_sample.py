@@ -1893,7 +1893,7 @@ WikiSQL, so they only match case-insensitively. Every gold query was rendered wi
 `experiments.data.prompt.render_sql` and executed against an in-memory SQLite copy of its table (text columns
 `TEXT COLLATE NOCASE`, real columns `REAL`, the real header names as quoted column names); only queries with a
 non-empty result free of NULL were kept (and, without aggregation, at most 3 result rows when there are
-conditions). The generator asserts the properties below at the end; `tests/test_sample_data.py` checks them
+conditions). The generator asserts the properties below at the end; `tests/data/test_sample_data.py` checks them
 again from the files.
 
 No `{{split}}.db` files are bundled; the evaluator builds its SQLite tables from `{{split}}.tables.jsonl`.

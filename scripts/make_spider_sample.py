@@ -1266,7 +1266,7 @@ foreign keys (aliases `T1`, `T2`, ...), IN / NOT IN / scalar subqueries, INTERSE
 LIKE / BETWEEN / IN lists, DISTINCT. Every gold query was executed on its database and kept only if it
 returns a non-empty result (no zero count, no all-NULL row; an `ORDER BY ... LIMIT k` only where the k-th
 and (k+1)-th rows are not tied). Row order matters only where the query has ORDER BY. The generator asserts
-these properties at the end; `tests/test_spider_sample.py` checks them again from the files.
+these properties at the end; `tests/data/test_spider_sample.py` checks them again from the files.
 
 ## Counts
 

@@ -116,7 +116,7 @@ def match_4bit_lora_casts(model: nn.Module) -> int:
     many. Under autocast, PEFT's 4-bit LoRA layer feeds the adapter its input as it comes (dropout included), while
     its plain-linear one first casts the input to the adapter's float32: o_proj's half-precision input would then
     get its dropout in another dtype, and the step would no longer be the 4-bit one (seen on CPU with PEFT's autocast
-    check made to see CPU autocast, tests/test_dequantize.py). Without autocast the input is already
+    check made to see CPU autocast, tests/model/test_dequantize.py). Without autocast the input is already
     float32 after k-bit preparation, so no cast is needed either way."""
     count = 0
     for module in model.modules():

@@ -7,7 +7,7 @@ remove nearly all padding, but then every optimizer step holds examples of one l
 (the shortest steps have no WHERE clause, the longest three or four conditions), which the notebooks' random
 batches never did. So, as the HF Trainer's `group_by_length` does, examples are shuffled, cut into random
 mega-batches of `group_batches` micro-batches, and sorted by length only inside each mega-batch: a step still mixes
-shapes while padding stays low (tests/test_batching.py measures both). Count-based plans are drawn again each
+shapes while padding stays low (tests/training/test_batching.py measures both). Count-based plans are drawn again each
 epoch (seeded by seed and epoch, like the notebooks' random sampler); the Trainer shuffles their order.
 """
 

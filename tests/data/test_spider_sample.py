@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src" / "experiments"
 SAMPLE = PACKAGE / "data" / "spider_sample"
 SCRIPT = ROOT / "scripts" / "make_spider_sample.py"

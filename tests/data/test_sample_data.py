@@ -18,7 +18,7 @@ import pytest
 from experiments.data.prompt import format_number, quote_identifier, render_sql
 from experiments.data.records import Query, Table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "src" / "experiments" / "data" / "sample"
 SPLITS = ("train", "dev", "test")
 AGGS = range(6)  # '', MAX, MIN, COUNT, SUM, AVG
