@@ -1,5 +1,6 @@
-"""Shared fixtures: a tiny WikiSQL release in the official layout, written per test; the default smoke run,
-run once per session through the real command line."""
+"""What several test files share: a tiny WikiSQL release in the official layout, written per test; the players
+table the scoring tests run against; a tiny Mistral; SQL that builds long texts from short queries (hostile
+predictions); the default smoke run, run once per session through the real command line."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from experiments.data.records import Table
 
 TABLE = {
     "id": "1-1000-1",
@@ -22,6 +25,44 @@ TABLE = {
         ["O'Neal Jones", 7, "Kansas", "1998", 6.9],
     ],
 }
+
+
+PLAYER_COLUMNS = ("Player", "No.", "Nationality", "Position", "Years in Toronto", "School/Club Team", "Height (ft)")
+PLAYER_TYPES = ("text", "real", "text", "text", "text", "text", "real")
+PLAYER_ROWS = (
+    ("Antonio Lang", 21, "United States", "Guard-Forward", "1999-2000", "Duke", 6.75),
+    ("Voshon Lenard", 2, "United States", "Guard", "2002-03", "Minnesota", 6.33),
+    ("Martin Lewis", 32, "United States", "Guard-Forward", "1996-97", "Butler CC (KS)", 6.5),
+    ("Brad Lohaus", 33, "United States", "Forward-Center", "1996", "Iowa", 7.0),
+    ("Art Long", 42, "United States", "Forward-Center", "2002-03", "Cincinnati", 6.75),
+    ("O'Neal Jones", 7, "Canada", "Guard", "1998", "Kansas", 6.9),
+)
+
+
+def players_table(columns: tuple[str, ...] = PLAYER_COLUMNS, players: tuple[str, ...] | None = None) -> Table:
+    """The scoring tests' WikiSQL table (1-10015132-11): the named columns, and the named players' rows (all by
+    default), in the table's order."""
+    index = [PLAYER_COLUMNS.index(c) for c in columns]
+    rows = tuple(tuple(row[i] for i in index) for row in PLAYER_ROWS if players is None or row[0] in players)
+    return Table(id="1-10015132-11", header=columns, types=tuple(PLAYER_TYPES[i] for i in index), rows=rows)
+
+
+def long_text_sql(char: str, tens: int, times: int = 1) -> str:
+    """SQL for `char * times * 10**tens`, built with replace() so that the SQL itself stays short."""
+    expr = f"'{char}'"
+    for _ in range(tens):
+        expr = f"replace({expr}, '{char}', '{char * 10}')"
+    return f"replace({expr}, '{char}', '{char * times}')" if times > 1 else expr
+
+
+def tiny_mistral_config(vocab_size: int = 32000, **overrides):
+    """A 2-layer Mistral of hidden size 64 (random weights large enough to give distinct logits), with SDPA."""
+    from transformers import MistralConfig
+
+    config = MistralConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3, **overrides)
+    config._attn_implementation = "sdpa"
+    return config
 
 
 def write_release(root: Path, examples_per_split: int = 4) -> Path:

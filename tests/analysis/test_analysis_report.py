@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import players_table
 
 from experiments.analysis.breakdown import analyze, interval_metrics
 from experiments.analysis.plots import write_plots
@@ -28,13 +29,8 @@ from experiments.runs.files import RunFiles
 from experiments.stages.evaluate import run_eval
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TABLE = Table(
-    id="1-10015132-11",
-    header=("Player", "No.", "School/Club Team", "Height (ft)"),
-    types=("text", "real", "text", "real"),
-    rows=(("Antonio Lang", 21, "Duke", 6.75), ("Voshon Lenard", 2, "Minnesota", 6.33),
-          ("Martin Lewis", 32, "Butler CC (KS)", 6.5), ("O'Neal Jones", 7, "Kansas", 6.9)),
-)
+TABLE = players_table(("Player", "No.", "School/Club Team", "Height (ft)"),
+                      ("Antonio Lang", "Voshon Lenard", "Martin Lewis", "O'Neal Jones"))
 SCRIPT = "<script>alert(1)</script>"
 # id: (question, gold logical form, predicted SQL or None, category, exec_match, valid_sql, error)
 CASES = {

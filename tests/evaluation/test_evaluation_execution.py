@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import players_table
 from sqlglot import exp
 
 from experiments.data.prompt import render_sql
@@ -14,20 +15,7 @@ from experiments.evaluation import materialize_tables, score, sqlite_column_name
 from experiments.evaluation.results_compare import normalise_rows, results_match
 from experiments.sql.safe_sql import bind_to_table, parse_single_query
 
-TABLE = Table(
-    id="1-10015132-11",
-    header=("Player", "No.", "Nationality", "Position", "Years in Toronto", "School/Club Team",
-            "Height (ft)"),
-    types=("text", "real", "text", "text", "text", "text", "real"),
-    rows=(
-        ("Antonio Lang", 21, "United States", "Guard-Forward", "1999-2000", "Duke", 6.75),
-        ("Voshon Lenard", 2, "United States", "Guard", "2002-03", "Minnesota", 6.33),
-        ("Martin Lewis", 32, "United States", "Guard-Forward", "1996-97", "Butler CC (KS)", 6.5),
-        ("Brad Lohaus", 33, "United States", "Forward-Center", "1996", "Iowa", 7.0),
-        ("Art Long", 42, "United States", "Forward-Center", "2002-03", "Cincinnati", 6.75),
-        ("O'Neal Jones", 7, "Canada", "Guard", "1998", "Kansas", 6.9),
-    ),
-)
+TABLE = players_table()
 TABLES = {TABLE.id: TABLE}
 EXAMPLES = [
     Example("test-0", TABLE.id, "What number did Antonio Lang wear?", Query(1, 0, ((0, 0, "Antonio Lang"),))),

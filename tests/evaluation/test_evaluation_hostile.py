@@ -12,23 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_release
+from conftest import long_text_sql, players_table, run_cli, write_release
 
 from experiments.data.records import Example, Query, Table
 from experiments.evaluation import CATEGORIES, materialize_tables, sqlite_table_name
 
-
-def built(char: str, tens: int, times: int = 1) -> str:
-    """SQL for `char * times * 10**tens`, built with replace() so that the SQL itself stays short."""
-    expr = f"'{char}'"
-    for _ in range(tens):
-        expr = f"replace({expr}, '{char}', '{char * 10}')"
-    return f"replace({expr}, '{char}', '{char * times}')" if times > 1 else expr
-
-
-TEXT_90K = built("a", 4, 9)
-PATTERN_40K = built("a", 4, 4)  # the issue's GLOB/LIKE pattern: 6 s per call against a long text, unbounded
-CHARSET_5K = f"{built('b', 3, 5)} || 'a'"  # trim() with it: ~1 s per call that SQLite cannot interrupt
+TEXT_90K = long_text_sql("a", 4, 9)
+PATTERN_40K = long_text_sql("a", 4, 4)  # the issue's GLOB/LIKE pattern: 6 s per call against a long text, unbounded
+CHARSET_5K = f"{long_text_sql('b', 3, 5)} || 'a'"  # trim() with it: ~1 s per call that SQLite cannot interrupt
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
 RIGHT = "SELECT \"No.\" FROM t WHERE Player = 'Antonio Lang'"
 TIMEOUT_S = 1.0  # eval.timeout_s's default
@@ -69,9 +60,7 @@ HOSTILE: list[tuple[str, str | None, set[str]]] = [
     ("the right answer, after all of the above", RIGHT, {"correct"}),
 ]
 IDS = [f"test-{i}" for i in range(len(HOSTILE))]
-TABLE = Table(id="1-10015132-11", header=("Player", "No.", "School/Club Team"), types=("text", "real", "text"),
-              rows=(("Antonio Lang", 21, "Duke"), ("Voshon Lenard", 2, "Minnesota"), ("Martin Lewis", 32, "Butler"),
-                    ("Brad Lohaus", 33, "Iowa"), ("Art Long", 42, "Cincinnati"), ("O'Neal Jones", 7, "Kansas")))
+TABLE = players_table(("Player", "No.", "School/Club Team"))
 SECRET = Table(id="1-999-1", header=("Secret",), types=("text",), rows=(("hidden",),))
 QUERY = Query(sel=1, agg=0, conds=((0, 0, "Antonio Lang"),))  # What number did Antonio Lang wear?
 OUTPUTS = ("results.jsonl", "metrics.json", "report.md", "official_source.jsonl", "official_predictions.jsonl",

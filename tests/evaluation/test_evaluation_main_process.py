@@ -12,21 +12,21 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from conftest import players_table
 
 import experiments.analysis.run_report as run_report
 import experiments.fileio as fileio
 from experiments.analysis.breakdown import analyze, predicted_query, unknown_columns
 from experiments.config import ExperimentConfig
 from experiments.data.prepared import PreparedExample, write_prepared, write_tables
-from experiments.data.records import Example, Query, Table
+from experiments.data.records import Example, Query
 from experiments.evaluation import EvalError, parse_logical_form
 from experiments.runs.files import RunFiles
 from experiments.sql.safe_sql import parse_single_query
 from experiments.sql.sql_parse import MAX_SQL_CHARS, SQLTooLarge, parse_sql
 from experiments.stages.evaluate import run_eval
 
-TABLE = Table(id="1-10015132-11", header=("Player", "No.", "School/Club Team"), types=("text", "real", "text"),
-              rows=(("Antonio Lang", 21, "Duke"), ("Voshon Lenard", 2, "Minnesota"), ("Martin Lewis", 32, "Butler")))
+TABLE = players_table(("Player", "No.", "School/Club Team"), ("Antonio Lang", "Voshon Lenard", "Martin Lewis"))
 QUERY = Query(sel=1, agg=0, conds=((0, 0, "Antonio Lang"),))
 ONE_MB = "SELECT " + "1+" * 500_000 + "1"  # the issue's: 17 s and 1 GB in the analysis step, unbounded
 FOUR_MB = "SELECT " + "1+" * 2_000_000 + "1"  # 80 s and 3.1 GB

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import players_table
 
 from experiments.analysis.run_report import read_results
 from experiments.data.prompt import render_sql
@@ -17,13 +18,8 @@ from experiments.evaluation import read_predictions, score
 from experiments.fileio import write_jsonl
 from experiments.stages.evaluate import write_outputs
 
-TABLE = Table(
-    id="1-10015132-11",
-    header=("Player", "No.", "School/Club Team", "Height (ft)"),
-    types=("text", "real", "text", "real"),
-    rows=(("Antonio Lang", 21, "Duke", 6.75), ("Voshon Lenard", 2, "Minnesota", 6.33),
-          ("Martin Lewis", 32, "Butler CC (KS)", 6.5)),
-)
+TABLE = players_table(("Player", "No.", "School/Club Team", "Height (ft)"),
+                      ("Antonio Lang", "Voshon Lenard", "Martin Lewis"))
 EXAMPLES = [
     Example("test-0", TABLE.id, "What number did Antonio Lang wear?", Query(1, 0, ((0, 0, "Antonio Lang"),))),
     Example("test-1", TABLE.id, "Tallest player from Duke?", Query(3, 1, ((2, 0, "Duke"),))),

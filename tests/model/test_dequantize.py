@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MistralConfig, MistralForCausalLM
+from conftest import tiny_mistral_config
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MistralForCausalLM
 
 from experiments.config import LoraConfig, MemoryPlan, QuantizationConfig, QuantMode
 from experiments.model.dequantize import DequantizedLinear, count_dequantized
@@ -22,9 +23,7 @@ LORA = LoraConfig(r=4, alpha=8, dropout=0.1)
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     torch.manual_seed(0)
-    config = MistralConfig(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3)
-    config._attn_implementation = "sdpa"
+    config = tiny_mistral_config(vocab_size=1000)
     path = tmp_path_factory.mktemp("tiny_mistral")
     MistralForCausalLM(config).save_pretrained(path)
     return path

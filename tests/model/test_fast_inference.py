@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_mistral_config
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MistralConfig, MistralForCausalLM
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, MistralForCausalLM
 
 from experiments.config import DataConfig, MemoryPlan, load_config
 from experiments.data.prepared import PreparedExample
@@ -33,9 +34,7 @@ ONE_BATCH = InferencePlan(dequantize_merge=True, static_cache=False, compile=Fal
 def tiny(tmp_path_factory):
     """A tiny Mistral with the real 32k vocabulary, saved, and a LoRA adapter for it with non-zero B."""
     torch.manual_seed(0)
-    config = MistralConfig(vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3)
-    config._attn_implementation = "sdpa"
+    config = tiny_mistral_config()
     root = tmp_path_factory.mktemp("tiny_nf4")
     model = MistralForCausalLM(config)
     model.save_pretrained(root / "model")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import long_text_sql, players_table
 
 from experiments.data.records import Example, Query, Table
 from experiments.evaluation import EvalError, SafeExecutor, materialize_tables, score, sqlite_table_name
@@ -17,14 +18,7 @@ from experiments.sql.safe_sql import prepare_query
 from experiments.sql.sql_parse import parse_sql
 from experiments.sql.sqlite_sandbox import Sandbox
 
-TABLE = Table(
-    id="1-10015132-11",
-    header=("Player", "No.", "School/Club Team", "Height (ft)"),
-    types=("text", "real", "text", "real"),
-    rows=(("Antonio Lang", 21, "Duke", 6.75), ("Voshon Lenard", 2, "Minnesota", 6.33),
-          ("Martin Lewis", 32, "Butler CC (KS)", 6.5), ("Brad Lohaus", 33, "Iowa", 7.0),
-          ("Art Long", 42, "Cincinnati", 6.75), ("O'Neal Jones", 7, "Kansas", 6.9)),
-)
+TABLE = players_table(("Player", "No.", "School/Club Team", "Height (ft)"))
 OTHER = Table(id="1-999-1", header=("Secret",), types=("text",), rows=(("hidden",),))
 EXAMPLE = Example("test-0", TABLE.id, "What number did Antonio Lang wear?",
                   Query(1, 0, ((0, 0, "Antonio Lang"),)))
@@ -201,17 +195,9 @@ def test_executor_caps_rows(db: Path) -> None:
     assert raised.value.category == "too_many_rows"
 
 
-def built(char: str, tens: int, times: int = 1) -> str:
-    """SQL for `char * times * 10**tens`, built with replace() so that the SQL itself stays short."""
-    expr = f"'{char}'"
-    for _ in range(tens):
-        expr = f"replace({expr}, '{char}', '{char * 10}')"
-    return f"replace({expr}, '{char}', '{char * times}')" if times > 1 else expr
-
-
-TEXT_90K = built("a", 4, 9)
-GLOB_40K = f"SELECT count(*) FROM t WHERE {TEXT_90K} GLOB '*' || {built('a', 4, 4)} || 'b'"  # 6 s in one call
-STUCK = "SELECT " + " + ".join([f"length(ltrim({TEXT_90K}, {built('b', 3, 5)} || 'a'))"] * 10)  # ~1 s per call
+TEXT_90K = long_text_sql("a", 4, 9)
+GLOB_40K = f"SELECT count(*) FROM t WHERE {TEXT_90K} GLOB '*' || {long_text_sql('a', 4, 4)} || 'b'"  # 6 s in one call
+STUCK = "SELECT " + " + ".join([f"length(ltrim({TEXT_90K}, {long_text_sql('b', 3, 5)} || 'a'))"] * 10)  # ~1 s per call
 
 
 def test_the_issues_glob_pattern_is_a_timeout_within_two_seconds(db: Path, tmp_path: Path) -> None:
@@ -235,7 +221,7 @@ def test_result_bytes_are_capped_not_only_rows(db: Path) -> None:
     with SafeExecutor(db, max_result_bytes=500_000) as executor:
         with pytest.raises(EvalError) as raised:
             executor.execute(f'SELECT {TEXT_90K} FROM "{NAME}"', NAME)  # 6 rows of 90 KB: under max_rows
-        assert len(executor.execute(f"SELECT {built('a', 4)} FROM \"{NAME}\"", NAME)) == 6  # 6 x 10 KB
+        assert len(executor.execute(f"SELECT {long_text_sql('a', 4)} FROM \"{NAME}\"", NAME)) == 6  # 6 x 10 KB
     assert raised.value.category == "memory_limit"
     assert "500,000 bytes" in str(raised.value)
 

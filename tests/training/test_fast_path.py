@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import tiny_mistral_config
 from peft import LoraConfig, get_peft_model
-from transformers import MistralConfig, MistralForCausalLM
+from transformers import MistralForCausalLM
 
 from experiments.config import DataConfig, LossOn, ModelConfig, TrainingConfig
 from experiments.data.prepared import PreparedExample
@@ -36,10 +37,7 @@ def examples() -> list[TokenizedExample]:
 
 def tiny_lora_model(train_tied_embeddings: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = MistralConfig(vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3,
-                           tie_word_embeddings=train_tied_embeddings)
-    config._attn_implementation = "sdpa"
+    config = tiny_mistral_config(tie_word_embeddings=train_tied_embeddings)
     model = MistralForCausalLM(config)
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"],
                       modules_to_save=["embed_tokens"] if train_tied_embeddings else None,
