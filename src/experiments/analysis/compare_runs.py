@@ -177,7 +177,7 @@ def not_pairable(a: RunRecord, b: RunRecord) -> str | None:
     return None
 
 
-def _categories(record: RunRecord) -> Counter[str]:
+def _category_counts(record: RunRecord) -> Counter[str]:
     assert record.results is not None
     return Counter(str(r.get("category", "unknown")) for r in record.results.values())
 
@@ -193,7 +193,7 @@ def compare_pair(records: Sequence[RunRecord], a: int, b: int) -> PairComparison
     pair.fixed = [i for i in ids if not ra[i].get("exec_match") and rb[i].get("exec_match")]
     pair.broken = [i for i in ids if ra[i].get("exec_match") and not rb[i].get("exec_match")]
     pair.test = mcnemar(len(pair.fixed), len(pair.broken))
-    ca, cb = _categories(records[a]), _categories(records[b])
+    ca, cb = _category_counts(records[a]), _category_counts(records[b])
     pair.categories = {c: (ca[c], cb[c]) for c in sorted(set(ca) | set(cb), key=lambda c: (-ca[c] - cb[c], c))}
     return pair
 
