@@ -15,6 +15,7 @@ import os
 import select
 import subprocess
 import sys
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +32,12 @@ from experiments.sql.errors import (
 from experiments.sql.sqlite_sandbox import MAX_LIKE_PATTERN_LENGTH, SAFE_FUNCTIONS, Row
 from experiments.sql.sqlite_tables import sqlite_text
 
-__all__ = ["KILL_GRACE_S", "MAX_RESULT_BYTES", "SAFE_FUNCTIONS", "Row", "SafeExecutor", "check_limits"]
+__all__ = ["KILL_GRACE_S", "MAX_RESULT_BYTES", "SAFE_FUNCTIONS", "DatabaseExecutors", "Row", "SafeExecutor",
+           "check_limits"]
 
 MAX_RESULT_BYTES = 8_000_000  # text and blob bytes (plus 8 per value) one result may hold; WikiSQL's are tiny
 KILL_GRACE_S = 0.5  # past the time limit, how long the worker's own deadline gets before the worker is killed
+MAX_OPEN_DATABASES = 4  # workers a DatabaseExecutors keeps by default (one per database file, ~10 MB each)
 STARTUP_TIMEOUT_S = 60.0  # a fresh worker is ready in ~30 ms; this only bounds a machine that is badly stuck
 
 
@@ -70,11 +73,13 @@ class _Worker:
 class SafeExecutor:
     """Runs one SELECT at a time in a killable worker; read-only, authorised, time-, row- and memory-limited.
 
-    Use as a context manager (or call close()), so the worker is stopped.
+    Use as a context manager (or call close()), so the worker is stopped. `immutable=True` is for a user's database
+    file that nothing writes while it is open (Spider's and BIRD's `database/<db>/<db>.sqlite`): it is opened
+    with `immutable=1` as well as `mode=ro`, so SQLite neither locks it nor looks for a journal to roll back.
     """
 
     def __init__(self, db_path: Path, *, timeout_s: float = 1.0, max_rows: int = 10_000,
-                 max_result_bytes: int = MAX_RESULT_BYTES):
+                 max_result_bytes: int = MAX_RESULT_BYTES, immutable: bool = False):
         check_limits(timeout_s, max_rows, max_result_bytes)
         db_path = Path(db_path).resolve()
         if not db_path.is_file():
@@ -83,7 +88,8 @@ class SafeExecutor:
         self.max_rows = max_rows
         self.max_result_bytes = max_result_bytes
         self.restarts = 0  # workers killed for running past the time limit (or that died)
-        self._uri = db_path.as_uri() + "?mode=ro"
+        self.db_path = db_path
+        self._uri = db_path.as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
         self._worker: _Worker | None = self._start()
         try:
             self._ready(self._worker)  # a database that cannot be opened fails here, not on the first query
@@ -132,14 +138,15 @@ class SafeExecutor:
         self.restarts += 1
         self._worker = self._start()
 
-    def execute(self, sql: str, table_name: str) -> list[Row]:
-        """Rows of `sql`, which may read only `table_name`; raise EvalError (with a category) on failure."""
+    def execute(self, sql: str, table_name: str | None) -> list[Row]:
+        """Rows of `sql`, which may read only `table_name` (None: any table or view of the file but SQLite's own
+        sqlite_* tables); raise EvalError (with a category) on failure."""
         (answer,) = self.execute_many([(sql, table_name)])
         if isinstance(answer, EvalError):
             raise answer
         return answer
 
-    def execute_many(self, queries: Sequence[tuple[str, str]]) -> list[list[Row] | EvalError]:
+    def execute_many(self, queries: Sequence[tuple[str, str | None]]) -> list[list[Row] | EvalError]:
         """`execute` for each `(sql, table_name)` in turn, each with its own time limit, in one round trip to
         the worker; a failure is returned in the query's place, not raised."""
         answers: list[list[Row] | EvalError] = []
@@ -147,7 +154,7 @@ class SafeExecutor:
             answers += self._run(queries[len(answers):])
         return answers
 
-    def _run(self, queries: Sequence[tuple[str, str]]) -> list[list[Row] | EvalError]:
+    def _run(self, queries: Sequence[tuple[str, str | None]]) -> list[list[Row] | EvalError]:
         """Answers to the first one or more of `queries`: all of them unless one hung (or killed) the worker."""
         if self._worker is None:
             raise RuntimeError("SafeExecutor is closed")
@@ -184,6 +191,85 @@ class SafeExecutor:
 
     def __del__(self) -> None:
         if getattr(self, "_worker", None) is not None:
+            self.close()
+
+
+class DatabaseExecutors:
+    """One SafeExecutor per database file, for datasets whose questions each run on their own database (Spider,
+    BIRD): at most `max_open` workers at a time, the least recently used closed first; every worker has the same
+    limits and the same kill-on-stuck behaviour as a lone SafeExecutor. Files are opened `immutable=1` (nothing may
+    write them while the pool is open). Use as a context manager (or call close()), so every worker is stopped.
+
+        with DatabaseExecutors(timeout_s=5.0) as pool:
+            answers = pool.execute_many(db_path, [gold_sql, predicted_sql])  # any table of that file
+    """
+
+    def __init__(self, *, max_open: int = MAX_OPEN_DATABASES, timeout_s: float = 1.0, max_rows: int = 10_000,
+                 max_result_bytes: int = MAX_RESULT_BYTES):
+        check_limits(timeout_s, max_rows, max_result_bytes)
+        if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open <= 0:
+            raise ValueError(f"max_open must be a positive whole number of workers, got {max_open!r}")
+        self.max_open = max_open
+        self.timeout_s = float(timeout_s)
+        self.max_rows = max_rows
+        self.max_result_bytes = max_result_bytes
+        self.started = 0  # workers started for a database (not counting restarts after a kill)
+        self._closed_restarts = 0
+        self._executors: OrderedDict[Path, SafeExecutor] = OrderedDict()
+        self._closed = False
+
+    @property
+    def restarts(self) -> int:
+        """Workers killed for running past the time limit (or that died), over all databases so far."""
+        return self._closed_restarts + sum(e.restarts for e in self._executors.values())
+
+    @property
+    def open_paths(self) -> list[Path]:
+        """The database files with a worker now, least recently used first."""
+        return list(self._executors)
+
+    def executor(self, db_path: Path) -> SafeExecutor:
+        """The worker for `db_path` (resolved), started if need be, after closing the least recently used one when
+        `max_open` are open; FileNotFoundError or RuntimeError when the file cannot be opened."""
+        if self._closed:
+            raise RuntimeError("DatabaseExecutors is closed")
+        key = Path(db_path).resolve()
+        executor = self._executors.get(key)
+        if executor is not None:
+            self._executors.move_to_end(key)
+            return executor
+        while len(self._executors) >= self.max_open:
+            _, oldest = self._executors.popitem(last=False)
+            self._retire(oldest)
+        executor = SafeExecutor(key, timeout_s=self.timeout_s, max_rows=self.max_rows,
+                                max_result_bytes=self.max_result_bytes, immutable=True)
+        self.started += 1
+        self._executors[key] = executor
+        return executor
+
+    def execute_many(self, db_path: Path, queries: Sequence[str]) -> list[list[Row] | EvalError]:
+        """Each of `queries` on `db_path`, reading any table of it (SafeExecutor.execute_many, table_name None)."""
+        return self.executor(db_path).execute_many([(sql, None) for sql in queries])
+
+    def _retire(self, executor: SafeExecutor) -> None:
+        self._closed_restarts += executor.restarts
+        executor.close()
+
+    def close(self) -> None:
+        """Stop every worker at once."""
+        self._closed = True
+        while self._executors:
+            _, executor = self._executors.popitem(last=False)
+            self._retire(executor)
+
+    def __enter__(self) -> DatabaseExecutors:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_executors", None):
             self.close()
 
 

@@ -6,12 +6,17 @@ when a query will not stop: some SQLite functions (LIKE/GLOB, trim with a long c
 inside one call that no progress handler can interrupt. executor.py is the parent side.
 
 Guards, on one connection opened once per worker:
-- the file is opened read-only (`mode=ro`), so no write can succeed even if every other guard failed;
-- an authorizer allows only SELECT, recursive CTEs, reading the one table the example is about (and the CTEs
-  the query defines), and a list of pure functions (no load_extension, readfile, writefile, fts3_tokenizer,
+- the file is opened read-only (`mode=ro`; a user's database file also `immutable=1`, executor.py), so no write
+  can succeed even if every other guard failed;
+- an authorizer allows only SELECT, recursive CTEs, reading the one table the example is about (or, for a question
+  on a whole database, any table or view of the file: `table_name=None`, below) and the CTEs the query defines,
+  and a list of pure functions (no load_extension, readfile, writefile, fts3_tokenizer,
   printf, zeroblob, ...); everything else, ATTACH/DETACH and PRAGMA included, is refused while the statement is
   being prepared. Reading any other table of the file, or its schema, is refused even for `count(*)`, which
-  SQLite reports with no column, just as it reports a CTE's: a name that is a table is never taken for a CTE;
+  SQLite reports with no column, just as it reports a CTE's: a name that is a table is never taken for a CTE.
+  With `table_name=None` the readable tables are those the file's schema lists as a table or view, less SQLite's
+  own (every name starting with `sqlite_`: the schema tables, sqlite_sequence, sqlite_stat1, ...); eponymous
+  virtual tables (pragma_table_info, json_each, ...) are not in the schema, so they stay refused;
 - SQLite's own limits: strings and blobs (so `replace()` chains fail fast), SQL length, LIKE/GLOB pattern
   length (a long pattern takes O(pattern x text) time in one call), no attached databases;
 - a progress handler interrupts a statement past its time limit (endless recursive CTEs, huge cross joins),
@@ -21,7 +26,8 @@ Guards, on one connection opened once per worker:
   counted while fetching;
 - Python's sqlite3 refuses to run more than one statement per call.
 
-Protocol: the parent writes a list of `(sql, table_name)` queries; the worker answers each in turn with
+Protocol: the parent writes a list of `(sql, table_name)` queries, `table_name` None for "any table of the file"
+(the multi-table datasets, Spider and BIRD); the worker answers each in turn with
 `("rows", rows)` or `(kind, message)`, kind one of REFUSALS. Each message is a marshalled object behind its
 8-byte length. The worker ignores SIGINT (the parent decides) and exits when the parent closes the pipe or
 dies (a thread watches for that, as SQLite releases the GIL while it works).
@@ -77,6 +83,7 @@ class Sandbox:
         self.max_rows = max_rows
         self.max_result_bytes = max_result_bytes
         self._table = ""
+        self._any_table = False  # this query may read any table of `self._readable`
         self._deadline = float("inf")
         self._conn = sqlite3.connect(uri, uri=True, isolation_level=None)
         self._conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_LENGTH)
@@ -84,8 +91,10 @@ class Sandbox:
         self._conn.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_LIKE_PATTERN_LENGTH)
         self._conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         self._conn.execute("PRAGMA temp_store = MEMORY")  # sorters and temp tables: in the (capped) heap
-        self._tables = SCHEMA_TABLES | {fold_identifier(name) for (name,) in
-                                        self._conn.execute("SELECT name FROM sqlite_master")}
+        schema = self._conn.execute("SELECT type, name FROM sqlite_master").fetchall()
+        self._tables = SCHEMA_TABLES | {fold_identifier(name) for _, name in schema}
+        self._readable = frozenset(fold_identifier(name) for kind, name in schema if kind in ("table", "view")
+                                   and not fold_identifier(name).startswith("sqlite_"))
         self._conn.set_authorizer(self._authorize)
         self._conn.set_progress_handler(self._past_deadline, _CHECK_EVERY)
 
@@ -97,8 +106,8 @@ class Sandbox:
             table = fold_identifier(arg1) if arg1 is not None else None
             # Column "" is SQLite's marker for "table used, no value read" (count(*) over a table or a CTE); for a
             # CTE it names the CTE, with no schema. Only a name that is no table of the file is taken for one.
-            ok = table == self._table or (arg2 == "" and db is None and table is not None
-                                          and table not in self._tables)
+            ok = (table == self._table or (self._any_table and table in self._readable)
+                  or (arg2 == "" and db is None and table is not None and table not in self._tables))
             return sqlite3.SQLITE_OK if ok else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
             ok = arg2 is not None and arg2.lower() in SAFE_FUNCTIONS
@@ -108,9 +117,13 @@ class Sandbox:
     def _past_deadline(self) -> int:
         return 1 if time.perf_counter() > self._deadline else 0
 
-    def run(self, sql: str, table_name: str) -> tuple[str, object]:
-        """`("rows", rows)` of `sql`, which may read only `table_name`, or `(kind, message)`; never raises."""
-        self._table = fold_identifier(table_name)
+    def run(self, sql: str, table_name: str | None) -> tuple[str, object]:
+        """`("rows", rows)` of `sql`, which may read only `table_name` (None: any table or view of the file but
+        SQLite's own), or `(kind, message)`; never raises."""
+        if table_name is None:
+            self._any_table = True
+        else:
+            self._table = fold_identifier(table_name)
         self._deadline = time.perf_counter() + self.timeout_s
         cursor = None
         try:
@@ -129,6 +142,7 @@ class Sandbox:
         finally:
             self._deadline = float("inf")
             self._table = ""
+            self._any_table = False
             if cursor is not None:
                 cursor.close()
 
