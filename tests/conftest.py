@@ -1,10 +1,12 @@
 """What several test files share: a tiny WikiSQL release in the official layout, written per test; the players
-table the scoring tests run against; a tiny Mistral; SQL that builds long texts from short queries (hostile
-predictions); the default smoke run, run once per session through the real command line."""
+table the scoring tests run against; a small database of several tables (Spider-like: concerts_database); a tiny
+Mistral; SQL that builds long texts from short queries (hostile predictions); the default smoke run, run once per
+session through the real command line."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -45,6 +47,30 @@ def players_table(columns: tuple[str, ...] = PLAYER_COLUMNS, players: tuple[str,
     index = [PLAYER_COLUMNS.index(c) for c in columns]
     rows = tuple(tuple(row[i] for i in index) for row in PLAYER_ROWS if players is None or row[0] in players)
     return Table(id="1-10015132-11", header=columns, types=tuple(PLAYER_TYPES[i] for i in index), rows=rows)
+
+
+def concerts_database(path: Path) -> Path:
+    """A Spider-like database file at `path`: singers and concerts, with a foreign key, an AUTOINCREMENT key (so
+    sqlite_sequence exists), an index, a view and statistics (sqlite_stat1)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript("""
+            PRAGMA foreign_keys = ON;
+            CREATE TABLE singer (singer_id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, country TEXT, age INT);
+            CREATE TABLE concert (concert_id INTEGER PRIMARY KEY, title TEXT, year INT,
+                                  singer_id INT REFERENCES singer(singer_id));
+            CREATE INDEX concert_year ON concert(year);
+            CREATE VIEW old_singer AS SELECT name FROM singer WHERE age > 40;
+            INSERT INTO singer (name, country, age) VALUES ('Joe', 'France', 52), ('Ann', 'Japan', 29),
+                                                           ('Tim', 'France', 41);
+            INSERT INTO concert VALUES (1, 'Spring', 2014, 1), (2, 'Summer', 2015, 1), (3, 'Autumn', 2015, 2);
+            ANALYZE;
+        """)
+        conn.commit()
+    finally:
+        conn.close()
+    return path
 
 
 def long_text_sql(char: str, tens: int, times: int = 1) -> str:

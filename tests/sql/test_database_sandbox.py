@@ -4,39 +4,15 @@ changes; and the pool of one worker per database file."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import concerts_database
 
 from experiments.sql.errors import EvalError
 from experiments.sql.executor import DatabaseExecutors, SafeExecutor
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c)"
-
-
-def make_database(path: Path) -> Path:
-    """Singers and concerts, with a foreign key, an AUTOINCREMENT key (so sqlite_sequence exists), a view and
-    statistics (sqlite_stat1)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    try:
-        conn.executescript("""
-            PRAGMA foreign_keys = ON;
-            CREATE TABLE singer (singer_id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, country TEXT, age INT);
-            CREATE TABLE concert (concert_id INTEGER PRIMARY KEY, title TEXT, year INT,
-                                  singer_id INT REFERENCES singer(singer_id));
-            CREATE INDEX concert_year ON concert(year);
-            CREATE VIEW old_singer AS SELECT name FROM singer WHERE age > 40;
-            INSERT INTO singer (name, country, age) VALUES ('Joe', 'France', 52), ('Ann', 'Japan', 29),
-                                                           ('Tim', 'France', 41);
-            INSERT INTO concert VALUES (1, 'Spring', 2014, 1), (2, 'Summer', 2015, 1), (3, 'Autumn', 2015, 2);
-            ANALYZE;
-        """)
-        conn.commit()
-    finally:
-        conn.close()
-    return path
 
 
 def digest(path: Path) -> str:
@@ -45,7 +21,7 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def database(tmp_path: Path) -> Path:
-    return make_database(tmp_path / "database" / "concerts" / "concerts.sqlite")
+    return concerts_database(tmp_path / "database" / "concerts" / "concerts.sqlite")
 
 
 @pytest.fixture
@@ -173,7 +149,7 @@ def alive(pool: DatabaseExecutors) -> list[int]:
 
 
 def test_pool_keeps_at_most_max_open_workers(tmp_path: Path) -> None:
-    paths = [make_database(tmp_path / f"db{i}" / f"db{i}.sqlite") for i in range(5)]
+    paths = [concerts_database(tmp_path / f"db{i}" / f"db{i}.sqlite") for i in range(5)]
     with DatabaseExecutors(max_open=2, timeout_s=0.5) as pool:
         seen = []
         for path in [*paths, paths[3], paths[0]]:
@@ -191,7 +167,7 @@ def test_pool_keeps_at_most_max_open_workers(tmp_path: Path) -> None:
 
 
 def test_pool_kills_a_stuck_worker_and_goes_on(database: Path, tmp_path: Path) -> None:
-    other = make_database(tmp_path / "other" / "other.sqlite")
+    other = concerts_database(tmp_path / "other" / "other.sqlite")
     long_glob = ("SELECT count(*) FROM singer WHERE replace(hex(zeroblob(40000)), '0', 'a') GLOB "
                  "'*' || replace(hex(zeroblob(200)), '0', 'a') || 'b'")
     with DatabaseExecutors(timeout_s=0.3) as pool:

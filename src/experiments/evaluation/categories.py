@@ -28,6 +28,13 @@ CATEGORIES: tuple[str, ...] = (
     GOLD_ERROR, OTHER,
 )
 
+WRONG_RESULT = "wrong_result"  # multi-table datasets: the prediction ran and returned other rows than gold's
+# Spider and BIRD (evaluation/multi_table_scoring.py): no logical form to say which part of a wrong query is wrong
+MULTI_TABLE_CATEGORIES: tuple[str, ...] = (
+    CORRECT, WRONG_RESULT, SYNTAX_ERROR, UNKNOWN_COLUMN, TIMEOUT, TOO_MANY_ROWS, MEMORY_LIMIT, FORBIDDEN_STATEMENT,
+    MISSING_PREDICTION, GOLD_ERROR, OTHER,
+)
+
 
 def mismatch_category(predicted: Query | None, gold: Query) -> str:
     """Why an executable prediction returned the wrong rows, read off its logical form against gold's."""

@@ -308,6 +308,23 @@ def _unknown_ids_warning(unknown: Sequence[str], n_predictions: int) -> str:
             f"(e.g. {_sample(unknown)}): they may have been made for another split or data selection")
 
 
+def check_prediction_ids(example_ids: Sequence[str], predictions: Collection[str]) -> tuple[list[str], list[str]]:
+    """The ids of `predictions` that are no example's (ignored by scoring) and the warning about them (logged), if
+    any; a ValueError when an example id occurs twice or no prediction is for an example (nothing to score)."""
+    seen: set[str] = set()
+    for example_id in example_ids:
+        if example_id in seen:
+            raise ValueError(f"example id {example_id!r} occurs more than once")
+        seen.add(example_id)
+    if not any(pid in seen for pid in predictions):
+        raise ValueError(f"nothing to score: {no_match_message(list(predictions), list(seen))}")
+    unknown = [pid for pid in predictions if pid not in seen]
+    warnings = [_unknown_ids_warning(unknown, len(predictions))] if unknown else []
+    for warning in warnings:
+        log.warning(warning)
+    return unknown, warnings
+
+
 @dataclass
 class Scored:
     """Every example's result, its prediction's logical form (or why none) for the official files, the metrics."""
@@ -334,17 +351,7 @@ def score(examples: Sequence[Example], tables: Mapping[str, Table], predictions:
     """
     start = time.perf_counter()
     check_limits(timeout_s, max_rows, max_result_bytes)
-    seen: set[str] = set()
-    for example in examples:
-        if example.id in seen:
-            raise ValueError(f"example id {example.id!r} occurs more than once")
-        seen.add(example.id)
-    if not any(pid in seen for pid in predictions):
-        raise ValueError(f"nothing to score: {no_match_message(list(predictions), list(seen))}")
-    unknown = [pid for pid in predictions if pid not in seen]
-    warnings = [_unknown_ids_warning(unknown, len(predictions))] if unknown else []
-    for warning in warnings:
-        log.warning(warning)
+    unknown, warnings = check_prediction_ids([e.id for e in examples], predictions)
     needed = [tables[tid] for tid in dict.fromkeys(e.table_id for e in examples) if tid in tables]
     materialize_tables(needed, Path(db_path))
     results: list[ExampleResult] = []

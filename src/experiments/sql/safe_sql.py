@@ -135,6 +135,15 @@ def _rebuilt(tree: exp.Query, table_name: str) -> str:
     return tree.sql(dialect="sqlite")
 
 
+def check_read_only(tree: exp.Query) -> None:
+    """Raise EvalError(forbidden_statement) for a write inside the query or a table-valued function: the checks that
+    apply to a query on a database of many tables (Spider, BIRD), which runs as written (no table to bind it to,
+    and double-quoted strings are the datasets' own style, so no column check either)."""
+    for table in _scan(tree).tables:
+        if not isinstance(table.this, exp.Identifier):
+            raise EvalError(FORBIDDEN_STATEMENT, f"table-valued function {table.this.sql()!r} is not allowed")
+
+
 def check_columns(tree: exp.Query, columns: Collection[str], scan: _Scan | None = None) -> None:
     """Raise EvalError(unknown_column) for a column name neither in `columns` nor defined by the query.
 

@@ -1,0 +1,346 @@
+"""Score predictions on multi-table datasets (Spider, BIRD): each question's gold and predicted SQL run on the
+question's own database file, and the results compare under the dataset's official rules (multi_table_compare).
+
+    scored = score_multi_table(examples, databases, predictions, semantics="spider")
+    scored.metrics, scored.rows()
+
+What is run. Gold and predicted SQL are untrusted text: each is bounded as score() bounds a prediction (sqlite_text,
+then sql_parse's caps on length, tokens and nesting through safe_sql.parse_single_query: SQL past them is `other`
+and is not run; more than one statement, or anything but a query, is `forbidden_statement`; so is a write inside a
+query or a table-valued function, safe_sql.check_read_only) and then runs as written, in a worker of a
+DatabaseExecutors pool (one worker per database file, the file opened read-only and immutable, any of its tables
+readable, nothing else: sqlite_sandbox.py). SQL that sqlglot cannot parse still runs: the official evaluators hand
+SQL to SQLite, whose grammar sqlglot's does not cover exactly, so SQLite's verdict (a syntax error or rows) is the
+one recorded. Nothing is bound to a table and no column is checked against a header: Spider's gold SQL quotes
+strings with double quotes, which SQLite's DQS reading needs.
+
+Each database's examples run together (at most BATCH examples' queries per round trip to its worker), gold first,
+and each distinct gold query once per batch; a prediction that is gold's SQL verbatim reuses gold's rows. The
+results come back in the examples' order.
+
+A gold query that fails (an error, the time limit, the row cap, or a database that cannot be opened) makes its
+example `gold_error`: counted in `n` and never a match, so accuracy stays over the whole split. BIRD's evaluator does
+the same (a failing query scores 0); Spider's asserts that gold runs, i.e. it counts every example and a gold
+failure is an error of the setup, which `gold_errors` in the metrics shows rather than hiding it by shrinking the
+denominator. An empty gold result is a result like any other here (Spider and BIRD both match two empty results),
+unlike WikiSQL's scoring, where it is a gold error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from experiments.evaluation.categories import (
+    CORRECT,
+    GOLD_ERROR,
+    MISSING_PREDICTION,
+    MULTI_TABLE_CATEGORIES,
+    OTHER,
+    WRONG_RESULT,
+)
+from experiments.evaluation.hardness import BIRD_DIFFICULTIES, HARDNESS_LEVELS, bird_difficulty, spider_hardness
+from experiments.evaluation.multi_table_compare import SEMANTICS, Semantics, gold_orders, results_equal
+from experiments.evaluation.scoring import BATCH, check_prediction_ids, shown_id
+from experiments.sql.errors import SYNTAX_ERROR, EvalError
+from experiments.sql.executor import MAX_OPEN_DATABASES, MAX_RESULT_BYTES, DatabaseExecutors, Row, check_limits
+from experiments.sql.safe_sql import check_read_only, parse_single_query
+from experiments.sql.sqlite_tables import sqlite_text
+
+__all__ = ["DatabaseFile", "MultiTableExample", "MultiTableResult", "MultiTableScored", "score_multi_table"]
+
+UNKNOWN_LEVEL = "unknown"  # a breakdown's key for examples without a level (gold SQL the hardness cannot read)
+
+
+class MultiTableExample(Protocol):
+    """What scoring reads of an example (experiments.data.schema.SqlExample has it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def db_id(self) -> str: ...
+
+    @property
+    def question(self) -> str: ...
+
+    @property
+    def sql(self) -> str: ...
+
+    @property
+    def difficulty(self) -> str | None: ...
+
+
+class DatabaseFile(Protocol):
+    """What scoring reads of a database (experiments.data.schema.Database has it): its id and its SQLite file."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def path(self) -> Path | str | None: ...
+
+
+@dataclass
+class MultiTableResult:
+    id: str
+    db_id: str
+    question: str
+    gold_sql: str
+    pred_sql: str | None
+    exec_match: bool
+    error: str | None
+    category: str
+    valid_sql: bool  # the prediction ran without error (what valid_sql_rate counts)
+    hardness: str | None  # Spider's level of the gold SQL; None when it cannot be read
+    difficulty: str | None  # BIRD's, when the example has one
+
+
+@dataclass
+class MultiTableScored:
+    """Every example's result (in the examples' order) and the metrics."""
+
+    results: list[MultiTableResult]
+    metrics: dict[str, Any]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The results as results.jsonl's rows."""
+        return [dict(vars(r)) for r in self.results]
+
+
+def _checked(sql: str) -> str | EvalError:
+    """The SQL to run for `sql`, or why it may not run (see the module's docstring)."""
+    sql = sqlite_text(sql)
+    try:
+        check_read_only(parse_single_query(sql))
+    except EvalError as error:
+        if error.category == SYNTAX_ERROR and str(error) != "empty SQL":
+            return sql  # sqlglot's grammar is not SQLite's: SQLite decides
+        return error
+    except Exception as error:  # a bug or an oddity in a dependency must not stop the run
+        return EvalError(OTHER, f"{type(error).__name__}: {error}")
+    return sql
+
+
+def _same_sql(a: str, b: str) -> bool:
+    return a.strip().rstrip(";").rstrip() == b.strip().rstrip(";").rstrip()
+
+
+def _hardness(gold_sql: str) -> str | None:
+    try:
+        return spider_hardness(gold_sql)
+    except Exception:  # not one SELECT sqlglot can read (ValueError), or an oddity in a dependency
+        return None
+
+
+@dataclass
+class _Pending:
+    example: MultiTableExample
+    gold_sql: str
+    pred_sql: str | None
+    gold: str | list[Row] | EvalError  # the SQL to run, then its rows or why none
+    pred: str | list[Row] | EvalError | None  # likewise; None: no prediction, or gold's SQL verbatim
+    verbatim: bool
+    difficulty: str | None
+
+
+class _MultiTableScorer:
+    def __init__(self, pool: DatabaseExecutors, databases: Mapping[str, DatabaseFile], semantics: Semantics):
+        self.pool = pool
+        self.databases = databases
+        self.semantics = semantics
+
+    def score_many(self, db_id: str, batch: Sequence[tuple[MultiTableExample, str | None, str | None]]
+                   ) -> list[MultiTableResult]:
+        """The results of `batch` (example, prediction, difficulty), all on database `db_id`."""
+        pending = [self._prepare(example, pred_sql, difficulty) for example, pred_sql, difficulty in batch]
+        self._run(db_id, pending)
+        return [self._finish(p) for p in pending]
+
+    @staticmethod
+    def _prepare(example: MultiTableExample, pred_sql: str | None, difficulty: str | None) -> _Pending:
+        gold_sql = example.sql if isinstance(example.sql, str) else str(example.sql)
+        if pred_sql is not None and not isinstance(pred_sql, str):
+            pred_sql = str(pred_sql)
+        gold = _checked(gold_sql)
+        if isinstance(gold, EvalError):
+            gold = EvalError(GOLD_ERROR, f"gold SQL cannot run: {gold}")
+        verbatim = pred_sql is not None and _same_sql(pred_sql, gold_sql)
+        pred = _checked(pred_sql) if pred_sql is not None and not verbatim else None
+        return _Pending(example, gold_sql, pred_sql, gold, pred, verbatim, difficulty)
+
+    def _database_path(self, db_id: str) -> Path | EvalError:
+        database = self.databases.get(db_id)
+        if database is None:
+            return EvalError(GOLD_ERROR, f"database {db_id!r} is not among the databases")
+        if database.path is None:
+            return EvalError(GOLD_ERROR, f"database {db_id!r} has no SQLite file")
+        return Path(database.path)
+
+    def _run(self, db_id: str, pending: Sequence[_Pending]) -> None:
+        """Run the batch's gold queries (each distinct one once), then its predictions, in one request."""
+        queries: list[str] = []
+        golds: dict[str, int] = {}
+        predictions: list[tuple[_Pending, int]] = []
+        for p in pending:
+            if isinstance(p.gold, str) and p.gold not in golds:
+                golds[p.gold] = len(queries)
+                queries.append(p.gold)
+        for p in pending:
+            if isinstance(p.pred, str):
+                predictions.append((p, len(queries)))
+                queries.append(p.pred)
+        if not queries:
+            return
+        path = self._database_path(db_id)
+        answers: list[list[Row] | EvalError]
+        if isinstance(path, EvalError):
+            answers = [path] * len(queries)
+        else:
+            try:
+                answers = self.pool.execute_many(path, queries)
+            except (OSError, RuntimeError) as error:  # missing file, not a database, a worker that cannot start
+                answers = [EvalError(GOLD_ERROR, f"cannot open database {db_id!r}: {error}")] * len(queries)
+        for p in pending:
+            if isinstance(p.gold, str):
+                answer = answers[golds[p.gold]]
+                p.gold = EvalError(GOLD_ERROR, f"gold SQL failed: {answer}") if isinstance(answer, EvalError) \
+                    else answer
+        for p, i in predictions:
+            answer = answers[i]
+            p.pred = EvalError(OTHER, f"not run: {answer}") if isinstance(answer, EvalError) and \
+                answer.category == GOLD_ERROR else answer
+
+    def _finish(self, p: _Pending) -> MultiTableResult:
+        assert not isinstance(p.gold, str) and not isinstance(p.pred, str)
+        rows = p.gold if p.verbatim else p.pred
+        valid = isinstance(rows, list)
+        pred_error = str(rows) if isinstance(rows, EvalError) else None
+        exec_match = False
+        error: str | None = None
+        if isinstance(p.gold, EvalError):
+            category, error = GOLD_ERROR, str(p.gold) + (f"; prediction: {pred_error}" if pred_error else "")
+            if p.pred_sql is None:
+                category, error = MISSING_PREDICTION, "no prediction for this example; " + str(p.gold)
+        elif p.pred_sql is None:
+            category, error = MISSING_PREDICTION, "no prediction for this example"
+        elif isinstance(rows, EvalError):
+            category, error = rows.category, pred_error
+        else:
+            assert rows is not None
+            try:
+                exec_match = results_equal(p.gold, rows, semantics=self.semantics, gold_orders=gold_orders(p.gold_sql))
+                category = CORRECT if exec_match else WRONG_RESULT
+            except Exception as failure:  # a bug or an oddity in a dependency must not stop the run
+                category, error = OTHER, f"comparing the results failed: {type(failure).__name__}: {failure}"
+        example = p.example
+        return MultiTableResult(id=example.id, db_id=example.db_id, question=example.question, gold_sql=p.gold_sql,
+                                pred_sql=p.pred_sql, exec_match=exec_match, error=error, category=category,
+                                valid_sql=valid, hardness=_hardness(p.gold_sql), difficulty=p.difficulty)
+
+
+def _accuracy(results: Sequence[MultiTableResult]) -> float:
+    return sum(r.exec_match for r in results) / len(results) if results else 0.0
+
+
+def _breakdown(results: Sequence[MultiTableResult], attribute: str, levels: Sequence[str]) -> dict[str, Any]:
+    """{level: {"n", "execution_accuracy"}} for each of `levels` (n 0: accuracy None), then UNKNOWN_LEVEL for the
+    results without a level, if any."""
+    groups: dict[str, list[MultiTableResult]] = {level: [] for level in levels}
+    for r in results:
+        groups.setdefault(getattr(r, attribute) or UNKNOWN_LEVEL, []).append(r)
+    if not groups.get(UNKNOWN_LEVEL, True):
+        del groups[UNKNOWN_LEVEL]
+    return {level: {"n": len(group), "execution_accuracy": _accuracy(group) if group else None}
+            for level, group in groups.items()}
+
+
+def _metrics(results: Sequence[MultiTableResult], semantics: Semantics, unknown_ids: int, warnings: list[str],
+             restarts: int, seconds: float) -> dict[str, Any]:
+    n = len(results)
+    counts = Counter(r.category for r in results)
+    categories = {c: counts.get(c, 0) for c in MULTI_TABLE_CATEGORIES}
+    categories.update({c: k for c, k in counts.items() if c not in categories})
+    has_difficulty = any(r.difficulty is not None for r in results)
+    return {
+        "semantics": semantics,
+        "execution_accuracy": _accuracy(results),
+        "valid_sql_rate": sum(r.valid_sql for r in results) / n if n else 0.0,
+        "n": n,
+        "categories": categories,
+        "missing_predictions": categories[MISSING_PREDICTION],
+        "gold_errors": categories[GOLD_ERROR],
+        "by_hardness": _breakdown(results, "hardness", HARDNESS_LEVELS),
+        "by_difficulty": _breakdown(results, "difficulty", BIRD_DIFFICULTIES) if has_difficulty else {},
+        "unknown_prediction_ids": unknown_ids,
+        "warnings": warnings,
+        "worker_restarts": restarts,
+        "eval_seconds": seconds,
+    }
+
+
+def _database_map(databases: Mapping[str, DatabaseFile] | Iterable[DatabaseFile]) -> dict[str, DatabaseFile]:
+    items = databases.values() if isinstance(databases, Mapping) else databases
+    found: dict[str, DatabaseFile] = {}
+    for database in items:
+        if database.id in found:
+            raise ValueError(f"database id {database.id!r} occurs more than once")
+        found[database.id] = database
+    return found
+
+
+def score_multi_table(examples: Sequence[MultiTableExample],
+                      databases: Mapping[str, DatabaseFile] | Iterable[DatabaseFile],
+                      predictions: Mapping[str, str | None], *, semantics: Semantics, timeout_s: float = 10.0,
+                      max_rows: int = 100_000, max_result_bytes: int = MAX_RESULT_BYTES,
+                      max_open: int = MAX_OPEN_DATABASES, progress: bool = True) -> MultiTableScored:
+    """Score `predictions` ({example id: SQL, or None for none}) on `examples`, each run on the database of its
+    `db_id` among `databases` (by id, or a mapping from id), writing nothing.
+
+    `semantics` ("spider" or "bird"; "wikisql" is accepted too) picks the official comparison
+    (multi_table_compare.results_equal); row order counts where Spider's rule says so (gold_orders of the gold SQL).
+    The limits (`timeout_s` per query, `max_rows`, `max_result_bytes` per result) apply to gold and predictions
+    alike; the defaults leave room for BIRD's larger databases and results (its evaluator allows 30 s a query).
+    At most `max_open` database workers run at once. An example without a prediction counts as wrong
+    (`missing_prediction`); predictions whose ids are not among the examples are ignored, counted
+    (`unknown_prediction_ids`) and warned about, as score() does; a ValueError when no prediction is for an example,
+    when an example id or database id occurs twice, or when a difficulty is not one of BIRD's.
+    """
+    start = time.perf_counter()
+    check_limits(timeout_s, max_rows, max_result_bytes)
+    if semantics not in SEMANTICS:
+        raise ValueError(f"unknown comparison semantics {semantics!r} (expected one of {', '.join(SEMANTICS)})")
+    unknown, warnings = check_prediction_ids([e.id for e in examples], predictions)
+    database_map = _database_map(databases)
+    difficulties: list[str | None] = []
+    for example in examples:
+        try:
+            difficulties.append(bird_difficulty(getattr(example, "difficulty", None)))
+        except ValueError as error:
+            raise ValueError(f"example {shown_id(example.id)}: {error}") from None
+    by_database: dict[str, list[int]] = {}
+    for i, example in enumerate(examples):
+        by_database.setdefault(example.db_id, []).append(i)
+    results: list[MultiTableResult | None] = [None] * len(examples)
+    with DatabaseExecutors(max_open=max_open, timeout_s=timeout_s, max_rows=max_rows,
+                           max_result_bytes=max_result_bytes) as pool, \
+            tqdm(total=len(examples), desc="evaluating", unit="ex", disable=not progress) as bar:
+        scorer = _MultiTableScorer(pool, database_map, semantics)
+        for db_id, indices in by_database.items():
+            for start_at in range(0, len(indices), BATCH):
+                chunk = indices[start_at:start_at + BATCH]
+                batch = [(examples[i], predictions.get(examples[i].id), difficulties[i]) for i in chunk]
+                for i, result in zip(chunk, scorer.score_many(db_id, batch), strict=True):
+                    results[i] = result
+                bar.update(len(chunk))
+        restarts = pool.restarts
+    done = [r for r in results if r is not None]
+    assert len(done) == len(examples)
+    return MultiTableScored(done, _metrics(done, semantics, len(unknown), warnings, restarts,
+                                           time.perf_counter() - start))
