@@ -399,3 +399,14 @@ def test_one_dev_database_cannot_be_split() -> None:
     examples = [SqlExample(f"dev-{n}", "only", "q?", "SELECT 1") for n in range(3)]
     with pytest.raises(DataError, match="needs at least 2"):
         split_dev_by_database(examples, seed=0)
+
+
+def test_odd_characters_in_the_path_and_files_left_unchanged(tmp_path: Path) -> None:
+    """The read-only URI quotes the path (a '?', '#' or '%' in it would otherwise cut it short), and opening a
+    database changes nothing in its file."""
+    root = Path(shutil.copytree(SAMPLE, tmp_path / "odd ?dir #1 %20"))
+    before = {p: p.read_bytes() for p in root.rglob("*.sqlite")}
+    splits = load_spider(root)
+    assert len(splits["dev"].databases) == 5
+    assert {p: p.read_bytes() for p in root.rglob("*.sqlite")} == before
+    assert sorted(p.name for p in (root / "database" / "hospital").iterdir()) == ["hospital.sqlite"]
