@@ -126,3 +126,37 @@ def test_mixed_precision_follows_the_weights_when_nothing_is_quantised():
     nf4 = load_config(["experiment=baseline", "model.dtype=bfloat16"])  # quantised: the compute dtype decides
     assert autocast_dtype(nf4.model, nf4.quantization, gpu) == "float16"
     assert autocast_dtype(plain_bf16.model, plain_bf16.quantization, cpu) is None
+
+
+def test_spider_smoke_is_the_offline_multi_table_preset():
+    cfg = load_config(["experiment=spider_smoke"])
+    assert cfg.preset == "spider_smoke" and cfg.model.name == "tiny_mistral" and cfg.device == "cpu"
+    assert cfg.data.source == DataSource.spider_sample and cfg.data.source.multi_table
+    assert cfg.inference.constrain.value == "none" and cfg.inference.execution_guided == 0
+    assert cfg.eval.semantics(cfg.data.source) == "spider"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["data=spider"], "data.path is required with data.source=spider"),
+    (["data=bird"], "data.path is required with data.source=bird"),
+    (["inference.constrain=grammar"], "inference.constrain=grammar with data.source=spider_sample"),
+    (["inference.execution_guided=4"], "inference.execution_guided=4 with data.source=spider_sample"),
+    (["eval.compare=wikisql"], "eval.compare=wikisql with data.source=spider_sample"),
+    (["eval.compare=exact"], "eval.compare='exact': expected one of wikisql, spider, bird"),
+    (["data.example_values=-1"], "data.example_values=-1"),
+    (["data.schema_max_chars=0"], "data.schema_max_chars=0: must be greater than 0"),
+])
+def test_what_multi_table_data_cannot_do_yet_is_refused_by_name(overrides, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(["experiment=spider_smoke", *overrides])
+    assert expected in str(info.value)
+
+
+def test_the_comparison_is_the_sources_own_unless_named():
+    assert load_config(["experiment=spider_smoke", "data=bird", "data.path=/x"]).eval.semantics(DataSource.bird) \
+        == "bird"
+    cfg = load_config(["experiment=spider_smoke", "eval.compare=bird"])
+    assert cfg.eval.semantics(cfg.data.source) == "bird"
+    assert load_config(["experiment=smoke"]).eval.semantics(DataSource.sample) == "wikisql"
+    with pytest.raises(ConfigError, match="WikiSQL is scored by its own comparison"):
+        load_config(["experiment=smoke", "eval.compare=spider"])

@@ -40,6 +40,18 @@ class DataSource(str, Enum):
     sample = "sample"
     hub = "hub"
     official = "official"
+    spider = "spider"
+    bird = "bird"
+    spider_sample = "spider_sample"
+
+    @property
+    def multi_table(self) -> bool:
+        """Databases of many tables and gold SQL text (Spider, BIRD), not WikiSQL's one table and logical form."""
+        return self in (DataSource.spider, DataSource.bird, DataSource.spider_sample)
+
+
+# The result comparison each data source's official evaluator makes (evaluation/multi_table_compare.py)
+COMPARE_SEMANTICS = ("wikisql", "spider", "bird")
 
 
 class QuantMode(str, Enum):
@@ -93,6 +105,10 @@ class DataConfig:
     seed: int = 42
     hub_revision: str = "refs/convert/parquet"
     cache_dir: str | None = None  # where a downloaded release tarball is kept (default: ~/.cache/experiments)
+    # Multi-table sources: example values per column shown in the schema, and the schema's length budget in
+    # characters; a longer schema loses its values, then the columns no question word names (data/schema_prompt.py)
+    example_values: int = 3
+    schema_max_chars: int = 6000
 
 
 @dataclass
@@ -242,6 +258,15 @@ class EvalConfig:
     predictions: str | None = None  # a JSONL of {"id", "sql"}; null = this run's predictions.jsonl
     timeout_s: float = 1.0
     max_rows: int = 10000
+    # How a predicted result is compared with the gold one: wikisql | spider | bird; null = the data source's own
+    compare: str | None = None
+
+    def semantics(self, source: DataSource) -> str:
+        """The comparison this run makes: eval.compare, else the data source's official one."""
+        if self.compare:
+            return self.compare
+        return {DataSource.spider: "spider", DataSource.spider_sample: "spider", DataSource.bird: "bird"}.get(
+            source, "wikisql")
 
 
 @dataclass
@@ -365,6 +390,27 @@ def _check_register_as(tracking: TrackingConfig) -> None:
                           "drop register_as or log the model (tracking=mlflow tracking.log_model=true)")
 
 
+def _check_multi_table(cfg: ExperimentConfig) -> None:
+    """What multi-table data (data.source=spider|bird|spider_sample) cannot do yet, refused by name."""
+    source = f"data.source={cfg.data.source.value}"
+    if cfg.data.source != DataSource.spider_sample and not cfg.data.path:
+        raise ConfigError(f"data.path is required with {source}: the release's directory (data={cfg.data.source.value} "
+                          "data.path=DIR); data=spider_sample runs on the bundled multi-table sample")
+    if cfg.inference.constrain != Constrain.none:
+        raise ConfigError(f"inference.constrain={cfg.inference.constrain.value} with {source}: grammar-constrained "
+                          "decoding knows WikiSQL's one table only; set inference.constrain=none")
+    if cfg.inference.execution_guided:
+        raise ConfigError(f"inference.execution_guided={cfg.inference.execution_guided} with {source}: "
+                          "execution-guided decoding runs candidates on WikiSQL tables only; set "
+                          "inference.execution_guided=0")
+    if cfg.eval.compare == "wikisql":
+        raise ConfigError(f"eval.compare=wikisql with {source}: WikiSQL's comparison reads logical forms, which "
+                          "multi-table data has not; use spider or bird (or null for the source's own)")
+    if cfg.data.example_values < 0:
+        raise ConfigError(f"data.example_values={cfg.data.example_values}: must be >= 0 (0 = no values shown)")
+    _positive("data.schema_max_chars", cfg.data.schema_max_chars)
+
+
 def check_values(cfg: ExperimentConfig) -> None:
     """Values that cannot work, refused before any work starts (the schema already checked keys and types)."""
     _choice("device", cfg.device if re.fullmatch(r"cuda:\d+", cfg.device) is None else "cuda:N", DEVICES)
@@ -406,6 +452,13 @@ def check_values(cfg: ExperimentConfig) -> None:
     if cfg.inference.execution_guided < 0 or cfg.inference.execution_guided == 1:
         raise ConfigError(f"inference.execution_guided={cfg.inference.execution_guided}: 0 (off), or the number "
                           "of candidates per question, at least 2")
+    if cfg.eval.compare is not None:
+        _choice("eval.compare", cfg.eval.compare, COMPARE_SEMANTICS)
+    if cfg.data.source.multi_table:
+        _check_multi_table(cfg)
+    elif cfg.eval.compare not in (None, "wikisql"):
+        raise ConfigError(f"eval.compare={cfg.eval.compare} with data.source={cfg.data.source.value}: WikiSQL is "
+                          "scored by its own comparison (results_compare.py); drop eval.compare")
     if cfg.zero_shot and cfg.adapter:
         raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
     if Stage.train in cfg.stages:

@@ -13,11 +13,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from experiments.data.prepared import PreparedExample
 from experiments.data.prompt import PROMPT_VERSION
 from experiments.data.records import Example, Query, Table
+from experiments.data.schema import Column, Database, ForeignKey, SchemaTable
+from experiments.data.schema_prompt import MULTI_TABLE_PROMPT_VERSION, build_schema_prompt, target_sql
 
 # Quotes in names and values, a real and a text column, an aggregate, every comparison operator, a float,
 # an integer-valued float, numeric text in a real column and whitespace to normalise in the question.
@@ -47,8 +50,9 @@ def examples_fingerprint(examples: Iterable[Mapping[str, Any]]) -> str:
     """What a subset's examples say (id, table, question, logical form), so two sources whose ids coincide
     (the bundled sample's test-3 and the official release's test-3) are told apart."""
     keys = ("id", "table_id", "question", "sql")
-    return _sha("\n".join(json.dumps({k: e.get(k) for k in keys}, sort_keys=True, ensure_ascii=False)
-                          for e in examples))
+    multi_table_keys = ("id", "db_id", "question", "sql", "evidence")  # Spider, BIRD: SQL text and a database
+    return _sha("\n".join(json.dumps({k: e.get(k) for k in (multi_table_keys if "db_id" in e else keys)},
+                                     sort_keys=True, ensure_ascii=False) for e in examples))
 
 
 @cache
@@ -56,3 +60,23 @@ def prompt_fingerprint() -> str:
     """PROMPT_VERSION plus the prepared form (prompt and target SQL) of a fixed canonical example."""
     prepared = PreparedExample.build(CANONICAL_EXAMPLE, CANONICAL_TABLE)
     return _sha(PROMPT_VERSION + "\n" + json.dumps(prepared.to_json(), sort_keys=True, ensure_ascii=False))
+
+
+# Two tables, a key and a foreign key, quotes and a space in names, values, evidence and a two-line gold query.
+CANONICAL_DATABASE = Database(
+    id="fingerprint_db", path=Path("fingerprint.sqlite"),
+    tables=(SchemaTable("singer", (Column("singer_id", "number"), Column('Nick "name"', "text")), ("singer_id",)),
+            SchemaTable("concert hall", (Column("hall_id", "number"), Column("singer_id", "number")), ("hall_id",))),
+    foreign_keys=(ForeignKey("concert hall", "singer_id", "singer", "singer_id"),),
+)
+CANONICAL_VALUES = {"singer": {"singer_id": ["1", "2"], 'Nick "name"': ["'O''Neal'"]}}
+
+
+@cache
+def multi_table_prompt_fingerprint(max_schema_chars: int) -> str:
+    """MULTI_TABLE_PROMPT_VERSION plus the prompt and target of a fixed multi-table example at this schema budget
+    (data.schema_max_chars), which changes the prompt."""
+    prompt = build_schema_prompt("  Which singers'  halls? ", CANONICAL_DATABASE, CANONICAL_VALUES, max_schema_chars,
+                                 evidence="hall refers to  concert hall")
+    target = target_sql('SELECT T1."Nick ""name"""\n  FROM singer AS T1 JOIN "concert hall" AS T2;')
+    return _sha(f"{MULTI_TABLE_PROMPT_VERSION}\n{max_schema_chars}\n{prompt.text}\n{prompt.shortening}\n{target}")

@@ -1,4 +1,5 @@
-"""The prepare stage's files: each subset as JSONL (example + prompt + target SQL) and the tables they use.
+"""The prepare stage's files: each subset as JSONL (example + prompt + target SQL) and the tables (WikiSQL) or
+databases (Spider, BIRD) they use.
 
 Later stages read only these, so any stage can run alone on an earlier run's directory.
 """
@@ -12,6 +13,7 @@ from typing import Any
 from experiments.data.jsonl import iter_jsonl
 from experiments.data.prompt import build_prompt, render_sql
 from experiments.data.records import DataError, Example, Table
+from experiments.data.schema import Database, SqlExample
 from experiments.fileio import write_jsonl
 
 
@@ -30,19 +32,40 @@ class PreparedExample:
         return {**self.example.to_json(), "prompt": self.prompt, "target": self.target}
 
 
-def write_prepared(path: Path, examples: list[PreparedExample]) -> None:
+@dataclass(frozen=True)
+class PreparedSqlExample:
+    """A multi-table question with its prompt (data/schema_prompt.py) and its gold SQL as the model learns it."""
+
+    example: SqlExample
+    prompt: str
+    target: str  # gold SQL on one line, without EOS
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.example.to_json(), "prompt": self.prompt, "target": self.target}
+
+
+Prepared = PreparedExample | PreparedSqlExample
+
+
+def write_prepared(path: Path, examples: list[PreparedExample] | list[PreparedSqlExample]) -> None:
     write_jsonl(path, (e.to_json() for e in examples))
 
 
-def read_prepared(path: Path) -> list[PreparedExample]:
+def read_prepared(path: Path) -> list[Prepared]:
+    """The subset's prepared examples: WikiSQL's (a table and a logical form) or multi-table ones (a db_id and SQL
+    text), as the prepare stage wrote them."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run the prepare stage first (stages='[prepare,...]') "
                                 "or point at a run directory that has it")
     prepared = []
     for lineno, obj in iter_jsonl(path):
         try:
-            prepared.append(PreparedExample(example=Example.from_json(obj), prompt=str(obj["prompt"]),
-                                            target=str(obj["target"])))
+            if "db_id" in obj:
+                prepared.append(PreparedSqlExample(example=SqlExample.from_json(obj), prompt=str(obj["prompt"]),
+                                                   target=str(obj["target"])))
+            else:
+                prepared.append(PreparedExample(example=Example.from_json(obj), prompt=str(obj["prompt"]),
+                                                target=str(obj["target"])))
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{path} line {lineno}: not a prepared example ({err!r})") from None
     return prepared
@@ -56,3 +79,21 @@ def read_tables(path: Path) -> dict[str, Table]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found; run the prepare stage first")
     return {obj["id"]: Table.from_json(obj) for _, obj in iter_jsonl(path)}
+
+
+def write_databases(path: Path, databases: list[Database]) -> None:
+    write_jsonl(path, (d.to_json() for d in databases))
+
+
+def read_databases(path: Path) -> dict[str, Database]:
+    """The databases a multi-table run's subsets use (schemas and the SQLite files' paths), by db_id."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the prepare stage first")
+    databases = {}
+    for lineno, obj in iter_jsonl(path):
+        try:
+            database = Database.from_json(obj)
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path} line {lineno}: not a database ({err!r})") from None
+        databases[database.id] = database
+    return databases

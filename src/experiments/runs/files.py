@@ -27,6 +27,11 @@ class RunFiles:
         return self.data_dir / "tables.sqlite"
 
     @property
+    def databases_jsonl(self) -> Path:
+        """Multi-table runs: the databases the subsets use (schemas, SQLite paths); WikiSQL runs have tables."""
+        return self.data_dir / "databases.jsonl"
+
+    @property
     def data_report(self) -> Path:
         return self.data_dir / "report.json"
 

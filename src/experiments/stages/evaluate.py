@@ -1,4 +1,5 @@
-"""Stage 4: score predictions by executing them (and by logical form) against the test split's tables.
+"""Stage 4: score predictions by executing them (and by logical form) against the test split's tables; for
+multi-table data (Spider, BIRD), against each question's database (`run_eval_multi_table`).
 
 Reads data/test.jsonl, data/tables.jsonl, data/tables.sqlite and predictions.jsonl (or eval.predictions=FILE:
 any JSONL of {"id", "sql"}, no model needed); writes results.jsonl and the official evaluator's files, then the
@@ -15,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from experiments.analysis.breakdown import interval_metrics
+from experiments.analysis.multi_table_report import write_multi_table_analysis
 from experiments.analysis.run_facts import run_facts
 from experiments.analysis.run_report import write_run_analysis
 from experiments.config import ExperimentConfig
-from experiments.data.prepared import read_prepared, read_tables
+from experiments.data.prepared import read_databases, read_prepared, read_tables
 from experiments.data.records import Example, Table
-from experiments.evaluation import Scored, read_predictions, score
+from experiments.evaluation import Scored, read_predictions, score, score_multi_table
 from experiments.evaluation.guidance_counts import guidance_metrics, read_top_candidates
 from experiments.evaluation.official_format import write_official_files
 from experiments.fileio import write_json, write_jsonl
@@ -46,14 +48,38 @@ def write_outputs(out_dir: Path, scored: Scored, examples: Sequence[Example], ta
     return {"results": files.results, "metrics_json": files.metrics, **written}
 
 
+def _predictions_path(cfg: ExperimentConfig, files: RunFiles) -> Path:
+    path = Path(cfg.eval.predictions).expanduser() if cfg.eval.predictions else files.predictions
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no predictions to score; run the infer stage or pass "
+                                "eval.predictions=FILE (JSONL of {\"id\", \"sql\"})")
+    return path
+
+
+def run_eval_multi_table(cfg: ExperimentConfig, files: RunFiles) -> dict:
+    """Spider, BIRD: each prediction and gold query run on the question's database (read-only, immutable, in the
+    sandbox's workers), results compared under eval.compare's semantics (the source's own by default); then
+    results.jsonl, analysis.json, report.md, report.html and metrics.json (last), each written once."""
+    examples = [p.example for p in read_prepared(files.split("test"))]
+    predictions_path = _predictions_path(cfg, files)
+    predictions = read_predictions(predictions_path, expected_ids={e.id for e in examples})  # fails before work
+    databases = read_databases(files.databases_jsonl)
+    scored = score_multi_table(examples, databases, predictions, semantics=cfg.eval.semantics(cfg.data.source),
+                               timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
+    rows = scored.rows()
+    write_jsonl(files.results, rows)
+    written = write_multi_table_analysis(files.root, scored.metrics, rows, facts=run_facts(cfg, files))
+    write_json(files.metrics, scored.metrics)  # last: its presence says the evaluation finished
+    return {"metrics": scored.metrics, "results": files.results, "metrics_json": files.metrics, **written}
+
+
 def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:
     files = RunFiles(run_dir)
+    if cfg.data.source.multi_table:
+        return run_eval_multi_table(cfg, files)
     test = read_prepared(files.split("test"))
     examples = [p.example for p in test]
-    predictions_path = Path(cfg.eval.predictions).expanduser() if cfg.eval.predictions else files.predictions
-    if not predictions_path.is_file():
-        raise FileNotFoundError(f"{predictions_path}: no predictions to score; run the infer stage or pass "
-                                "eval.predictions=FILE (JSONL of {\"id\", \"sql\"})")
+    predictions_path = _predictions_path(cfg, files)
     predictions = read_predictions(predictions_path, expected_ids={e.id for e in examples})  # fails before work
     tables = read_tables(files.tables_jsonl)
     if not files.tables_sqlite.is_file():

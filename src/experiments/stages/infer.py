@@ -64,13 +64,15 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
             model = load_adapter(model, adapter, merge=merges_adapter(cfg, plan))
         model.eval()
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        tables = read_tables(files.tables_jsonl)
+        # WikiSQL's tables, for the grammar and execution guidance; multi-table runs use neither (config.py)
+        tables = None if cfg.data.source.multi_table else read_tables(files.tables_jsonl)
         log.info("infer: %d prompts (%d on this rank of %d), batches of %d, at most %d new tokens, constrain=%s%s",
                  len(test), len(mine), ctx.world_size, decoding.prompts_per_batch(inf), cap, inf.constrain.value,
                  f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
         started = time.perf_counter()
         generated, tokens = generate_sql(model, tokenizer, [p.prompt for p in mine], cfg, device, cap,
-                                         progress=ctx.is_main, tables=[tables[p.example.table_id] for p in mine],
+                                         progress=ctx.is_main,
+                                         tables=None if tables is None else [tables[p.example.table_id] for p in mine],
                                          decoding=decoding)
     finally:
         decoding.close()

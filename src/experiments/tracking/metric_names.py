@@ -103,6 +103,10 @@ def eval_logged(metrics: Mapping[str, Any], intervals: Mapping[str, float]) -> t
     seconds as `time/scoring_s`, and the example counts as params."""
     out, params = _split({**metrics, **intervals}, "test/", {"eval_seconds": "time/scoring_s"}, _EVAL_COUNTS)
     out.update({f"category/{k}": v for k, v in _numbers(metrics.get("categories") or {}).items()})
+    for breakdown in ("by_hardness", "by_difficulty"):  # multi-table: accuracy per Spider level / BIRD difficulty
+        for level, value in (metrics.get(breakdown) or {}).items():
+            if isinstance(value, dict) and isinstance(value.get("execution_accuracy"), int | float):
+                out[f"test/{breakdown[3:]}/{level}"] = value["execution_accuracy"]
     return out, params
 
 

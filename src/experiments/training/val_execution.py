@@ -22,9 +22,9 @@ import torch
 from transformers import TrainerCallback
 
 from experiments.config import BestBy, ExperimentConfig
-from experiments.data.prepared import PreparedExample, read_prepared, read_tables
+from experiments.data.prepared import Prepared, read_databases, read_prepared, read_tables
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
-from experiments.evaluation import score
+from experiments.evaluation import score, score_multi_table
 from experiments.fileio import replace_dir, write_json
 from experiments.runs.distributed import DistContext, broadcast_from_main, gather_to_main, shard, unshard
 from experiments.runs.files import RunFiles
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 VAL_METRICS = ("val_execution_accuracy", "val_logical_form_accuracy", "val_valid_sql_rate")
 
 
-def validation_examples(files: RunFiles, limit: int | None) -> list[PreparedExample]:
+def validation_examples(files: RunFiles, limit: int | None) -> list[Prepared]:
     """The first `limit` prepared val examples in id order (None = all; the val split, which comes from dev)."""
     examples = read_prepared(files.split("val"))
     return examples if limit is None else examples[:limit]
@@ -48,7 +48,11 @@ class ValidationScorer:
         self.cfg, self.files, self.tokenizer, self.device, self.ctx = cfg, files, tokenizer, device, ctx
         self.examples = validation_examples(files, cfg.training.eval_generate_examples)
         self.new_tokens = new_tokens_cap(cfg, tokenizer, files.split("train"))
-        self.tables = read_tables(files.tables_jsonl)
+        # WikiSQL: the tables (grammar, guidance, scoring); multi-table: the databases (scoring; config.py refuses
+        # the grammar and guidance there)
+        self.multi_table = cfg.data.source.multi_table
+        self.tables = None if self.multi_table else read_tables(files.tables_jsonl)
+        self.databases = read_databases(files.databases_jsonl) if self.multi_table else None
         self.decoding = Decoding.for_run(cfg.inference, tokenizer, files.tables_sqlite)  # as the infer stage decodes
 
     @torch.no_grad()
@@ -64,7 +68,8 @@ class ValidationScorer:
             with torch.compiler.set_stance("force_eager"):
                 generated, _ = generate_sql(model, self.tokenizer, [p.prompt for p in mine], self.cfg, self.device,
                                             self.new_tokens, progress=False,
-                                            tables=[self.tables[p.example.table_id] for p in mine],
+                                            tables=None if self.tables is None else
+                                            [self.tables[p.example.table_id] for p in mine],
                                             decoding=self.decoding)
         finally:
             model.train(was_training)
@@ -79,6 +84,13 @@ class ValidationScorer:
 
     def _score(self, sqls: list[str]) -> dict[str, float]:
         predictions = {p.example.id: sql for p, sql in zip(self.examples, sqls, strict=True)}
+        if self.multi_table:  # no logical forms: execution accuracy and valid SQL
+            found = score_multi_table([p.example for p in self.examples], self.databases, predictions,
+                                      semantics=self.cfg.eval.semantics(self.cfg.data.source),
+                                      timeout_s=self.cfg.eval.timeout_s, max_rows=self.cfg.eval.max_rows,
+                                      progress=False).metrics
+            return {"val_execution_accuracy": found["execution_accuracy"],
+                    "val_valid_sql_rate": found["valid_sql_rate"], "val_generated_examples": float(len(sqls))}
         scored = score([p.example for p in self.examples], self.tables, predictions, self.files.tables_sqlite,
                        timeout_s=self.cfg.eval.timeout_s, max_rows=self.cfg.eval.max_rows, progress=False).metrics
         return {"val_execution_accuracy": scored["execution_accuracy"],

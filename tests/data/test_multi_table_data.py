@@ -18,7 +18,7 @@ from experiments.data.records import DataError
 from experiments.data.schema import Database, MultiTableSplit, SqlExample
 from experiments.data.spider import load_bird, load_spider
 
-SAMPLE = Path(__file__).resolve().parents[1] / "src" / "experiments" / "data" / "spider_sample"
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "experiments" / "data" / "spider_sample"
 README_COUNTS = {"train": (26, 1170, 136), "dev": (5, 225, 30), "test": (5, 225, 30)}  # databases, questions, evidence
 
 

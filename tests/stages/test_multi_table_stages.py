@@ -1,0 +1,97 @@
+"""The prepare and eval stages on multi-table data (the bundled Spider-layout sample): prompts with each question's
+schema, the databases recorded, predictions scored on each question's database with Spider's or BIRD's semantics,
+and the outputs (results, analysis, reports, metrics.json last) written once, no model needed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import experiments.fileio as fileio
+from experiments.config import load_config
+from experiments.data.prepared import PreparedSqlExample, read_databases, read_prepared
+from experiments.runs.files import RunFiles
+from experiments.stages.evaluate import run_eval
+from experiments.stages.prepare import run_prepare
+from experiments.tracking.metric_names import eval_logged
+
+
+def prepared_run(tmp_path: Path, *overrides: str):
+    cfg = load_config(["experiment=spider_smoke", "tracking=none", *overrides])
+    run_prepare(cfg, tmp_path)
+    return cfg, RunFiles(tmp_path)
+
+
+def test_prepare_writes_schema_prompts_databases_and_the_report(tmp_path):
+    cfg, files = prepared_run(tmp_path, "data.example_values=2")
+    test = read_prepared(files.split("test"))
+    assert len(test) == 225 and all(isinstance(p, PreparedSqlExample) for p in test)
+    databases = read_databases(files.databases_jsonl)
+    assert {p.example.db_id for p in test} <= set(databases)
+    first = test[0]
+    assert first.prompt.startswith("### Schema\nCREATE TABLE") and first.prompt.endswith("### SQL\n")
+    assert "-- e.g." in first.prompt and "\n" not in first.target
+    report = json.loads(files.data_report.read_text())
+    assert report["prompt_version"] == "mt1" and report["databases"] == len(databases) == 36
+    assert report["subsets"]["test"]["schemas"] == {"full": 225}
+    assert report["subsets"]["val"]["drawn"] == 32 and report["subsets"]["val"]["databases"] == 5
+    # val and test share no database
+    val = read_prepared(files.split("val"))
+    assert not {p.example.db_id for p in val} & {p.example.db_id for p in test}
+
+
+def test_a_small_schema_budget_is_counted_never_silent(tmp_path):
+    _, files = prepared_run(tmp_path, "data.schema_max_chars=400")
+    schemas = json.loads(files.data_report.read_text())["subsets"]["test"]["schemas"]
+    assert sum(schemas.values()) == 225 and schemas.get("full", 0) < 225
+    assert set(schemas) <= {"full", "no_values", "question_columns", "over_budget"}
+
+
+def write_predictions(path: Path, test) -> dict[str, str]:
+    """Gold for every question but three: one wrong, one missing, one with its columns swapped."""
+    predictions = {p.example.id: p.example.sql for p in test}
+    ids = sorted(predictions)
+    predictions[ids[0]] = "SELECT 1"
+    del predictions[ids[1]]
+    swap = next(p for p in test if p.example.sql.upper().startswith("SELECT NAME, ") and " FROM " in p.example.sql
+                and p.example.id not in ids[:2])
+    first, rest = swap.example.sql[len("SELECT "):].split(", ", 1)
+    second, tail = rest.split(" FROM ", 1)
+    predictions[swap.example.id] = f"SELECT {second}, {first} FROM {tail}"
+    path.write_text("".join(json.dumps({"id": k, "sql": v}) + "\n" for k, v in predictions.items()))
+    return predictions
+
+
+@pytest.mark.parametrize(("compare", "matches"), [("spider", 223), ("bird", 222)])
+def test_eval_scores_on_each_database_and_writes_each_output_once(tmp_path, monkeypatch, compare, matches):
+    run_dir = tmp_path / "run"
+    _, files = prepared_run(run_dir)
+    test = read_prepared(files.split("test"))
+    predictions = tmp_path / "predictions.jsonl"
+    write_predictions(predictions, test)
+    cfg = load_config(["experiment=spider_smoke", "tracking=none", f"eval.predictions={predictions}",
+                       f"eval.compare={compare}"])
+    written: list[str] = []
+    atomically = fileio._write_atomically
+    monkeypatch.setattr(fileio, "_write_atomically",
+                        lambda path, write: (written.append(Path(path).name), atomically(path, write)))
+    result = run_eval(cfg, run_dir)
+    metrics = result["metrics"]
+    assert metrics["semantics"] == compare and metrics["n"] == 225
+    assert round(metrics["execution_accuracy"] * 225) == matches  # a swapped column is right by Spider's rule only
+    assert metrics["missing_predictions"] == 1 and metrics["gold_errors"] == 0
+    assert sum(level["n"] for level in metrics["by_hardness"].values()) == 225
+    assert written[-1] == "metrics.json" and sorted(written) == sorted(set(written))  # each once, metrics last
+    assert {"results.jsonl", "analysis.json", "report.md", "report.html"} <= set(written)
+    rows = [json.loads(line) for line in files.results.read_text().splitlines()]
+    assert len(rows) == 225 and all(r["hardness"] in ("easy", "medium", "hard", "extra") for r in rows)
+    report = files.report_md.read_text()
+    assert "By Spider hardness" in report and "By database" in report and f"{compare}'s semantics" in report
+    analysis = json.loads(files.analysis_json.read_text())
+    assert analysis["headline"]["execution_accuracy"]["successes"] == matches
+    logged, counts = eval_logged(metrics, {})
+    assert logged["test/execution_accuracy"] == metrics["execution_accuracy"]
+    assert {f"test/hardness/{level}" for level in ("easy", "medium", "hard", "extra")} <= set(logged)
+    assert counts["count/scored_examples"] == 225
