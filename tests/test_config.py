@@ -160,3 +160,33 @@ def test_the_comparison_is_the_sources_own_unless_named():
     assert load_config(["experiment=smoke"]).eval.semantics(DataSource.sample) == "wikisql"
     with pytest.raises(ConfigError, match="WikiSQL is scored by its own comparison"):
         load_config(["experiment=smoke", "eval.compare=spider"])
+
+
+@pytest.mark.parametrize(("preset", "source"), [("spider_baseline", DataSource.spider),
+                                               ("bird_baseline", DataSource.bird)])
+def test_multi_table_baselines_are_mistral_nf4_on_a_release(preset, source):
+    cfg = load_config([f"experiment={preset}", "data.path=/data/release"])
+    assert cfg.preset == preset and cfg.model.name == "mistral_7b" and cfg.quantization.mode.value == "nf4"
+    assert cfg.data.source == source and cfg.eval.semantics(source) == source.value
+    assert cfg.inference.constrain.value == "none" and cfg.training.loss_on.value == "completion"
+    with pytest.raises(ConfigError, match=f"data.path is required with data.source={source.value}"):
+        load_config([f"experiment={preset}"])
+
+
+@pytest.mark.parametrize("preset", ["spider_baseline", "bird_baseline"])
+def test_multi_table_baselines_drop_no_sample_example(preset, tmp_path):
+    """max_length is sized to the schemas: on the bundled sample, with the preset's example values, schema budget
+    and Mistral's tokenizer (the tiny model's), every example fits whole."""
+    from experiments.data.prepared import read_prepared
+    from experiments.model.loading import load_tokenizer
+    from experiments.model.tokenization import encode_example
+    from experiments.runs.files import RunFiles
+    from experiments.stages.prepare import run_prepare
+
+    cfg = load_config([f"experiment={preset}", "data=spider_sample", "model=tiny_mistral", "quantization=none",
+                       "data_size.train=null", "data_size.val=null"])
+    run_prepare(cfg, tmp_path)
+    tokenizer = load_tokenizer(cfg.model)
+    longest = max(len(encode_example(tokenizer, p.prompt, p.target, cfg.training.loss_on).input_ids)
+                  for split in ("train", "val", "test") for p in read_prepared(RunFiles(tmp_path).split(split)))
+    assert cfg.data.example_values > 0 and 1000 < longest <= cfg.data_size.max_length
