@@ -232,7 +232,9 @@ def test_missing_question_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "text", "message"), [
-    ("dev.json", '[{"db_id": "x",', r"dev\.json: malformed JSON \(.* at line 1 column"),
+    ("dev.json", '[\n  {"db_id": "x",\n   "question": }\n]\n',
+     r"dev\.json: malformed JSON \(Expecting value at line 3 column 16\)"),
+    ("dev.json", '[{"db_id": "x",', r"dev\.json: malformed JSON \(.* at column 16\)"),
     ("tables.json", '{"db_id": "x"}', r"tables\.json: expected a JSON list at the top level, got dict"),
     ("dev.json", "[1]", r"dev\.json item 0: expected a JSON object, got int"),
     ("dev.json", b"[\"\xff\"]", r"dev\.json: not valid UTF-8"),

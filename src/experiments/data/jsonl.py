@@ -1,4 +1,5 @@
-"""JSON-lines reading with errors that name the file and line (what is wrong, where), whatever the bytes hold.
+"""JSON reading (JSON lines, or one JSON document per file) with errors that name the file and line (what is
+wrong, where), whatever the bytes hold.
 
 The writers are experiments/fileio.py's.
 """
@@ -28,7 +29,7 @@ def iter_jsonl(path: Path, *, unique_keys: bool = False) -> Iterator[tuple[int, 
                                 "the line)") from None
             if not line.strip():
                 continue
-            obj = json_line(line, where, unique_keys=unique_keys)
+            obj = parse_json(line, where, unique_keys=unique_keys)
             if not isinstance(obj, dict):
                 raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
@@ -49,14 +50,16 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def json_line(line: str, where: str, *, unique_keys: bool = False) -> Any:
-    """One JSON document read from one line, or a DataError that starts with `where` (file and line) and says
-    what is wrong. With `unique_keys`, an object that gives a key twice is refused: JSON readers disagree on which
-    value wins, so the line is ambiguous."""
+def parse_json(text: str, where: str, *, unique_keys: bool = False) -> Any:
+    """One JSON document (a JSON line, or a whole file's text), or a DataError that starts with `where` (the file,
+    and the line of a JSON-lines file) and says what is wrong, with the line and column for a text of several lines.
+    With `unique_keys`, an object that gives a key twice is refused: JSON readers disagree on which value wins, so
+    the document is ambiguous."""
     try:
-        return json.loads(line, object_pairs_hook=_unique_object if unique_keys else None)
+        return json.loads(text, object_pairs_hook=_unique_object if unique_keys else None)
     except json.JSONDecodeError as err:
-        raise DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
+        at = f"line {err.lineno} column {err.colno}" if "\n" in text.rstrip("\n") else f"column {err.colno}"
+        raise DataError(f"{where}: malformed JSON ({err.msg} at {at})") from None
     except _RepeatedKey as err:
         raise DataError(f"{where}: key {ascii(err.key[:100])} appears twice in one object (which value is meant "
                         "is ambiguous)") from None

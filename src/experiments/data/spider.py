@@ -28,15 +28,14 @@ counted in `skipped`.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from experiments.data.jsonl import parse_json
 from experiments.data.records import DataError
 from experiments.data.schema import (
     Column,
@@ -70,16 +69,7 @@ def read_json_list(path: Path) -> list[dict[str, Any]]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start})") from None
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: malformed JSON ({err.msg} at line {err.lineno} column {err.colno})") from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply to read") from None
-    except ValueError as err:  # an integer of more than sys.get_int_max_str_digits() digits
-        detail = (f"a number of more than {sys.get_int_max_str_digits():,} digits"
-                  if "integer string conversion" in str(err) else str(err))
-        raise DataError(f"{path}: malformed JSON ({detail})") from None
+    obj = parse_json(text, str(path))
     if not isinstance(obj, list):
         raise DataError(f"{path}: expected a JSON list at the top level, got {type(obj).__name__}")
     for index, item in enumerate(obj):
