@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,19 +27,19 @@ DEV_SPLIT_SALT = "val/test by database"
 
 @dataclass(frozen=True)
 class SubsetPool:
-    """The examples a subset is drawn from, and where they come from (in words, for draw_subset's errors)."""
+    """The examples a subset is drawn from, where they come from (in words, for draw_subset's errors), and the
+    release's split that holds them (for data/report.json)."""
 
     subset: str
     source: str
     examples: list[SqlExample]
+    source_split: str
 
 
 def split_dev_by_database(examples: Sequence[SqlExample], seed: int) -> tuple[list[SqlExample], list[SqlExample]]:
     """(val, test): `examples` split by database, the halves sharing no db_id and holding about as many questions
     each. Deterministic in (the examples, seed). Fewer than two databases cannot be split: a DataError."""
-    counts: dict[str, int] = {}
-    for example in examples:
-        counts[example.db_id] = counts.get(example.db_id, 0) + 1
+    counts = Counter(example.db_id for example in examples)
     if len(counts) < 2:
         raise DataError(f"dev has {len(counts)} database(s); splitting it into val and test by database needs at "
                         "least 2")
@@ -61,14 +62,14 @@ def subset_pools(splits: dict[str, MultiTableSplit], seed: int) -> dict[str, Sub
                         "drawn from dev (and test, where there is one)")
     pools: dict[str, SubsetPool] = {}
     if "train" in splits:
-        pools["train"] = SubsetPool("train", "the train split", list(splits["train"].examples))
+        pools["train"] = SubsetPool("train", "the train split", list(splits["train"].examples), "train")
     if "test" in splits:
-        pools["val"] = SubsetPool("val", "the dev split", list(splits["dev"].examples))
-        pools["test"] = SubsetPool("test", "the test split", list(splits["test"].examples))
+        pools["val"] = SubsetPool("val", "the dev split", list(splits["dev"].examples), "dev")
+        pools["test"] = SubsetPool("test", "the test split", list(splits["test"].examples), "test")
     else:
         val, test = split_dev_by_database(splits["dev"].examples, seed)
-        pools["val"] = SubsetPool("val", "the val half of the dev split (split by database)", val)
-        pools["test"] = SubsetPool("test", "the test half of the dev split (split by database)", test)
+        pools["val"] = SubsetPool("val", "the val half of the dev split (split by database)", val, "dev")
+        pools["test"] = SubsetPool("test", "the test half of the dev split (split by database)", test, "dev")
     return pools
 
 

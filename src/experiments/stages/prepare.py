@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 
 from experiments.config import ExperimentConfig
@@ -89,7 +90,7 @@ def prepare_multi_table(cfg: ExperimentConfig, files: RunFiles) -> dict[str, Pat
                     "schema_max_chars": d.schema_max_chars, "example_values": d.example_values}
     origin = f"data={d.source.value}" + (f" ({d.path})" if d.path else "")
     values: dict[str, dict] = {}
-    shortened: dict[str, dict[str, int]] = {}
+    shortened: dict[str, Counter[str]] = {subset: Counter() for subset in pools}
     used: dict[str, Database] = {}
     for subset, pool in pools.items():
         chosen = draw_subset(pool.examples, sizes[subset], d.seed, subset, f"{pool.source} of {origin}")
@@ -100,21 +101,19 @@ def prepare_multi_table(cfg: ExperimentConfig, files: RunFiles) -> dict[str, Pat
                 values[example.db_id] = read_example_values(database, d.example_values)
             prompt = build_schema_prompt(example.question, database, values[example.db_id], d.schema_max_chars,
                                          evidence=example.evidence)
-            shortened.setdefault(subset, {}).setdefault(prompt.shortening, 0)
             shortened[subset][prompt.shortening] += 1
             prepared.append(PreparedSqlExample(example, prompt.text, target_sql(example.sql)))
             used[example.db_id] = database
         write_prepared(files.split(subset), prepared)
-        source_split = {"train": "train", "val": "dev", "test": "test" if "test" in splits else "dev"}[subset]
         report["subsets"][subset] = {
-            "source_split": source_split, "available": len(pool.examples), "requested": sizes[subset],
-            "drawn": len(chosen), "skipped": splits[source_split].skipped,
-            "databases": len({e.db_id for e in chosen}), "schemas": shortened.get(subset, {}),
+            "source_split": pool.source_split, "available": len(pool.examples), "requested": sizes[subset],
+            "drawn": len(chosen), "skipped": splits[pool.source_split].skipped,
+            "databases": len({e.db_id for e in chosen}), "schemas": dict(shortened[subset]),
             "ids_sha": ids_fingerprint([e.id for e in chosen]),
             "examples_sha": examples_fingerprint(e.to_json() for e in chosen),
         }
-        over = shortened.get(subset, {}).get("over_budget", 0)
-        cut = sum(n for k, n in shortened.get(subset, {}).items() if k != "full")
+        over = shortened[subset]["over_budget"]
+        cut = shortened[subset].total() - shortened[subset]["full"]
         log.info("prepare: %s <- %s: %d of %d questions on %d databases%s", subset, pool.source, len(chosen),
                  len(pool.examples), report["subsets"][subset]["databases"],
                  f"; {cut} schemas shortened to fit data.schema_max_chars={d.schema_max_chars}"
