@@ -43,10 +43,10 @@ from experiments.evaluation.categories import (
     MISSING_PREDICTION,
     MULTI_TABLE_CATEGORIES,
     OTHER,
-    WRONG_RESULT,
 )
 from experiments.evaluation.hardness import BIRD_DIFFICULTIES, HARDNESS_LEVELS, bird_difficulty, spider_hardness
 from experiments.evaluation.multi_table_compare import SEMANTICS, Semantics, gold_orders, results_equal
+from experiments.evaluation.multi_table_failures import mismatch_category_sql
 from experiments.evaluation.scoring import BATCH, check_prediction_ids, shown_id
 from experiments.sql.errors import SYNTAX_ERROR, EvalError
 from experiments.sql.executor import MAX_OPEN_DATABASES, MAX_RESULT_BYTES, DatabaseExecutors, Row, check_limits
@@ -236,7 +236,7 @@ class _MultiTableScorer:
             assert rows is not None
             try:
                 exec_match = results_equal(p.gold, rows, semantics=self.semantics, gold_orders=gold_orders(p.gold_sql))
-                category = CORRECT if exec_match else WRONG_RESULT
+                category = CORRECT if exec_match else mismatch_category_sql(p.gold_sql, p.pred_sql)
             except Exception as failure:  # a bug or an oddity in a dependency must not stop the run
                 category, error = OTHER, f"comparing the results failed: {type(failure).__name__}: {failure}"
         example = p.example
