@@ -5,9 +5,10 @@ compares them) is not open; this compares the parsed queries' parts instead.
     mismatch_category_sql(gold_sql, pred_sql)  # -> "wrong_join_key"
 
 The parts, in the order they are compared; the first that differs names the failure:
-- `wrong_table`: the sets of tables read (anywhere: joins, subqueries, CTE bodies) differ, while the prediction
-  reads as many tables as gold or more;
-- `missing_join`: the prediction reads fewer tables than gold (each reference counts: a self-join reads two);
+- `wrong_table`: the sets of tables read (anywhere: joins, subqueries, set operations, CTE bodies) differ, while the
+  prediction reads as many different tables as gold or more;
+- `missing_join`: the prediction reads fewer different tables than gold (a self-join left out, which reads no fewer,
+  shows as its missing join key);
 - `wrong_join_key`: the equalities between columns of two different table references (in ON, USING or WHERE), as
   unordered pairs of `table.column`;
 - `wrong_set_operation`: the UNION / INTERSECT / EXCEPT (ALL or not), in order;
@@ -62,7 +63,6 @@ class QueryShape:
     """The parts of one query that mismatch_category_sql compares, each normalised (see the module's docstring)."""
 
     tables: frozenset[str]
-    table_references: int
     join_keys: frozenset[frozenset[str]]
     set_operations: tuple[str, ...]
     group_by: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # per SELECT that groups: items, HAVING
@@ -82,9 +82,9 @@ def mismatch_category_sql(gold_sql: str, pred_sql: str) -> str:
 
 
 def _first_difference(gold: QueryShape, predicted: QueryShape) -> str:
-    if gold.tables != predicted.tables and predicted.table_references >= gold.table_references:
+    if gold.tables != predicted.tables and len(predicted.tables) >= len(gold.tables):
         return WRONG_TABLE
-    if predicted.table_references < gold.table_references:
+    if len(predicted.tables) < len(gold.tables):
         return MISSING_JOIN
     for category, part in ((WRONG_JOIN_KEY, "join_keys"), (WRONG_SET_OPERATION, "set_operations"),
                            (WRONG_GROUP_BY, "group_by"), (WRONG_ORDER_BY, "order_by"), (WRONG_SELECT, "select"),
@@ -122,7 +122,6 @@ def query_shape(sql: str) -> QueryShape:
     queries = [n for n in tree.walk() if isinstance(n, (exp.Select, *_SET_OPERATIONS))]
     return QueryShape(
         tables=frozenset(fold_identifier(t.name) for t in tables),
-        table_references=len(tables),
         join_keys=frozenset(join_keys),
         set_operations=tuple(f"{n.key}{'' if n.args.get('distinct') else ' all'}" for n in queries
                              if isinstance(n, _SET_OPERATIONS)),
