@@ -24,6 +24,10 @@ the same (a failing query scores 0); Spider's asserts that gold runs, i.e. it co
 failure is an error of the setup, which `gold_errors` in the metrics shows rather than hiding it by shrinking the
 denominator. An empty gold result is a result like any other here (Spider and BIRD both match two empty results),
 unlike WikiSQL's scoring, where it is a gold error.
+
+Each example ends in one of categories.MULTI_TABLE_CATEGORIES: a prediction that ran but does not match is named by
+what differs from gold's SQL (multi_table_failures.mismatch_category_sql: wrong_table, missing_join, ...), one that
+did not run by its error (syntax_error, unknown_table, unknown_column, timeout, ...).
 """
 
 from __future__ import annotations
