@@ -89,7 +89,7 @@ def test_rewritten_predictions_run_and_match(databases: list[Database]) -> None:
     predictions["q1"] = ("select name, title from concert join singer using (singer_id) where year = 2015")
     scored = score_multi_table(EXAMPLES, databases, predictions, semantics="spider", progress=False)
     assert scored.metrics["execution_accuracy"] == 0.8  # lower() changed 'France' in q3
-    assert by_id(scored)["q3"].category == "wrong_result" and by_id(scored)["q3"].valid_sql
+    assert by_id(scored)["q3"].category == "wrong_where" and by_id(scored)["q3"].valid_sql
 
 
 def test_wrong_prediction(databases: list[Database]) -> None:
@@ -97,7 +97,7 @@ def test_wrong_prediction(databases: list[Database]) -> None:
                    "q1": "SELECT name, title FROM singer, concert"}
     scored = score_multi_table(EXAMPLES[:2], databases, predictions, semantics="spider", progress=False)
     results = by_id(scored)
-    assert [results[i].category for i in ("q0", "q1")] == ["wrong_result", "wrong_result"]
+    assert [results[i].category for i in ("q0", "q1")] == ["wrong_table", "wrong_join_key"]
     assert not results["q0"].exec_match and results["q0"].valid_sql and results["q0"].error is None
     assert scored.metrics["execution_accuracy"] == 0.0 and scored.metrics["valid_sql_rate"] == 1.0
 
@@ -108,7 +108,7 @@ def test_permuted_columns(databases: list[Database], semantics: str, expected: b
                          "WHERE c.year = 2015"}
     scored = score_multi_table(EXAMPLES[1:2], databases, predictions, semantics=semantics, progress=False)
     assert scored.results[0].exec_match is expected
-    assert scored.results[0].category == ("correct" if expected else "wrong_result")
+    assert scored.results[0].category == ("correct" if expected else "wrong_select")  # BIRD: columns in order
 
 
 @pytest.mark.parametrize(("semantics", "expected"), [("spider", False), ("bird", True)])
@@ -217,3 +217,42 @@ def test_the_bundled_spider_sample(tmp_path: Path) -> None:
     assert scored.metrics["execution_accuracy"] == 1.0, [r for r in scored.results if not r.exec_match][:3]
     assert all(level["n"] for level in scored.metrics["by_hardness"].values())
     assert {name: digest(d.path) for name, d in databases.items()} == before
+
+
+def test_unknown_table(databases: list[Database]) -> None:
+    """SQLite's "no such table" is its own category (a prediction that names a table the database has not)."""
+    predictions = {"q0": "SELECT count(*) FROM singers", "q1": JOIN.replace("concert AS c", "concerts AS c")}
+    scored = score_multi_table(EXAMPLES[:2], databases, predictions, semantics="spider", progress=False)
+    results = by_id(scored)
+    assert [results[i].category for i in ("q0", "q1")] == ["unknown_table", "unknown_table"]
+    assert "no such table" in results["q0"].error and not results["q0"].valid_sql
+    assert scored.metrics["categories"]["unknown_table"] == 2
+
+
+HOSPITAL_GOLD = ("SELECT T2.name FROM physician AS T1 JOIN department AS T2 ON T1.department_id = T2.department_id "
+                 "ORDER BY T1.years_experience DESC LIMIT 1")
+
+
+@pytest.mark.parametrize(("pred", "expected"), [
+    ("SELECT d.name FROM physician AS p JOIN department AS d ON p.physician_id = d.department_id "
+     "ORDER BY p.years_experience DESC LIMIT 1", "wrong_join_key"),
+    ("SELECT name FROM department ORDER BY floor DESC LIMIT 1", "missing_join"),
+    ("SELECT department.name FROM department JOIN physician ON department.department_id = physician.department_id "
+     "ORDER BY physician.years_experience ASC LIMIT 1", "wrong_order_by"),
+    ("SELECT T1.name FROM physician AS T1 JOIN department AS T2 ON T1.department_id = T2.department_id "
+     "ORDER BY T1.years_experience DESC LIMIT 1", "wrong_select"),
+    ("SELECT T2.name FROM physician AS T1 JOIN appointment AS T2 ON T1.physician_id = T2.physician_id "
+     "ORDER BY T1.years_experience DESC LIMIT 1", "unknown_column"),
+    ("SELECT T2.name FROM physician AS T1 JOIN patient AS T2 ON T1.physician_id = T2.patient_id "
+     "ORDER BY T1.years_experience DESC LIMIT 1", "wrong_table"),
+    (HOSPITAL_GOLD.replace("ORDER BY", "WHERE T2.floor > 100 ORDER BY"), "wrong_where"),
+])
+def test_the_finer_category_on_the_spider_sample(pred: str, expected: str) -> None:
+    """A wrong prediction on a bundled Spider database gets the category of what differs from gold, counted in the
+    metrics under that name."""
+    examples = [Example("h0", "hospital", "Which department has the most experienced physician?", HOSPITAL_GOLD)]
+    database = Database("hospital", SAMPLE / "database" / "hospital" / "hospital.sqlite")
+    scored = score_multi_table(examples, [database], {"h0": pred}, semantics="spider", progress=False)
+    result = scored.results[0]
+    assert not result.exec_match and result.category == expected
+    assert scored.metrics["categories"][expected] == 1 and scored.metrics["categories"]["wrong_result"] == 0

@@ -53,6 +53,14 @@ def test_one_table_mode_is_unchanged_on_the_same_file(executor: SafeExecutor) ->
     assert error.value.category == "forbidden_statement"
 
 
+def test_a_table_the_file_has_not_is_unknown_table(executor: SafeExecutor) -> None:
+    """SQLite's "no such table" is its own category, as "no such column" is unknown_column."""
+    for sql in ("SELECT count(*) FROM singers", "SELECT name FROM singer WHERE singer_id IN (SELECT x FROM nowhere)"):
+        with pytest.raises(EvalError) as error:
+            executor.execute(sql, None)
+        assert error.value.category == "unknown_table" and "no such table" in str(error.value)
+
+
 REFUSED = [
     "INSERT INTO singer (name) VALUES ('x')",
     "UPDATE singer SET age = 0",

@@ -50,7 +50,8 @@ def test_a_small_schema_budget_is_counted_never_silent(tmp_path):
 
 
 def write_predictions(path: Path, test) -> dict[str, str]:
-    """Gold for every question but three: one wrong, one missing, one with its columns swapped."""
+    """Gold for every question but three: one wrong (it reads no table), one missing, one with its columns
+    swapped."""
     predictions = {p.example.id: p.example.sql for p in test}
     ids = sorted(predictions)
     predictions[ids[0]] = "SELECT 1"
@@ -70,7 +71,7 @@ def test_eval_scores_on_each_database_and_writes_each_output_once(tmp_path, monk
     _, files = prepared_run(run_dir)
     test = read_prepared(files.split("test"))
     predictions = tmp_path / "predictions.jsonl"
-    write_predictions(predictions, test)
+    written_predictions = write_predictions(predictions, test)
     cfg = load_config(["experiment=spider_smoke", "tracking=none", f"eval.predictions={predictions}",
                        f"eval.compare={compare}"])
     written: list[str] = []
@@ -91,7 +92,19 @@ def test_eval_scores_on_each_database_and_writes_each_output_once(tmp_path, monk
     assert "By Spider hardness" in report and "By database" in report and f"{compare}'s semantics" in report
     analysis = json.loads(files.analysis_json.read_text())
     assert analysis["headline"]["execution_accuracy"]["successes"] == matches
+    # the failures by what differs from gold, in results, metrics, analysis, reports and MLflow's metrics
+    by_id = {r["id"]: r for r in rows}
+    wrong = sorted(written_predictions)[0]
+    swapped = next(i for i, sql in written_predictions.items() if sql.startswith("SELECT ") and by_id[i]["gold_sql"]
+                   != sql and i != wrong)
+    swapped_category = "correct" if compare == "spider" else "wrong_select"
+    assert by_id[wrong]["category"] == "missing_join" and by_id[swapped]["category"] == swapped_category
+    assert metrics["categories"]["missing_join"] == 1 and metrics["categories"]["wrong_result"] == 0
+    assert analysis["categories"]["missing_join"]["count"] == 1 and "wrong_join_key" in analysis["categories"]
+    assert "| missing_join |" in report and "missing_join" in files.report_html.read_text()
     logged, counts = eval_logged(metrics, {})
+    assert logged["category/missing_join"] == 1 and logged["category/unknown_table"] == 0
+    assert logged["category/wrong_select"] == (compare == "bird")
     assert logged["test/execution_accuracy"] == metrics["execution_accuracy"]
     assert {f"test/hardness/{level}" for level in ("easy", "medium", "hard", "extra")} <= set(logged)
     assert counts["count/scored_examples"] == 225

@@ -12,6 +12,7 @@ from experiments.sql.errors import (
     TIMEOUT,
     TOO_MANY_ROWS,
     UNKNOWN_COLUMN,
+    UNKNOWN_TABLE,
 )
 
 CORRECT = "correct"
@@ -29,10 +30,22 @@ CATEGORIES: tuple[str, ...] = (
 )
 
 WRONG_RESULT = "wrong_result"  # multi-table datasets: the prediction ran and returned other rows than gold's
-# Spider and BIRD (evaluation/multi_table_scoring.py): no logical form to say which part of a wrong query is wrong
+# Spider and BIRD: what differs between a wrong prediction's SQL and gold's (evaluation/multi_table_failures.py),
+# in the order they are looked for; wrong_result when none of them does
+WRONG_TABLE = "wrong_table"
+MISSING_JOIN = "missing_join"
+WRONG_JOIN_KEY = "wrong_join_key"
+WRONG_SET_OPERATION = "wrong_set_operation"
+WRONG_GROUP_BY = "wrong_group_by"
+WRONG_ORDER_BY = "wrong_order_by"
+WRONG_SELECT = "wrong_select"
+MULTI_TABLE_MISMATCHES: tuple[str, ...] = (
+    WRONG_TABLE, MISSING_JOIN, WRONG_JOIN_KEY, WRONG_SET_OPERATION, WRONG_GROUP_BY, WRONG_ORDER_BY, WRONG_SELECT,
+    WRONG_WHERE, WRONG_RESULT,
+)
 MULTI_TABLE_CATEGORIES: tuple[str, ...] = (
-    CORRECT, WRONG_RESULT, SYNTAX_ERROR, UNKNOWN_COLUMN, TIMEOUT, TOO_MANY_ROWS, MEMORY_LIMIT, FORBIDDEN_STATEMENT,
-    MISSING_PREDICTION, GOLD_ERROR, OTHER,
+    CORRECT, *MULTI_TABLE_MISMATCHES, SYNTAX_ERROR, UNKNOWN_TABLE, UNKNOWN_COLUMN, TIMEOUT, TOO_MANY_ROWS,
+    MEMORY_LIMIT, FORBIDDEN_STATEMENT, MISSING_PREDICTION, GOLD_ERROR, OTHER,
 )
 
 

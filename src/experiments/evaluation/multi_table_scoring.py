@@ -24,6 +24,10 @@ the same (a failing query scores 0); Spider's asserts that gold runs, i.e. it co
 failure is an error of the setup, which `gold_errors` in the metrics shows rather than hiding it by shrinking the
 denominator. An empty gold result is a result like any other here (Spider and BIRD both match two empty results),
 unlike WikiSQL's scoring, where it is a gold error.
+
+Each example ends in one of categories.MULTI_TABLE_CATEGORIES: a prediction that ran but does not match is named by
+what differs from gold's SQL (multi_table_failures.mismatch_category_sql: wrong_table, missing_join, ...), one that
+did not run by its error (syntax_error, unknown_table, unknown_column, timeout, ...).
 """
 
 from __future__ import annotations
@@ -43,10 +47,10 @@ from experiments.evaluation.categories import (
     MISSING_PREDICTION,
     MULTI_TABLE_CATEGORIES,
     OTHER,
-    WRONG_RESULT,
 )
 from experiments.evaluation.hardness import BIRD_DIFFICULTIES, HARDNESS_LEVELS, bird_difficulty, spider_hardness
 from experiments.evaluation.multi_table_compare import SEMANTICS, Semantics, gold_orders, results_equal
+from experiments.evaluation.multi_table_failures import mismatch_category_sql
 from experiments.evaluation.scoring import BATCH, check_prediction_ids, shown_id
 from experiments.sql.errors import SYNTAX_ERROR, EvalError
 from experiments.sql.executor import MAX_OPEN_DATABASES, MAX_RESULT_BYTES, DatabaseExecutors, Row, check_limits
@@ -236,7 +240,7 @@ class _MultiTableScorer:
             assert rows is not None
             try:
                 exec_match = results_equal(p.gold, rows, semantics=self.semantics, gold_orders=gold_orders(p.gold_sql))
-                category = CORRECT if exec_match else WRONG_RESULT
+                category = CORRECT if exec_match else mismatch_category_sql(p.gold_sql, p.pred_sql)
             except Exception as failure:  # a bug or an oddity in a dependency must not stop the run
                 category, error = OTHER, f"comparing the results failed: {type(failure).__name__}: {failure}"
         example = p.example

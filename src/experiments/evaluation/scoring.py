@@ -256,8 +256,8 @@ class _Scorer:
                 category, error = MISSING_PREDICTION, "no prediction for this example; " + str(gold)
         elif pred_sql is None:
             category, error = MISSING_PREDICTION, "no prediction for this example"
-        elif isinstance(rows, EvalError):
-            category, error = rows.category, pred_error
+        elif isinstance(rows, EvalError):  # WikiSQL keeps its own taxonomy (unknown_table is multi-table's)
+            category, error = rows.category if rows.category in CATEGORIES else OTHER, pred_error
         else:
             assert rows is not None
             exec_match = results_match(gold, rows)

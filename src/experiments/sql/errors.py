@@ -5,6 +5,7 @@ from __future__ import annotations
 
 SYNTAX_ERROR = "syntax_error"
 UNKNOWN_COLUMN = "unknown_column"
+UNKNOWN_TABLE = "unknown_table"  # SQLite's "no such table": multi-table datasets, where the prediction names tables
 TIMEOUT = "timeout"
 TOO_MANY_ROWS = "too_many_rows"
 MEMORY_LIMIT = "memory_limit"  # the result's bytes, or SQLite's working memory, passed the cap
@@ -32,6 +33,8 @@ def classify_sqlite_error(message: str) -> str:
         return FORBIDDEN_STATEMENT
     if "no such column" in text or "ambiguous column" in text:
         return UNKNOWN_COLUMN
+    if "no such table" in text:
+        return UNKNOWN_TABLE
     if "syntax error" in text or "incomplete input" in text or "unrecognized token" in text:
         return SYNTAX_ERROR
     return OTHER

@@ -74,7 +74,7 @@ def _scan(tree: exp.Query) -> _Scan:
     return scan
 
 
-def _is_cte(table: exp.Table) -> bool:
+def is_cte(table: exp.Table) -> bool:
     """Whether SQLite reads `table` as a CTE: an unqualified name defined by the WITH of a query that holds it (its
     body or its WITH, which SQLite lets refer to itself and to the other CTEs of that WITH). A CTE defined in a
     subquery does not name anything outside it: in `SELECT count(*) FROM sqlite_master WHERE 1 = (WITH
@@ -103,7 +103,7 @@ def bind_to_table(sql: str, tree: exp.Query, table_name: str, scan: _Scan | None
     for table in scan.tables:
         if not isinstance(table.this, exp.Identifier):
             raise EvalError(FORBIDDEN_STATEMENT, f"table-valued function {table.this.sql()!r} is not allowed")
-        if not _is_cte(table):
+        if not is_cte(table):
             refs.append(table)
     names = sorted({fold_identifier(t.name) for t in refs})
     if len(names) > 1:
@@ -127,7 +127,7 @@ def bind_to_table(sql: str, tree: exp.Query, table_name: str, scan: _Scan | None
 def _rebuilt(tree: exp.Query, table_name: str) -> str:
     tree = tree.copy()
     for table in list(tree.find_all(exp.Table)):
-        if _is_cte(table):
+        if is_cte(table):
             continue
         alias = table.alias or table.name
         table.replace(exp.alias_(exp.to_table(quote_identifier(table_name), dialect="sqlite"), alias,
