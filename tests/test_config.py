@@ -160,3 +160,12 @@ def test_the_comparison_is_the_sources_own_unless_named():
     assert load_config(["experiment=smoke"]).eval.semantics(DataSource.sample) == "wikisql"
     with pytest.raises(ConfigError, match="WikiSQL is scored by its own comparison"):
         load_config(["experiment=smoke", "eval.compare=spider"])
+
+
+def test_a_test_suite_is_refused_on_wikisql_and_where_its_directory_is_missing(tmp_path):
+    with pytest.raises(ConfigError, match=r"eval.test_suite_path=.* with data.source=sample: test suites are"):
+        load_config(["experiment=smoke", f"eval.test_suite_path={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"eval.test_suite_path=.*/nowhere: no such directory"):
+        load_config(["experiment=spider_smoke", f"eval.test_suite_path={tmp_path / 'nowhere'}"])
+    assert load_config(["experiment=spider_smoke", f"eval.test_suite_path={tmp_path}"]).eval.test_suite_path \
+        == str(tmp_path)
