@@ -45,7 +45,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -164,8 +164,8 @@ class _Pending:
     pred_query: str | EvalError | None  # likewise; None: no prediction, or gold's SQL verbatim
     verbatim: bool
     difficulty: str | None
-    gold: str | list[Row] | EvalError = ""  # gold_query, then its rows or why none
-    pred: str | list[Row] | EvalError | None = None  # pred_query, then likewise
+    gold: str | list[Row] | EvalError = field(init=False)  # gold_query, then its rows or why none
+    pred: str | list[Row] | EvalError | None = field(init=False)  # pred_query, then likewise
 
     def __post_init__(self) -> None:
         self.gold, self.pred = self.gold_query, self.pred_query
