@@ -1,7 +1,8 @@
 """What several test files share: a tiny WikiSQL release in the official layout, written per test; the players
 table the scoring tests run against; a small database of several tables (Spider-like: concerts_database); a tiny
-Mistral; SQL that builds long texts from short queries (hostile predictions); the default smoke run, run once per
-session through the real command line."""
+Mistral; SQL that builds long texts from short queries (hostile predictions); test-suite databases made from the
+bundled multi-table sample (write_test_suite); the default smoke run, run once per session through the real
+command line."""
 
 from __future__ import annotations
 
@@ -71,6 +72,30 @@ def concerts_database(path: Path) -> Path:
     finally:
         conn.close()
     return path
+
+
+SPIDER_SAMPLE = Path(__file__).resolve().parents[1] / "src" / "experiments" / "data" / "spider_sample"
+
+
+def write_test_suite(root: Path, changes: dict[str, list[str]], db_ids: tuple[str, ...] = ()) -> Path:
+    """A test suite in the official layout under `root`: `<db_id>/<db_id>.sqlite`, a copy of the bundled sample's
+    test database, for each of `db_ids` and of `changes`' keys, and for each SQL script in `changes[db_id]` a
+    variant `<db_id>_<k>.sqlite` (k from 1): another copy with those statements applied."""
+    for db_id in {*db_ids, *changes}:
+        original = SPIDER_SAMPLE / "test_database" / db_id / f"{db_id}.sqlite"
+        folder = root / db_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / original.name).write_bytes(original.read_bytes())
+        for k, statement in enumerate(changes.get(db_id, []), start=1):
+            variant = folder / f"{db_id}_{k}.sqlite"
+            variant.write_bytes(original.read_bytes())
+            conn = sqlite3.connect(variant)
+            try:
+                conn.executescript(statement)
+                conn.commit()
+            finally:
+                conn.close()
+    return root
 
 
 def long_text_sql(char: str, tens: int, times: int = 1) -> str:

@@ -190,3 +190,12 @@ def test_multi_table_baselines_drop_no_sample_example(preset, tmp_path):
     longest = max(len(encode_example(tokenizer, p.prompt, p.target, cfg.training.loss_on).input_ids)
                   for split in ("train", "val", "test") for p in read_prepared(RunFiles(tmp_path).split(split)))
     assert cfg.data.example_values > 0 and 1000 < longest <= cfg.data_size.max_length
+
+
+def test_a_test_suite_is_refused_on_wikisql_and_where_its_directory_is_missing(tmp_path):
+    with pytest.raises(ConfigError, match=r"eval.test_suite_path=.* with data.source=sample: test suites are"):
+        load_config(["experiment=smoke", f"eval.test_suite_path={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"eval.test_suite_path=.*/nowhere: no such directory"):
+        load_config(["experiment=spider_smoke", f"eval.test_suite_path={tmp_path / 'nowhere'}"])
+    assert load_config(["experiment=spider_smoke", f"eval.test_suite_path={tmp_path}"]).eval.test_suite_path \
+        == str(tmp_path)

@@ -260,6 +260,9 @@ class EvalConfig:
     max_rows: int = 10000
     # How a predicted result is compared with the gold one: wikisql | spider | bird; null = the data source's own
     compare: str | None = None
+    # Multi-table data: a directory of test-suite databases, <dir>/<db_id>/*.sqlite (Zhong et al. 2020's distilled
+    # test suites); a prediction then also counts for test_suite_accuracy only if it matches on every one of them
+    test_suite_path: str | None = None
 
     def semantics(self, source: DataSource) -> str:
         """The comparison this run makes: eval.compare, else the data source's official one."""
@@ -391,7 +394,8 @@ def _check_register_as(tracking: TrackingConfig) -> None:
 
 
 def _check_multi_table(cfg: ExperimentConfig) -> None:
-    """What multi-table data (data.source=spider|bird|spider_sample) cannot do yet, refused by name."""
+    """What multi-table data (data.source=spider|bird|spider_sample) cannot do yet, and its values that cannot work,
+    refused by name."""
     source = f"data.source={cfg.data.source.value}"
     if cfg.data.source != DataSource.spider_sample and not cfg.data.path:
         raise ConfigError(f"data.path is required with {source}: the release's directory (data={cfg.data.source.value} "
@@ -409,6 +413,9 @@ def _check_multi_table(cfg: ExperimentConfig) -> None:
     if cfg.data.example_values < 0:
         raise ConfigError(f"data.example_values={cfg.data.example_values}: must be >= 0 (0 = no values shown)")
     _positive("data.schema_max_chars", cfg.data.schema_max_chars)
+    if cfg.eval.test_suite_path is not None and not Path(cfg.eval.test_suite_path).expanduser().is_dir():
+        raise ConfigError(f"eval.test_suite_path={cfg.eval.test_suite_path}: no such directory (expected the test "
+                          "suite's databases as <dir>/<db_id>/*.sqlite)")
 
 
 def check_values(cfg: ExperimentConfig) -> None:
@@ -459,6 +466,10 @@ def check_values(cfg: ExperimentConfig) -> None:
     elif cfg.eval.compare not in (None, "wikisql"):
         raise ConfigError(f"eval.compare={cfg.eval.compare} with data.source={cfg.data.source.value}: WikiSQL is "
                           "scored by its own comparison (results_compare.py); drop eval.compare")
+    elif cfg.eval.test_suite_path is not None:
+        raise ConfigError(f"eval.test_suite_path={cfg.eval.test_suite_path} with data.source="
+                          f"{cfg.data.source.value}: test suites are databases of Spider-style data sets (data=spider, "
+                          "bird or spider_sample); drop eval.test_suite_path")
     if cfg.zero_shot and cfg.adapter:
         raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
     if Stage.train in cfg.stages:

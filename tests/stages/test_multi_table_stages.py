@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import write_test_suite
 
 import experiments.fileio as fileio
+from experiments.analysis.breakdown import interval_metrics
 from experiments.config import load_config
 from experiments.data.prepared import PreparedSqlExample, read_databases, read_prepared
 from experiments.runs.files import RunFiles
@@ -108,3 +110,49 @@ def test_eval_scores_on_each_database_and_writes_each_output_once(tmp_path, monk
     assert logged["test/execution_accuracy"] == metrics["execution_accuracy"]
     assert {f"test/hardness/{level}" for level in ("easy", "medium", "hard", "extra")} <= set(logged)
     assert counts["count/scored_examples"] == 225
+
+
+def test_eval_with_a_test_suite_counts_a_prediction_only_if_it_matches_on_every_variant(tmp_path):
+    test_dbs = ("bank", "gym", "insurance", "marathon", "school")
+    suite = write_test_suite(tmp_path / "suite", {"bank": ["UPDATE client SET age = 95 WHERE client_id = 5"]},
+                             db_ids=test_dbs)
+    run_dir = tmp_path / "run"
+    _, files = prepared_run(run_dir, f"eval.test_suite_path={suite}")
+    test = read_prepared(files.split("test"))
+    predictions = {p.example.id: p.example.sql for p in test}
+    oldest = next(p.example.id for p in test if p.example.sql == "SELECT max(age) FROM client")
+    predictions[oldest] = "SELECT 88"  # the oldest client's age on the question's database, not on the variant
+    path = tmp_path / "predictions.jsonl"
+    path.write_text("".join(json.dumps({"id": k, "sql": v}) + "\n" for k, v in predictions.items()))
+    cfg = load_config(["experiment=spider_smoke", "tracking=none", f"eval.predictions={path}",
+                       f"eval.test_suite_path={suite}"])
+    metrics = run_eval(cfg, run_dir)["metrics"]
+    assert metrics["execution_accuracy"] == 1.0 and round(metrics["test_suite_accuracy"] * 225) == 224
+    assert metrics["test_suite_databases"] == 6 and metrics["test_suite_gold_errors"] == 0
+    assert json.loads(files.metrics.read_text())["test_suite_accuracy"] == metrics["test_suite_accuracy"]
+    rows = {r["id"]: r for r in map(json.loads, files.results.read_text().splitlines())}
+    assert rows[oldest]["exec_match"] and rows[oldest]["test_suite_match"] is False
+    assert rows[oldest]["test_suite_failure"]["database"] == "bank_1.sqlite"
+    assert sum(r["test_suite_match"] for r in rows.values()) == 224
+    headline = json.loads(files.analysis_json.read_text())["headline"]["test_suite_accuracy"]
+    assert headline["successes"] == 224 and headline["ci_low"] < headline["value"] < headline["ci_high"]
+    assert "test-suite accuracy" in files.report_md.read_text()
+    logged, counts = eval_logged(metrics, interval_metrics(json.loads(files.analysis_json.read_text())))
+    assert logged["test/test_suite_accuracy"] == metrics["test_suite_accuracy"]
+    assert logged["test/test_suite_accuracy_ci_low"] == headline["ci_low"]
+    assert counts["count/test_suite_databases"] == 6
+
+
+def test_a_test_database_without_its_test_suite_folder_stops_prepare_and_eval(tmp_path):
+    suite = write_test_suite(tmp_path / "suite", {}, db_ids=("bank", "gym", "insurance", "marathon"))
+    with pytest.raises(FileNotFoundError, match=r"suite/school: no test-suite folder for database 'school'"):
+        prepared_run(tmp_path / "run", f"eval.test_suite_path={suite}")
+    run_dir = tmp_path / "run2"
+    _, files = prepared_run(run_dir)
+    path = tmp_path / "predictions.jsonl"
+    write_predictions(path, read_prepared(files.split("test")))
+    cfg = load_config(["experiment=spider_smoke", "tracking=none", f"eval.predictions={path}",
+                       f"eval.test_suite_path={suite}"])
+    with pytest.raises(FileNotFoundError, match=r"suite/school: no test-suite folder"):
+        run_eval(cfg, run_dir)
+    assert not files.results.exists() and not files.metrics.exists()

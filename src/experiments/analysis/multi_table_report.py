@@ -1,6 +1,7 @@
 """A multi-table evaluation (Spider, BIRD) read and reported: analysis.json (the headline rates with 95% Wilson
-intervals, accuracy by Spider hardness, by BIRD difficulty and by database, the categories), report.md and the
-self-contained report.html, both from one document (analysis/document.py).
+intervals, test-suite accuracy among them when the run had a test suite, accuracy by Spider hardness, by BIRD
+difficulty and by database, the categories), report.md and the self-contained report.html, both from one document
+(analysis/document.py).
 
 The WikiSQL analysis (breakdown.py) reads logical forms and table headers, which multi-table data has not; this one
 reads only the scorer's rows (evaluation/multi_table_scoring.py), so it needs no database.
@@ -33,6 +34,12 @@ from experiments.runs.files import RunFiles
 EXAMPLES_PER_CATEGORY = 3
 HEADLINE = (("execution_accuracy", "exec_match", "execution accuracy"),
             ("valid_sql_rate", "valid_sql", "valid SQL rate"))
+TEST_SUITE = ("test_suite_accuracy", "test_suite_match", "test-suite accuracy")  # with eval.test_suite_path only
+
+
+def _headline(metrics: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
+    """The headline rates (metric name, results key, label) this run has."""
+    return (*HEADLINE, TEST_SUITE) if TEST_SUITE[0] in metrics else HEADLINE
 
 
 def _rate(successes: int, n: int) -> dict[str, Any]:
@@ -58,7 +65,7 @@ def analyze_multi_table(results: Sequence[Mapping[str, Any]], metrics: Mapping[s
                   for c in [*order, *sorted(set(counts) - set(order))]}
     return {
         "semantics": metrics.get("semantics"),
-        "headline": {name: _rate(sum(bool(r.get(key)) for r in results), n) for name, key, _ in HEADLINE},
+        "headline": {name: _rate(sum(bool(r.get(key)) for r in results), n) for name, key, _ in _headline(metrics)},
         "categories": categories,
         "by_hardness": _by(results, "hardness", ("easy", "medium", "hard", "extra")),
         "by_difficulty": _by(results, "difficulty", ("simple", "moderate", "challenging")),
@@ -81,14 +88,22 @@ def multi_table_document(metrics: Mapping[str, Any], results: Sequence[Mapping[s
     if facts:
         doc.add(TableBlock(("what was run", ""), tuple((shortened(k), shortened(v)) for k, v in facts)))
     rows = [(label, Plain(f"{h['value']:.4f}"), Plain(format_interval(h)), Plain(f"{h['successes']} / {h['n']}"))
-            for name, _, label in HEADLINE for h in (analysis["headline"][name],)]
+            for name, _, label in _headline(metrics) for h in (analysis["headline"][name],)]
     rows += [("examples", metrics.get("n", 0), "", ""),
-             ("gold queries that failed", metrics.get("gold_errors", 0), "", ""),
-             ("predictions for unknown ids (ignored)", metrics.get("unknown_prediction_ids", 0), "", ""),
+             ("gold queries that failed", metrics.get("gold_errors", 0), "", "")]
+    if TEST_SUITE[0] in metrics:
+        rows += [("test-suite databases (variants of the test databases)", metrics.get("test_suite_databases", 0),
+                  "", ""),
+                 ("gold queries that failed on a test-suite database", metrics.get("test_suite_gold_errors", 0),
+                  "", "")]
+    rows += [("predictions for unknown ids (ignored)", metrics.get("unknown_prediction_ids", 0), "", ""),
              ("evaluation time", Plain(f"{metrics.get('eval_seconds', 0.0):.2f} s"), "", "")]
     doc.add(TableBlock(("metric", "value", "95% interval", "count"), tuple(rows), numeric=(1,)),
             Paragraph(Plain(f"Results compared with {analysis.get('semantics')}'s semantics "
-                            "(evaluation/multi_table_compare.py)."), note=True))
+                            "(evaluation/multi_table_compare.py)."
+                            + (" Test-suite accuracy: the prediction matched on its own database and on every "
+                               "test-suite variant of it (evaluation/multi_table_scoring.py)."
+                               if TEST_SUITE[0] in metrics else "")), note=True))
     for key, heading, label in (("by_hardness", "By Spider hardness", "hardness"),
                                 ("by_difficulty", "By BIRD difficulty", "difficulty"),
                                 ("by_database", "By database", "database")):

@@ -28,6 +28,20 @@ unlike WikiSQL's scoring, where it is a gold error.
 Each example ends in one of categories.MULTI_TABLE_CATEGORIES: a prediction that ran but does not match is named by
 what differs from gold's SQL (multi_table_failures.mismatch_category_sql: wrong_table, missing_join, ...), one that
 did not run by its error (syntax_error, unknown_table, unknown_column, timeout, ...).
+
+Test-suite accuracy (`test_suite`: {db_id: its variant database files}, suite_databases.find_suite_databases; the
+distilled test suites of Zhong et al. 2020). Execution accuracy stays what it is, on the question's own database;
+in addition each example gets `test_suite_match`: its prediction matched on its own database and, under the same
+semantics, on every variant of its database (all in the same pool, under the same limits). The variants run in
+name order, each database's examples together (BATCH at a time); an example stops at the first variant it fails
+on (as the official evaluator does), and one that already fails on its own database runs on no variant at all: its
+`test_suite_match` is False with `test_suite_failure` None. Otherwise `test_suite_failure` says where and why:
+{"database": the variant's file name, "category", "error"}. The official suites hold the original database among
+the variants, so requiring the match on it first changes no verdict there. A gold query that fails on a variant:
+the official evaluator stops the whole evaluation (it asserts that gold runs on every variant); here the example
+counts as a test-suite miss (category `gold_error` in its failure), `test_suite_gold_errors` counts such examples
+and a warning names their number, so a broken suite shows instead of shrinking the denominator. Only examples that
+reach the variants run gold on them, so that count covers those examples.
 """
 
 from __future__ import annotations
@@ -35,7 +49,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -104,6 +118,8 @@ class MultiTableResult:
     valid_sql: bool  # the prediction ran without error (what valid_sql_rate counts)
     hardness: str | None  # Spider's level of the gold SQL; None when it cannot be read
     difficulty: str | None  # BIRD's, when the example has one
+    test_suite_match: bool | None = None  # None: scored without a test suite
+    test_suite_failure: dict[str, str | None] | None = None  # the first variant failed on: database, category, error
 
 
 @dataclass
@@ -148,10 +164,19 @@ class _Pending:
     example: MultiTableExample
     gold_sql: str
     pred_sql: str | None
-    gold: str | list[Row] | EvalError  # the SQL to run, then its rows or why none
-    pred: str | list[Row] | EvalError | None  # likewise; None: no prediction, or gold's SQL verbatim
+    gold_query: str | EvalError  # the checked SQL to run, or why it may not run
+    pred_query: str | EvalError | None  # likewise; None: no prediction, or gold's SQL verbatim
     verbatim: bool
     difficulty: str | None
+    gold: str | list[Row] | EvalError = field(init=False)  # gold_query, then its rows or why none
+    pred: str | list[Row] | EvalError | None = field(init=False)  # pred_query, then likewise
+
+    def __post_init__(self) -> None:
+        self.gold, self.pred = self.gold_query, self.pred_query
+
+    def unrun(self) -> _Pending:
+        """A copy whose queries have not run yet, for another database (a test-suite variant)."""
+        return replace(self)
 
 
 class _MultiTableScorer:
@@ -160,15 +185,9 @@ class _MultiTableScorer:
         self.databases = databases
         self.semantics = semantics
 
-    def score_many(self, db_id: str, batch: Sequence[tuple[MultiTableExample, str | None, str | None]]
-                   ) -> list[MultiTableResult]:
-        """The results of `batch` (example, prediction, difficulty), all on database `db_id`."""
-        pending = [self._prepare(example, pred_sql, difficulty) for example, pred_sql, difficulty in batch]
-        self._run(db_id, pending)
-        return [self._finish(p) for p in pending]
-
     @staticmethod
-    def _prepare(example: MultiTableExample, pred_sql: str | None, difficulty: str | None) -> _Pending:
+    def prepare(example: MultiTableExample, pred_sql: str | None, difficulty: str | None) -> _Pending:
+        """An example and its prediction with both queries checked, not yet run."""
         gold_sql = example.sql if isinstance(example.sql, str) else str(example.sql)
         if pred_sql is not None and not isinstance(pred_sql, str):
             pred_sql = str(pred_sql)
@@ -179,6 +198,41 @@ class _MultiTableScorer:
         pred = _checked(pred_sql) if pred_sql is not None and not verbatim else None
         return _Pending(example, gold_sql, pred_sql, gold, pred, verbatim, difficulty)
 
+    def score_many(self, db_id: str, batch: Sequence[_Pending]) -> list[MultiTableResult]:
+        """The results of `batch` (prepared, not run), all on database `db_id`."""
+        self._run(repr(db_id), self._database_path(db_id), batch)
+        results = []
+        for p in batch:
+            category, error, exec_match = self._verdict(p)
+            rows = p.gold if p.verbatim else p.pred
+            example = p.example
+            results.append(MultiTableResult(
+                id=example.id, db_id=example.db_id, question=example.question, gold_sql=p.gold_sql,
+                pred_sql=p.pred_sql, exec_match=exec_match, error=error, category=category,
+                valid_sql=isinstance(rows, list), hardness=_hardness(p.gold_sql), difficulty=p.difficulty))
+        return results
+
+    def score_on_suite(self, variants: Sequence[Path], reached: Sequence[tuple[_Pending, MultiTableResult]]
+                       ) -> None:
+        """Set `test_suite_match` (and `test_suite_failure`) of the `reached` examples, those that matched on their
+        own database: each runs on the `variants` in order (BATCH examples a request) until one it fails on."""
+        alive = list(reached)
+        for path in variants:
+            survivors = []
+            for start in range(0, len(alive), BATCH):
+                chunk = alive[start:start + BATCH]
+                runs = [p.unrun() for p, _ in chunk]
+                self._run(path.name, path, runs)
+                for (p, result), run in zip(chunk, runs, strict=True):
+                    category, error, match = self._verdict(run)
+                    if match:
+                        survivors.append((p, result))
+                    else:
+                        result.test_suite_failure = {"database": path.name, "category": category, "error": error}
+            alive = survivors
+        for _, result in alive:
+            result.test_suite_match = True
+
     def _database_path(self, db_id: str) -> Path | EvalError:
         database = self.databases.get(db_id)
         if database is None:
@@ -187,8 +241,9 @@ class _MultiTableScorer:
             return EvalError(GOLD_ERROR, f"database {db_id!r} has no SQLite file")
         return Path(database.path)
 
-    def _run(self, db_id: str, pending: Sequence[_Pending]) -> None:
-        """Run the batch's gold queries (each distinct one once), then its predictions, in one request."""
+    def _run(self, shown: str, path: Path | EvalError, pending: Sequence[_Pending]) -> None:
+        """Run the batch's gold queries (each distinct one once), then its predictions, in one request on `path`
+        (`shown` in messages; an EvalError: why no database, every query's answer)."""
         queries: list[str] = []
         golds: dict[str, int] = {}
         predictions: list[tuple[_Pending, int]] = []
@@ -202,7 +257,6 @@ class _MultiTableScorer:
                 queries.append(p.pred)
         if not queries:
             return
-        path = self._database_path(db_id)
         answers: list[list[Row] | EvalError]
         if isinstance(path, EvalError):
             answers = [path] * len(queries)
@@ -210,7 +264,7 @@ class _MultiTableScorer:
             try:
                 answers = self.pool.execute_many(path, queries)
             except (OSError, RuntimeError) as error:  # missing file, not a database, a worker that cannot start
-                answers = [EvalError(GOLD_ERROR, f"cannot open database {db_id!r}: {error}")] * len(queries)
+                answers = [EvalError(GOLD_ERROR, f"cannot open database {shown}: {error}")] * len(queries)
         for p in pending:
             if isinstance(p.gold, str):
                 answer = answers[golds[p.gold]]
@@ -221,32 +275,25 @@ class _MultiTableScorer:
             p.pred = EvalError(OTHER, f"not run: {answer}") if isinstance(answer, EvalError) and \
                 answer.category == GOLD_ERROR else answer
 
-    def _finish(self, p: _Pending) -> MultiTableResult:
+    def _verdict(self, p: _Pending) -> tuple[str, str | None, bool]:
+        """(category, error, match) of a run example."""
         assert not isinstance(p.gold, str) and not isinstance(p.pred, str)
         rows = p.gold if p.verbatim else p.pred
-        valid = isinstance(rows, list)
         pred_error = str(rows) if isinstance(rows, EvalError) else None
-        exec_match = False
-        error: str | None = None
         if isinstance(p.gold, EvalError):
-            category, error = GOLD_ERROR, str(p.gold) + (f"; prediction: {pred_error}" if pred_error else "")
             if p.pred_sql is None:
-                category, error = MISSING_PREDICTION, "no prediction for this example; " + str(p.gold)
-        elif p.pred_sql is None:
-            category, error = MISSING_PREDICTION, "no prediction for this example"
-        elif isinstance(rows, EvalError):
-            category, error = rows.category, pred_error
-        else:
-            assert rows is not None
-            try:
-                exec_match = results_equal(p.gold, rows, semantics=self.semantics, gold_orders=gold_orders(p.gold_sql))
-                category = CORRECT if exec_match else mismatch_category_sql(p.gold_sql, p.pred_sql)
-            except Exception as failure:  # a bug or an oddity in a dependency must not stop the run
-                category, error = OTHER, f"comparing the results failed: {type(failure).__name__}: {failure}"
-        example = p.example
-        return MultiTableResult(id=example.id, db_id=example.db_id, question=example.question, gold_sql=p.gold_sql,
-                                pred_sql=p.pred_sql, exec_match=exec_match, error=error, category=category,
-                                valid_sql=valid, hardness=_hardness(p.gold_sql), difficulty=p.difficulty)
+                return MISSING_PREDICTION, "no prediction for this example; " + str(p.gold), False
+            return GOLD_ERROR, str(p.gold) + (f"; prediction: {pred_error}" if pred_error else ""), False
+        if p.pred_sql is None:
+            return MISSING_PREDICTION, "no prediction for this example", False
+        if isinstance(rows, EvalError):
+            return rows.category, pred_error, False
+        assert rows is not None
+        try:
+            match = results_equal(p.gold, rows, semantics=self.semantics, gold_orders=gold_orders(p.gold_sql))
+        except Exception as failure:  # a bug or an oddity in a dependency must not stop the run
+            return OTHER, f"comparing the results failed: {type(failure).__name__}: {failure}", False
+        return (CORRECT if match else mismatch_category_sql(p.gold_sql, p.pred_sql)), None, match
 
 
 def _accuracy(results: Sequence[MultiTableResult]) -> float:
@@ -289,6 +336,17 @@ def _metrics(results: Sequence[MultiTableResult], semantics: Semantics, unknown_
     }
 
 
+def _suite_metrics(results: Sequence[MultiTableResult], files: int, warnings: list[str]) -> dict[str, Any]:
+    """Test-suite accuracy over all examples, the variant files of the split's databases, and the examples whose
+    gold failed on a variant (each also a warning: the official evaluator would have stopped)."""
+    gold_errors = sum(1 for r in results if r.test_suite_failure and r.test_suite_failure["category"] == GOLD_ERROR)
+    if gold_errors:
+        warnings.append(f"{gold_errors} gold queries failed on a test-suite database (counted as test-suite misses; "
+                        "see test_suite_failure in results.jsonl)")
+    return {"test_suite_accuracy": sum(bool(r.test_suite_match) for r in results) / len(results) if results else 0.0,
+            "test_suite_databases": files, "test_suite_gold_errors": gold_errors}
+
+
 def _database_map(databases: Mapping[str, DatabaseFile] | Iterable[DatabaseFile]) -> dict[str, DatabaseFile]:
     items = databases.values() if isinstance(databases, Mapping) else databases
     found: dict[str, DatabaseFile] = {}
@@ -303,7 +361,8 @@ def score_multi_table(examples: Sequence[MultiTableExample],
                       databases: Mapping[str, DatabaseFile] | Iterable[DatabaseFile],
                       predictions: Mapping[str, str | None], *, semantics: Semantics, timeout_s: float = 10.0,
                       max_rows: int = 100_000, max_result_bytes: int = MAX_RESULT_BYTES,
-                      max_open: int = MAX_OPEN_DATABASES, progress: bool = True) -> MultiTableScored:
+                      max_open: int = MAX_OPEN_DATABASES, progress: bool = True,
+                      test_suite: Mapping[str, Sequence[Path]] | None = None) -> MultiTableScored:
     """Score `predictions` ({example id: SQL, or None for none}) on `examples`, each run on the database of its
     `db_id` among `databases` (by id, or a mapping from id), writing nothing.
 
@@ -315,6 +374,11 @@ def score_multi_table(examples: Sequence[MultiTableExample],
     (`missing_prediction`); predictions whose ids are not among the examples are ignored, counted
     (`unknown_prediction_ids`) and warned about, as score() does; a ValueError when no prediction is for an example,
     when an example id or database id occurs twice, or when a difficulty is not one of BIRD's.
+
+    `test_suite` ({db_id: its variant database files, in the order to run them}: suite_databases.py) adds each
+    example's `test_suite_match` and the metrics `test_suite_accuracy`, `test_suite_databases` (the variant files of
+    the examples' databases) and `test_suite_gold_errors` (see the module's docstring); a ValueError, before any
+    query runs, when an example's database has no variant there.
     """
     start = time.perf_counter()
     check_limits(timeout_s, max_rows, max_result_bytes)
@@ -328,6 +392,11 @@ def score_multi_table(examples: Sequence[MultiTableExample],
             difficulties.append(bird_difficulty(getattr(example, "difficulty", None)))
         except ValueError as error:
             raise ValueError(f"example {shown_id(example.id)}: {error}") from None
+    if test_suite is not None:
+        bare = sorted({e.db_id for e in examples if not test_suite.get(e.db_id)})
+        if bare:
+            raise ValueError(f"no test-suite database for {', '.join(map(repr, bare))}: every database of the "
+                             "examples needs at least one variant")
     by_database: dict[str, list[int]] = {}
     for i, example in enumerate(examples):
         by_database.setdefault(example.db_id, []).append(i)
@@ -337,14 +406,23 @@ def score_multi_table(examples: Sequence[MultiTableExample],
             tqdm(total=len(examples), desc="evaluating", unit="ex", disable=not progress) as bar:
         scorer = _MultiTableScorer(pool, database_map, semantics)
         for db_id, indices in by_database.items():
+            reached: list[tuple[_Pending, MultiTableResult]] = []  # matched on their own database
             for start_at in range(0, len(indices), BATCH):
                 chunk = indices[start_at:start_at + BATCH]
-                batch = [(examples[i], predictions.get(examples[i].id), difficulties[i]) for i in chunk]
-                for i, result in zip(chunk, scorer.score_many(db_id, batch), strict=True):
+                batch = [scorer.prepare(examples[i], predictions.get(examples[i].id), difficulties[i]) for i in chunk]
+                for i, p, result in zip(chunk, batch, scorer.score_many(db_id, batch), strict=True):
                     results[i] = result
+                    if test_suite is not None:
+                        result.test_suite_match = False
+                        if result.exec_match:
+                            reached.append((p, result))
                 bar.update(len(chunk))
+            if test_suite is not None:
+                scorer.score_on_suite(test_suite[db_id], reached)
         restarts = pool.restarts
     done = [r for r in results if r is not None]
     assert len(done) == len(examples)
-    return MultiTableScored(done, _metrics(done, semantics, len(unknown), warnings, restarts,
-                                           time.perf_counter() - start))
+    suite = {} if test_suite is None else \
+        _suite_metrics(done, sum(len(test_suite[db_id]) for db_id in by_database), warnings)
+    return MultiTableScored(done, {**_metrics(done, semantics, len(unknown), warnings, restarts,
+                                              time.perf_counter() - start), **suite})

@@ -25,6 +25,7 @@ from experiments.data.records import Example, Table
 from experiments.evaluation import Scored, read_predictions, score, score_multi_table
 from experiments.evaluation.guidance_counts import guidance_metrics, read_top_candidates
 from experiments.evaluation.official_format import write_official_files
+from experiments.evaluation.suite_databases import find_suite_databases
 from experiments.fileio import write_json, write_jsonl
 from experiments.runs.files import RunFiles
 from experiments.sql.sqlite_tables import write_tables_sqlite
@@ -58,14 +59,17 @@ def _predictions_path(cfg: ExperimentConfig, files: RunFiles) -> Path:
 
 def run_eval_multi_table(cfg: ExperimentConfig, files: RunFiles) -> dict:
     """Spider, BIRD: each prediction and gold query run on the question's database (read-only, immutable, in the
-    sandbox's workers), results compared under eval.compare's semantics (the source's own by default); then
+    sandbox's workers), results compared under eval.compare's semantics (the source's own by default), and with
+    eval.test_suite_path on every test-suite variant of that database too (test_suite_accuracy); then
     results.jsonl, analysis.json, report.md, report.html and metrics.json (last), each written once."""
     examples = [p.example for p in read_prepared(files.split("test"))]
     predictions_path = _predictions_path(cfg, files)
     predictions = read_predictions(predictions_path, expected_ids={e.id for e in examples})  # fails before work
     databases = read_databases(files.databases_jsonl)
+    suite = None if cfg.eval.test_suite_path is None else \
+        find_suite_databases(cfg.eval.test_suite_path, {e.db_id for e in examples})  # fails before work
     scored = score_multi_table(examples, databases, predictions, semantics=cfg.eval.semantics(cfg.data.source),
-                               timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows)
+                               timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows, test_suite=suite)
     rows = scored.rows()
     write_jsonl(files.results, rows)
     written = write_multi_table_analysis(files.root, scored.metrics, rows, facts=run_facts(cfg, files))

@@ -4,7 +4,8 @@ WikiSQL writes data/{train,val,test}.jsonl, data/tables.jsonl, data/tables.sqlit
 data/report.json (sizes, what was skipped and why, fingerprints that make comparisons between runs honest:
 the prompt's, and each subset's ids and examples; data/test.jsonl keeps the full list of test ids). Multi-table
 sources (Spider, BIRD) write the subsets, data/databases.jsonl (the databases' schemas and SQLite paths) and the
-report (`prepare_multi_table`). To MLflow: the data report under `data` and the subsets as the run's dataset inputs.
+report (`prepare_multi_table`); with eval.test_suite_path, a test database without its test-suite folder stops the
+stage (`find_suite_databases`). To MLflow: the data report under `data` and the subsets as the run's dataset inputs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from experiments.data.schema_prompt import (
 )
 from experiments.data.sources import load_multi_table_source, load_source
 from experiments.data.subsets import SUBSET_SOURCES, draw_subset
+from experiments.evaluation.suite_databases import find_suite_databases
 from experiments.fileio import write_json
 from experiments.runs.files import RunFiles
 from experiments.sql.sqlite_tables import write_tables_sqlite
@@ -104,6 +106,8 @@ def prepare_multi_table(cfg: ExperimentConfig, files: RunFiles) -> dict[str, Pat
             shortened[subset][prompt.shortening] += 1
             prepared.append(PreparedSqlExample(example, prompt.text, target_sql(example.sql)))
             used[example.db_id] = database
+        if subset == "test" and cfg.eval.test_suite_path is not None:  # a missing variant folder stops the run now
+            find_suite_databases(cfg.eval.test_suite_path, {e.db_id for e in chosen})
         write_prepared(files.split(subset), prepared)
         report["subsets"][subset] = {
             "source_split": pool.source_split, "available": len(pool.examples), "requested": sizes[subset],

@@ -1,6 +1,7 @@
 """What a run logs to MLflow, under one naming scheme whose prefixes group in the UI's metric sections:
 
-- `test/...`: the scored test split, the run's headline (`test/execution_accuracy` and its 95% interval);
+- `test/...`: the scored test split, the run's headline (`test/execution_accuracy` and its 95% interval; with a
+  test suite, `test/test_suite_accuracy` and its interval too);
 - `val/...`: the validation split while training (`val/loss`, `val/execution_accuracy`, ...), one point per eval;
 - `train/...`: the optimisation curves (`train/loss`, `train/learning_rate`, `train/tokens_per_s`, ...);
 - `infer/...`: generation on the test split (tokens/s, grammar and guidance work);
@@ -48,7 +49,9 @@ _INFER_COUNTS = {"examples": "count/test_examples", "max_new_tokens": "count/max
                  "grammars_compiled": "count/grammars_compiled", "generated_tokens": "count/generated_tokens"}
 
 _EVAL_COUNTS = {"n": "count/scored_examples", "missing_predictions": "count/missing_predictions",
-                "gold_errors": "count/gold_errors", "unknown_prediction_ids": "count/unknown_prediction_ids"}
+                "gold_errors": "count/gold_errors", "unknown_prediction_ids": "count/unknown_prediction_ids",
+                "test_suite_databases": "count/test_suite_databases",
+                "test_suite_gold_errors": "count/test_suite_gold_errors"}
 
 
 def _numbers(values: Mapping[str, Any]) -> dict[str, Any]:
