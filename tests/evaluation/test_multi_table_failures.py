@@ -25,6 +25,9 @@ NESTED = "SELECT name FROM singer WHERE singer_id IN (SELECT singer_id FROM conc
     ("SELECT name FROM singer", "SELECT name FROM stadium", "wrong_table"),
     ("SELECT name FROM singer",
      "SELECT T1.name FROM singer AS T1 JOIN concert AS T2 ON T1.singer_id = T2.singer_id", "wrong_table"),
+    # reading no table at all is not a dropped join
+    ("SELECT max(age) FROM singer", "SELECT 88", "wrong_table"),
+    (JOIN, "SELECT 'Taylor'", "wrong_table"),
     # a table read only in a subquery counts
     (NESTED, NESTED.replace("FROM concert", "FROM song"), "wrong_table"),
     # missing_join: fewer tables than gold (a self-join reads two)

@@ -53,7 +53,7 @@ def test_a_prediction_right_by_accident_fails_on_a_variant_and_a_right_one_passe
                                     "t1": "SELECT COUNT(client_id) FROM client",  # right on every database
                                     "t2": "SELECT count(*) FROM member"}, max_open=max_open)
     assert results["t0"].exec_match and results["t0"].test_suite_match is False
-    assert results["t0"].test_suite_failure == {"database": "bank_1.sqlite", "category": "wrong_result",
+    assert results["t0"].test_suite_failure == {"database": "bank_1.sqlite", "category": "wrong_table",
                                                 "error": None}
     assert results["t1"].exec_match and results["t1"].test_suite_match is True
     assert results["t1"].test_suite_failure is None

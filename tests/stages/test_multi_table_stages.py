@@ -100,12 +100,12 @@ def test_eval_scores_on_each_database_and_writes_each_output_once(tmp_path, monk
     swapped = next(i for i, sql in written_predictions.items() if sql.startswith("SELECT ") and by_id[i]["gold_sql"]
                    != sql and i != wrong)
     swapped_category = "correct" if compare == "spider" else "wrong_select"
-    assert by_id[wrong]["category"] == "missing_join" and by_id[swapped]["category"] == swapped_category
-    assert metrics["categories"]["missing_join"] == 1 and metrics["categories"]["wrong_result"] == 0
-    assert analysis["categories"]["missing_join"]["count"] == 1 and "wrong_join_key" in analysis["categories"]
-    assert "| missing_join |" in report and "missing_join" in files.report_html.read_text()
+    assert by_id[wrong]["category"] == "wrong_table" and by_id[swapped]["category"] == swapped_category
+    assert metrics["categories"]["wrong_table"] == 1 and metrics["categories"]["wrong_result"] == 0
+    assert analysis["categories"]["wrong_table"]["count"] == 1 and "wrong_join_key" in analysis["categories"]
+    assert "| wrong_table |" in report and "wrong_table" in files.report_html.read_text()
     logged, counts = eval_logged(metrics, {})
-    assert logged["category/missing_join"] == 1 and logged["category/unknown_table"] == 0
+    assert logged["category/wrong_table"] == 1 and logged["category/unknown_table"] == 0
     assert logged["category/wrong_select"] == (compare == "bird")
     assert logged["test/execution_accuracy"] == metrics["execution_accuracy"]
     assert {f"test/hardness/{level}" for level in ("easy", "medium", "hard", "extra")} <= set(logged)

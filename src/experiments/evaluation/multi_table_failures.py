@@ -84,8 +84,8 @@ def mismatch_category_sql(gold_sql: str, pred_sql: str) -> str:
 def _first_difference(gold: QueryShape, predicted: QueryShape) -> str:
     if gold.tables != predicted.tables and len(predicted.tables) >= len(gold.tables):
         return WRONG_TABLE
-    if len(predicted.tables) < len(gold.tables):
-        return MISSING_JOIN
+    if len(predicted.tables) < len(gold.tables):  # a join dropped; a query that reads no table reads the wrong one
+        return MISSING_JOIN if len(gold.tables) > 1 and predicted.tables else WRONG_TABLE
     for category, part in ((WRONG_JOIN_KEY, "join_keys"), (WRONG_SET_OPERATION, "set_operations"),
                            (WRONG_GROUP_BY, "group_by"), (WRONG_ORDER_BY, "order_by"), (WRONG_SELECT, "select"),
                            (WRONG_WHERE, "where")):
