@@ -5,10 +5,8 @@ counts the changes and the time spent running candidates."""
 from __future__ import annotations
 
 import json
-import re
-from types import SimpleNamespace
 
-import torch
+from conftest import NO_TABLE_SQL, ScriptedSqlModel, first_table
 
 import experiments.stages.infer as infer
 from experiments.config import load_config
@@ -19,7 +17,6 @@ from experiments.stages.prepare import run_prepare
 
 GUIDED = ["experiment=spider_smoke", "tracking=none", "data_size.train=8", "data_size.val=4", "data_size.test=6",
           "inference.execution_guided=2", "inference.max_new_tokens=8", "stages=[infer]"]
-NO_TABLE = "SELECT name FROM no_such_table"
 
 
 def prepared(tmp_path):
@@ -45,37 +42,10 @@ def test_guided_infer_with_the_tiny_model_records_each_choice(tmp_path):
     assert summary["guidance_seconds"] > 0
 
 
-def first_table(prompt: str) -> str:
-    return re.search(r'CREATE TABLE "?(\w+)', prompt).group(1)
-
-
-class ScriptedModel:
-    """Stands in for the model: for every prompt, its k candidates are a query on a table no database has, then a
-    count over the first table the prompt's own schema creates (which only that question's database is sure to
-    have)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-        self.generation_config = SimpleNamespace(pad_token_id=None)
-
-    def eval(self) -> ScriptedModel:
-        return self
-
-    def generate(self, input_ids, attention_mask, eos_token_id, pad_token_id, num_return_sequences=1, **_):
-        rows = []
-        for ids, mask in zip(input_ids, attention_mask, strict=True):
-            prompt = self.tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)
-            table = first_table(prompt)
-            for sql in [NO_TABLE, f"SELECT count(*) FROM {table}"][:num_return_sequences]:
-                rows.append(ids.tolist() + self.tokenizer.encode(sql, add_special_tokens=False) + [eos_token_id[0]])
-        longest = max(len(r) for r in rows)
-        return torch.tensor([r + [pad_token_id] * (longest - len(r)) for r in rows])
-
-
 def test_guidance_keeps_the_candidate_that_runs_on_the_questions_database(tmp_path, monkeypatch):
     cfg, files = prepared(tmp_path)
     monkeypatch.setattr(infer, "load_inference_base",
-                        lambda cfg, device, plan: ScriptedModel(infer.load_tokenizer(cfg.model)))
+                        lambda cfg, device, plan: ScriptedSqlModel(infer.load_tokenizer(cfg.model)))
     infer.run_infer(cfg, tmp_path)
     rows, summary = rows_and_summary(files)
     test = read_prepared(files.split("test"))
@@ -85,5 +55,5 @@ def test_guidance_keeps_the_candidate_that_runs_on_the_questions_database(tmp_pa
     for row, p in zip(rows, test, strict=True):
         table = first_table(p.prompt)
         assert row == {"id": p.example.id, "sql": f"SELECT count(*) FROM {table}", "candidate": 1,
-                       "guided_reason": EXECUTES, "top_sql": NO_TABLE}
+                       "guided_reason": EXECUTES, "top_sql": NO_TABLE_SQL}
     assert summary["guided_changed"] == len(test) == 6 and summary["guidance_seconds"] > 0
