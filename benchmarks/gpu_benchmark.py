@@ -385,12 +385,12 @@ def generation(cfg: ExperimentConfig, device, examples: list[PreparedExample], s
             release()
             started = time.perf_counter()
             generate_sql(model, tokenizer, [prompts[i] for i in warm], cfg, device, new_tokens, progress=False,
-                         min_new_tokens=forced, tables=[tables[i] for i in warm], decoding=decoding)  # warm-up
+                         min_new_tokens=forced, schemas=[tables[i] for i in warm], decoding=decoding)  # warm-up
             sync()
             warmup_seconds = time.perf_counter() - started
             started = time.perf_counter()
             out, generated = generate_sql(model, tokenizer, prompts[:count], cfg, device, new_tokens, progress=False,
-                                          min_new_tokens=forced, tables=tables[:count], decoding=decoding)
+                                          min_new_tokens=forced, schemas=tables[:count], decoding=decoding)
             sync()
             seconds = time.perf_counter() - started
         finally:

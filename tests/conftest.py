@@ -1,17 +1,19 @@
 """What several test files share: a tiny WikiSQL release in the official layout, written per test; the players
 table the scoring tests run against; a small database of several tables (Spider-like: concerts_database); a tiny
-Mistral; SQL that builds long texts from short queries (hostile predictions); test-suite databases made from the
-bundled multi-table sample (write_test_suite); the default smoke run, run once per session through the real
-command line."""
+Mistral; a scripted stand-in model for execution-guided decoding on multi-table prompts; SQL that builds long texts
+from short queries (hostile predictions); test-suite databases made from the bundled multi-table sample
+(write_test_suite); the default smoke run, run once per session through the real command line."""
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -96,6 +98,45 @@ def write_test_suite(root: Path, changes: dict[str, list[str]], db_ids: tuple[st
             finally:
                 conn.close()
     return root
+
+
+NO_TABLE_SQL = "SELECT name FROM no_such_table"
+
+
+def first_table(prompt: str) -> str:
+    """The first table a multi-table prompt's schema creates (data/schema_prompt.py)."""
+    found = re.search(r'CREATE TABLE "?(\w+)', prompt)
+    assert found is not None, "no CREATE TABLE in the prompt"
+    return found.group(1)
+
+
+class ScriptedSqlModel:
+    """Stands in for a model in generate_sql: for every multi-table prompt its k candidates are NO_TABLE_SQL (a table
+    no database has), then a count over first_table(prompt), which only that question's database is sure to have.
+    Execution guidance on the question's own database keeps the second; without guidance the first stays."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.generation_config = SimpleNamespace(pad_token_id=None)
+        self.training = False
+
+    def eval(self) -> ScriptedSqlModel:
+        return self.train(False)
+
+    def train(self, mode: bool = True) -> ScriptedSqlModel:
+        self.training = mode
+        return self
+
+    def generate(self, input_ids, attention_mask, eos_token_id, pad_token_id, num_return_sequences=1, **_):
+        import torch
+
+        rows = []
+        for ids, mask in zip(input_ids, attention_mask, strict=True):
+            table = first_table(self.tokenizer.decode(ids[mask.bool()], skip_special_tokens=True))
+            for sql in [NO_TABLE_SQL, f"SELECT count(*) FROM {table}"][:num_return_sequences]:
+                rows.append(ids.tolist() + self.tokenizer.encode(sql, add_special_tokens=False) + [eos_token_id[0]])
+        longest = max(len(r) for r in rows)
+        return torch.tensor([r + [pad_token_id] * (longest - len(r)) for r in rows])
 
 
 def long_text_sql(char: str, tens: int, times: int = 1) -> str:

@@ -140,7 +140,6 @@ def test_spider_smoke_is_the_offline_multi_table_preset():
     (["data=spider"], "data.path is required with data.source=spider"),
     (["data=bird"], "data.path is required with data.source=bird"),
     (["inference.constrain=grammar"], "inference.constrain=grammar with data.source=spider_sample"),
-    (["inference.execution_guided=4"], "inference.execution_guided=4 with data.source=spider_sample"),
     (["eval.compare=wikisql"], "eval.compare=wikisql with data.source=spider_sample"),
     (["eval.compare=exact"], "eval.compare='exact': expected one of wikisql, spider, bird"),
     (["data.example_values=-1"], "data.example_values=-1"),
@@ -150,6 +149,13 @@ def test_what_multi_table_data_cannot_do_yet_is_refused_by_name(overrides, expec
     with pytest.raises(ConfigError) as info:
         load_config(["experiment=spider_smoke", *overrides])
     assert expected in str(info.value)
+
+
+def test_execution_guided_decoding_composes_on_multi_table_data():
+    cfg = load_config(["experiment=spider_smoke", "inference.execution_guided=4"])
+    assert cfg.inference.execution_guided == 4 and cfg.data.source.multi_table
+    with pytest.raises(ConfigError, match="inference.execution_guided=1"):  # the same value checks as WikiSQL's
+        load_config(["experiment=spider_smoke", "inference.execution_guided=1"])
 
 
 def test_the_comparison_is_the_sources_own_unless_named():

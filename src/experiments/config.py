@@ -403,10 +403,6 @@ def _check_multi_table(cfg: ExperimentConfig) -> None:
     if cfg.inference.constrain != Constrain.none:
         raise ConfigError(f"inference.constrain={cfg.inference.constrain.value} with {source}: grammar-constrained "
                           "decoding knows WikiSQL's one table only; set inference.constrain=none")
-    if cfg.inference.execution_guided:
-        raise ConfigError(f"inference.execution_guided={cfg.inference.execution_guided} with {source}: "
-                          "execution-guided decoding runs candidates on WikiSQL tables only; set "
-                          "inference.execution_guided=0")
     if cfg.eval.compare == "wikisql":
         raise ConfigError(f"eval.compare=wikisql with {source}: WikiSQL's comparison reads logical forms, which "
                           "multi-table data has not; use spider or bird (or null for the source's own)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments.data.records import Table
-from experiments.decoding.guided import EXECUTES, NONE_EXECUTES, choose
+from experiments.decoding.guided import EXECUTES, NONE_EXECUTES, TableRunner, choose
 from experiments.evaluation import SafeExecutor, materialize_tables
 
 TABLE = Table(id="1-10015132-11", header=("Player", "No.", "School/Club Team"), types=("text", "real", "text"),
@@ -21,7 +21,7 @@ def executor(tmp_path: Path):
     db = tmp_path / "tables.sqlite"
     materialize_tables([TABLE], db)
     with SafeExecutor(db, timeout_s=1.0) as ex:
-        yield ex, db
+        yield TableRunner(ex), db
 
 
 def test_errors_and_empty_results_are_skipped_for_the_next_candidate(executor):

@@ -96,7 +96,7 @@ def generate(root, plan: InferencePlan, overrides: list[str], tables_sqlite):
     model.generate = lambda **kwargs: calls.append(kwargs["input_ids"].shape[0]) or generate_batch(**kwargs)
     try:
         generated, _ = generate_sql(model, tokenizer, prompts, cfg, torch.device("cpu"), 12, progress=False,
-                                    tables=tables, decoding=decoding)
+                                    schemas=tables, decoding=decoding)
     finally:
         decoding.close()
     assert calls == ([7] if plan.batch_size == 7 else [3, 3, 3] if plan.compile else [3, 3, 1])  # prompts per batch

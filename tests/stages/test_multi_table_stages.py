@@ -156,3 +156,22 @@ def test_a_test_database_without_its_test_suite_folder_stops_prepare_and_eval(tm
     with pytest.raises(FileNotFoundError, match=r"suite/school: no test-suite folder"):
         run_eval(cfg, run_dir)
     assert not files.results.exists() and not files.metrics.exists()
+
+
+def test_eval_counts_what_guidance_fixed_and_broke(tmp_path):
+    sizes = ("data_size.train=8", "data_size.val=4", "data_size.test=3")
+    cfg, files = prepared_run(tmp_path, *sizes)
+    test = read_prepared(files.split("test"))
+    rows = [  # guidance kept a right answer over a wrong top one; a wrong one over a right top; nothing changed
+        {"id": test[0].example.id, "sql": test[0].example.sql, "candidate": 1, "guided_reason": "executes",
+         "top_sql": "SELECT nope FROM nowhere"},
+        {"id": test[1].example.id, "sql": "SELECT nope FROM nowhere", "candidate": 1, "guided_reason": "executes",
+         "top_sql": test[1].example.sql},
+        {"id": test[2].example.id, "sql": test[2].example.sql, "candidate": 0, "guided_reason": "executes"},
+    ]
+    files.predictions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = run_eval(cfg, tmp_path)["metrics"]
+    assert (metrics["guided_changed"], metrics["guided_fixed"], metrics["guided_broke"]) == (2, 1, 1)
+    assert metrics["execution_accuracy"] == 2 / 3  # the kept SQL is what is scored
+    assert json.loads(files.metrics.read_text())["guided_fixed"] == 1
+    assert "execution-guided: another candidate kept | 2 (fixed 1, broke 1" in files.report_md.read_text()

@@ -194,7 +194,7 @@ def test_the_registered_model_loads_back_and_generates_the_runs_sql(registered_r
 
     def sql(model) -> list[str]:
         generated, _ = generate_sql(model, tokenizer, prompts, cfg, torch.device("cpu"), cap, progress=False,
-                                    tables=[tables[p.example.table_id] for p in test], decoding=decoding)
+                                    schemas=[tables[p.example.table_id] for p in test], decoding=decoding)
         return [g.sql for g in generated]
 
     predictions = {row["id"]: row["sql"] for row in map(json.loads, files.predictions.read_text().splitlines())}

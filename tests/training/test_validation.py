@@ -94,3 +94,28 @@ def test_training_scores_val_from_dev_keeps_the_best_and_never_reads_test(tmp_pa
         (files.best_adapter_dir / "adapter_model.safetensors").read_bytes()  # adapter/ is the best one
     val_ids = [json.loads(line)["id"] for line in files.split("val").read_text().splitlines()]
     assert all(i.startswith("dev-") for i in val_ids)  # val is drawn from WikiSQL's dev split
+
+
+@pytest.mark.parametrize("guided", [0, 2])
+def test_validation_decodes_as_infer_does_with_guidance_on_multi_table_data(tmp_path, guided):
+    """inference.execution_guided applies to validation on Spider-style data too: each val question's candidates
+    run on its own database, so the scripted model's second candidate (the one that runs) is what gets scored."""
+    import torch
+    from conftest import ScriptedSqlModel
+
+    from experiments.model.loading import load_tokenizer
+    from experiments.runs.distributed import dist_context
+    from experiments.training.val_execution import ValidationScorer
+
+    cfg = load_config(["experiment=spider_smoke", "tracking=none", "data_size.train=8", "data_size.val=4",
+                       "data_size.test=4", "training.eval_generate_examples=4", f"inference.execution_guided={guided}"])
+    run_prepare(cfg, tmp_path)
+    tokenizer = load_tokenizer(cfg.model)
+    tokenizer.padding_side = "left"
+    scorer = ValidationScorer(cfg, RunFiles(tmp_path), tokenizer, torch.device("cpu"), dist_context())
+    try:
+        found = scorer(ScriptedSqlModel(tokenizer))
+    finally:
+        scorer.close()
+    assert found["val_generated_examples"] == 4
+    assert found["val_valid_sql_rate"] == (1.0 if guided else 0.0)  # without guidance the no-such-table one stays

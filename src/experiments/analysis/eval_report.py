@@ -66,6 +66,15 @@ def report_document(metrics: Mapping[str, Any], results: Sequence[Mapping[str, A
     return doc
 
 
+GUIDED_LABEL = "execution-guided: another candidate kept"
+
+
+def guided_counts(metrics: Mapping[str, Any]) -> Plain:
+    """What execution-guided decoding changed (evaluation/guidance_counts.py), as every report shows it."""
+    return Plain(f"{metrics['guided_changed']} (fixed {metrics['guided_fixed']}, broke {metrics['guided_broke']}, "
+                 f"both wrong {metrics['guided_both_wrong']}, both right {metrics['guided_both_right']})")
+
+
 def _headline(metrics: Mapping[str, Any], headline: Mapping[str, Any]) -> list[Block]:
     headers = ("metric", "value", "95% interval", "count") if headline else ("metric", "value")
     pad = ("", "") if headline else ()
@@ -81,10 +90,7 @@ def _headline(metrics: Mapping[str, Any], headline: Mapping[str, Any]) -> list[B
              ("predictions for unknown ids (ignored)", metrics.get("unknown_prediction_ids", 0), *pad),
              ("evaluation time", Plain(f"{metrics.get('eval_seconds', 0.0):.2f} s"), *pad)]
     if "guided_changed" in metrics:
-        rows.append(("execution-guided: another candidate kept",
-                     Plain(f"{metrics['guided_changed']} (fixed {metrics['guided_fixed']}, broke "
-                           f"{metrics['guided_broke']}, both wrong {metrics['guided_both_wrong']}, both right "
-                           f"{metrics['guided_both_right']})"), *pad))
+        rows.append((GUIDED_LABEL, guided_counts(metrics), *pad))
     blocks: list[Block] = [TableBlock(headers, tuple(rows), numeric=(1,)), Paragraph(
         "Execution accuracy: predicted and gold SQL run on the question's table and return the same rows "
         "(order-insensitive; text case-insensitive; numbers numerically). Logical-form accuracy: WikiSQL's official "

@@ -26,6 +26,7 @@ from experiments.analysis.document import (
     write_html,
     write_markdown,
 )
+from experiments.analysis.eval_report import GUIDED_LABEL, guided_counts
 from experiments.analysis.stats import format_interval, wilson_interval
 from experiments.evaluation.shown_text import shortened
 from experiments.fileio import write_json
@@ -98,6 +99,8 @@ def multi_table_document(metrics: Mapping[str, Any], results: Sequence[Mapping[s
                   "", "")]
     rows += [("predictions for unknown ids (ignored)", metrics.get("unknown_prediction_ids", 0), "", ""),
              ("evaluation time", Plain(f"{metrics.get('eval_seconds', 0.0):.2f} s"), "", "")]
+    if "guided_changed" in metrics:
+        rows.append((GUIDED_LABEL, guided_counts(metrics), "", ""))
     doc.add(TableBlock(("metric", "value", "95% interval", "count"), tuple(rows), numeric=(1,)),
             Paragraph(Plain(f"Results compared with {analysis.get('semantics')}'s semantics "
                             "(evaluation/multi_table_compare.py)."

@@ -6,6 +6,7 @@ Later stages read only these, so any stage can run alone on an earlier run's dir
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,3 +98,21 @@ def read_databases(path: Path) -> dict[str, Database]:
             raise DataError(f"{path} line {lineno}: not a database ({err!r})") from None
         databases[database.id] = database
     return databases
+
+
+def prompt_schemas(examples: Sequence[Prepared], tables: Mapping[str, Table] | None,
+                   databases: Mapping[str, Database] | None) -> list[Table] | list[Database]:
+    """Each example's WikiSQL table or multi-table database (read_tables', read_databases' maps), for decoding: the
+    grammar reads the table, execution guidance runs candidates on the table or the database file."""
+    found: list = []
+    for p in examples:
+        if isinstance(p, PreparedSqlExample):
+            schema = None if databases is None else databases.get(p.example.db_id)
+            what = f"database {p.example.db_id!r}"
+        else:
+            schema = None if tables is None else tables.get(p.example.table_id)
+            what = f"table {p.example.table_id!r}"
+        if schema is None:
+            raise DataError(f"example {p.example.id}: its {what} is not among the prepared ones; run prepare again")
+        found.append(schema)
+    return found

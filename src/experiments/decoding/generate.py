@@ -4,7 +4,7 @@ stage's validation.
 Prompts are encoded exactly as training encoded them, sorted by length and generated in large left-padded batches;
 each sequence stops at EOS or at a newline (the SQL is one line). With inference.constrain=grammar every row is
 masked by its own table's grammar (decoding.constraint); with inference.execution_guided=k each prompt gets k
-candidates and the first that executes is kept (decoding.guided).
+candidates and the first that executes on its question's table or database is kept (decoding.guided).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from tqdm.auto import tqdm
 from experiments.config import Constrain, ExperimentConfig, InferenceConfig
 from experiments.data.prepared import read_prepared
 from experiments.data.records import Table
+from experiments.data.schema import Database
 from experiments.decoding.constraint import SchemaConstraint
-from experiments.decoding.guided import choose
+from experiments.decoding.guided import CandidateRunner, DatabaseRunner, TableRunner, choose
 from experiments.decoding.token_bytes import SPECIAL_MARKER, token_bytes
 from experiments.model.loading import attention_without_cudnn
 from experiments.model.tokenization import encode_prompt, encode_target
-from experiments.sql.executor import SafeExecutor
 
 TARGET_MARGIN_TOKENS = 8
 
@@ -79,10 +79,10 @@ class Generated:
 @dataclass
 class Decoding:
     """How a run decodes, beyond InferenceConfig's numbers: the grammar constraint (None = unconstrained) and, for
-    execution-guided decoding, the executor that tries the candidates on the question's table."""
+    execution-guided decoding, where the candidates are tried (the question's WikiSQL table, or its database)."""
 
     constraint: SchemaConstraint | None = None
-    executor: SafeExecutor | None = None
+    runner: CandidateRunner | None = None
     guidance_seconds: float = 0.0
     # The inference plan's cache and compile (memory_plan.InferencePlan): a static KV cache, and compiled decode steps
     # (transformers compiles the decoding forward with CUDA graphs; a GPU only, it skips compiling elsewhere).
@@ -92,22 +92,27 @@ class Decoding:
     cudnn_attention: bool = False  # let SDPA pick cuDNN attention on a GPU (model.loading.attention_without_cudnn)
 
     @classmethod
-    def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path, plan=None) -> Decoding:
+    def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path, plan=None, *,
+                multi_table: bool = False) -> Decoding:
+        """The run's decoding; execution guidance runs candidates on WikiSQL's `tables_sqlite`, or with
+        `multi_table` on each question's own database file (generate_sql's `schemas` are then databases)."""
         stop_ids = stop_token_ids(tokenizer, inference)
         constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids) \
             if inference.constrain == Constrain.grammar else None
-        executor = SafeExecutor(tables_sqlite) if inference.execution_guided else None
+        runner: CandidateRunner | None = None
+        if inference.execution_guided:
+            runner = DatabaseRunner.open() if multi_table else TableRunner.open(tables_sqlite)
         if plan is None:
-            return cls(constraint, executor)
-        return cls(constraint, executor, static_cache=plan.static_cache, compile=plan.compile,
+            return cls(constraint, runner)
+        return cls(constraint, runner, static_cache=plan.static_cache, compile=plan.compile,
                    batch_size=plan.batch_size)
 
     def prompts_per_batch(self, inference: InferenceConfig) -> int:
         return self.batch_size or inference.batch_size
 
     def close(self) -> None:
-        if self.executor is not None:
-            self.executor.close()
+        if self.runner is not None:
+            self.runner.close()
 
     def summary(self) -> dict[str, Any]:
         """What decoding cost, for infer_summary.json and the tracker."""
@@ -117,7 +122,7 @@ class Decoding:
             out.update(grammar_tokenizer_seconds=stats.tokenizer_seconds, grammar_compile_seconds=stats.compile_seconds,
                        grammars_compiled=stats.grammars, grammar_mask_seconds=stats.mask_seconds,
                        grammar_masked_tokens=stats.masked_tokens, grammar_rejected_tokens=stats.rejected_tokens)
-        if self.executor is not None:
+        if self.runner is not None:
             out["guidance_seconds"] = self.guidance_seconds
         return out
 
@@ -141,25 +146,26 @@ def stop_token_ids(tokenizer, inference: InferenceConfig) -> list[int]:
 @torch.inference_mode()
 def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, device: torch.device,
                  new_tokens_cap: int, progress: bool = True, min_new_tokens: int = 0,
-                 tables: Sequence[Table] | None = None,
+                 schemas: Sequence[Table] | Sequence[Database] | None = None,
                  decoding: Decoding | None = None) -> tuple[list[Generated], int]:
     """SQL per prompt (input order) and the number of generated tokens (all candidates counted).
 
-    `tables` (one per prompt) are needed by the grammar constraint and execution guidance in `decoding`. With
+    `schemas` (one per prompt: its WikiSQL table, or its database on multi-table data) are needed by the grammar
+    constraint (tables only) and execution guidance in `decoding`. With
     inference.execution_guided = k, each prompt gets k candidates (beam search, or sampling when temperature > 0,
     best first) and guided.choose keeps one. `min_new_tokens` exists for benchmarks: random weights never stop by
     themselves, so both paths are made to generate the same number of tokens (not with a grammar, which must be
     free to end)."""
     inf = cfg.inference
     decoding = decoding or Decoding()
-    if (decoding.constraint is not None or decoding.executor is not None) and tables is None:
-        raise ValueError("constrained or execution-guided decoding needs the table of each prompt")
+    if (decoding.constraint is not None or decoding.runner is not None) and schemas is None:
+        raise ValueError("constrained or execution-guided decoding needs the table or database of each prompt")
     if decoding.constraint is not None and min_new_tokens:
         raise ValueError("min_new_tokens cannot be combined with a grammar: a complete query must be free to end")
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
     stop_ids = stop_token_ids(tokenizer, inf)
-    k = inf.execution_guided if decoding.executor is not None else 1
+    k = inf.execution_guided if decoding.runner is not None else 1
     outputs: list[Generated] = [Generated("")] * len(prompts)
     generated_tokens = 0
     pad_id = tokenizer.pad_token_id
@@ -182,7 +188,7 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
             else:
                 options.update(num_beams=k, early_stopping=True)
         if decoding.constraint is not None:
-            options["logits_processor"] = decoding.constraint.logits_processor([tables[i] for i in batch])
+            options["logits_processor"] = decoding.constraint.logits_processor([schemas[i] for i in batch])
         with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device):
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                  max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
@@ -204,7 +210,7 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
         if inf.temperature > 0:  # sampled candidates come unordered: best first by sequence log-probability
             candidates = _by_score(candidates, model, out, k)
         started = time.perf_counter()
-        choices = choose(candidates, [tables[i] for i in batch], decoding.executor)
+        choices = choose(candidates, [schemas[i] for i in batch], decoding.runner)
         decoding.guidance_seconds += time.perf_counter() - started
         for row, (i, choice) in enumerate(zip(batch, choices, strict=True)):
             kept = candidates[row][choice.index]

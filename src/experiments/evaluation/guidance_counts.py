@@ -10,6 +10,8 @@ from typing import Any
 
 from experiments.data.jsonl import iter_jsonl
 from experiments.data.records import Example, Table
+from experiments.evaluation.multi_table_compare import Semantics
+from experiments.evaluation.multi_table_scoring import DatabaseFile, MultiTableExample, score_multi_table
 from experiments.evaluation.scoring import score
 
 
@@ -27,16 +29,34 @@ def read_top_candidates(path: Path) -> dict[str, str] | None:
 
 def guidance_metrics(examples: Sequence[Example], tables: Mapping[str, Table], results: Sequence[Mapping[str, Any]],
                      top_sql: Mapping[str, str], db_path: Path, *, timeout_s: float, max_rows: int) -> dict[str, int]:
-    """Counts over the examples where guidance changed the kept SQL: fixed (kept right, top wrong), broke (kept
-    wrong, top right), and the rest."""
+    """Counts over the WikiSQL examples where guidance changed the kept SQL: fixed (kept right, top wrong), broke
+    (kept wrong, top right), and the rest."""
     changed = [e for e in examples if e.id in top_sql]
     if not changed:
-        return {"guided_changed": 0, "guided_fixed": 0, "guided_broke": 0, "guided_both_wrong": 0,
-                "guided_both_right": 0}
+        return _counts(results, {})
     tops = score(changed, tables, {e.id: top_sql[e.id] for e in changed}, db_path, timeout_s=timeout_s,
                  max_rows=max_rows, progress=False).results
+    return _counts(results, {t.id: t.exec_match for t in tops})
+
+
+def multi_table_guidance_metrics(examples: Sequence[MultiTableExample], databases: Mapping[str, DatabaseFile],
+                                 results: Sequence[Mapping[str, Any]], top_sql: Mapping[str, str], *,
+                                 semantics: Semantics, timeout_s: float, max_rows: int) -> dict[str, int]:
+    """The same counts on multi-table data, the top candidates scored on their questions' databases as the kept
+    SQL was (score_multi_table, the same semantics and limits)."""
+    changed = [e for e in examples if e.id in top_sql]
+    if not changed:
+        return _counts(results, {})
+    tops = score_multi_table(changed, databases, {e.id: top_sql[e.id] for e in changed}, semantics=semantics,
+                             timeout_s=timeout_s, max_rows=max_rows, progress=False).results
+    return _counts(results, {t.id: t.exec_match for t in tops})
+
+
+def _counts(results: Sequence[Mapping[str, Any]], top_matches: Mapping[str, bool]) -> dict[str, int]:
+    """{guided_changed, guided_fixed, ...} from the kept SQL's results and, where guidance changed it, whether the
+    top candidate matched."""
     kept = {r["id"]: bool(r["exec_match"]) for r in results}
-    pairs = [(kept[t.id], t.exec_match) for t in tops]
+    pairs = [(kept[i], bool(top)) for i, top in top_matches.items()]
     return {"guided_changed": len(pairs),
             "guided_fixed": sum(k and not t for k, t in pairs),
             "guided_broke": sum(t and not k for k, t in pairs),

@@ -7,9 +7,10 @@ question's own database file, and the results compare under the dataset's offici
 What is run. Gold and predicted SQL are untrusted text: each is bounded as score() bounds a prediction (sqlite_text,
 then sql_parse's caps on length, tokens and nesting through safe_sql.parse_single_query: SQL past them is `other`
 and is not run; more than one statement, or anything but a query, is `forbidden_statement`; so is a write inside a
-query or a table-valued function, safe_sql.check_read_only) and then runs as written, in a worker of a
-DatabaseExecutors pool (one worker per database file, the file opened read-only and immutable, any of its tables
-readable, nothing else: sqlite_sandbox.py). SQL that sqlglot cannot parse still runs: the official evaluators hand
+query or a table-valued function, safe_sql.check_read_only; all in safe_sql.checked_database_query, which
+execution-guided decoding shares) and then runs as written, in a worker of a DatabaseExecutors pool (one worker
+per database file, the file opened read-only and immutable, any of its tables readable, nothing else:
+sqlite_sandbox.py). SQL that sqlglot cannot parse still runs: the official evaluators hand
 SQL to SQLite, whose grammar sqlglot's does not cover exactly, so SQLite's verdict (a syntax error or rows) is the
 one recorded. Nothing is bound to a table and no column is checked against a header: Spider's gold SQL quotes
 strings with double quotes, which SQLite's DQS reading needs.
@@ -66,10 +67,9 @@ from experiments.evaluation.hardness import BIRD_DIFFICULTIES, HARDNESS_LEVELS, 
 from experiments.evaluation.multi_table_compare import SEMANTICS, Semantics, gold_orders, results_equal
 from experiments.evaluation.multi_table_failures import mismatch_category_sql
 from experiments.evaluation.scoring import BATCH, check_prediction_ids, shown_id
-from experiments.sql.errors import SYNTAX_ERROR, EvalError
+from experiments.sql.errors import EvalError
 from experiments.sql.executor import MAX_OPEN_DATABASES, MAX_RESULT_BYTES, DatabaseExecutors, Row, check_limits
-from experiments.sql.safe_sql import check_read_only, parse_single_query
-from experiments.sql.sqlite_tables import sqlite_text
+from experiments.sql.safe_sql import checked_database_query
 
 __all__ = ["DatabaseFile", "MultiTableExample", "MultiTableResult", "MultiTableScored", "score_multi_table"]
 
@@ -134,20 +134,6 @@ class MultiTableScored:
         return [dict(vars(r)) for r in self.results]
 
 
-def _checked(sql: str) -> str | EvalError:
-    """The SQL to run for `sql`, or why it may not run (see the module's docstring)."""
-    sql = sqlite_text(sql)
-    try:
-        check_read_only(parse_single_query(sql))
-    except EvalError as error:
-        if error.category == SYNTAX_ERROR and str(error) != "empty SQL":
-            return sql  # sqlglot's grammar is not SQLite's: SQLite decides
-        return error
-    except Exception as error:  # a bug or an oddity in a dependency must not stop the run
-        return EvalError(OTHER, f"{type(error).__name__}: {error}")
-    return sql
-
-
 def _same_sql(a: str, b: str) -> bool:
     return a.strip().rstrip(";").rstrip() == b.strip().rstrip(";").rstrip()
 
@@ -191,11 +177,11 @@ class _MultiTableScorer:
         gold_sql = example.sql if isinstance(example.sql, str) else str(example.sql)
         if pred_sql is not None and not isinstance(pred_sql, str):
             pred_sql = str(pred_sql)
-        gold = _checked(gold_sql)
+        gold = checked_database_query(gold_sql)
         if isinstance(gold, EvalError):
             gold = EvalError(GOLD_ERROR, f"gold SQL cannot run: {gold}")
         verbatim = pred_sql is not None and _same_sql(pred_sql, gold_sql)
-        pred = _checked(pred_sql) if pred_sql is not None and not verbatim else None
+        pred = checked_database_query(pred_sql) if pred_sql is not None and not verbatim else None
         return _Pending(example, gold_sql, pred_sql, gold, pred, verbatim, difficulty)
 
     def score_many(self, db_id: str, batch: Sequence[_Pending]) -> list[MultiTableResult]:

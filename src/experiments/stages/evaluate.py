@@ -23,7 +23,11 @@ from experiments.config import ExperimentConfig
 from experiments.data.prepared import read_databases, read_prepared, read_tables
 from experiments.data.records import Example, Table
 from experiments.evaluation import Scored, read_predictions, score, score_multi_table
-from experiments.evaluation.guidance_counts import guidance_metrics, read_top_candidates
+from experiments.evaluation.guidance_counts import (
+    guidance_metrics,
+    multi_table_guidance_metrics,
+    read_top_candidates,
+)
 from experiments.evaluation.official_format import write_official_files
 from experiments.evaluation.suite_databases import find_suite_databases
 from experiments.fileio import write_json, write_jsonl
@@ -68,13 +72,19 @@ def run_eval_multi_table(cfg: ExperimentConfig, files: RunFiles) -> dict:
     databases = read_databases(files.databases_jsonl)
     suite = None if cfg.eval.test_suite_path is None else \
         find_suite_databases(cfg.eval.test_suite_path, {e.db_id for e in examples})  # fails before work
-    scored = score_multi_table(examples, databases, predictions, semantics=cfg.eval.semantics(cfg.data.source),
+    semantics = cfg.eval.semantics(cfg.data.source)
+    scored = score_multi_table(examples, databases, predictions, semantics=semantics,
                                timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows, test_suite=suite)
     rows = scored.rows()
+    metrics = scored.metrics
+    top_sql = read_top_candidates(predictions_path)
+    if top_sql is not None:  # execution-guided decoding: did keeping another candidate fix or break answers?
+        metrics.update(multi_table_guidance_metrics(examples, databases, rows, top_sql, semantics=semantics,
+                                                    timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows))
     write_jsonl(files.results, rows)
-    written = write_multi_table_analysis(files.root, scored.metrics, rows, facts=run_facts(cfg, files))
-    write_json(files.metrics, scored.metrics)  # last: its presence says the evaluation finished
-    return {"metrics": scored.metrics, "results": files.results, "metrics_json": files.metrics, **written}
+    written = write_multi_table_analysis(files.root, metrics, rows, facts=run_facts(cfg, files))
+    write_json(files.metrics, metrics)  # last: its presence says the evaluation finished
+    return {"metrics": metrics, "results": files.results, "metrics_json": files.metrics, **written}
 
 
 def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from experiments.config import ExperimentConfig, Stage
-from experiments.data.prepared import read_prepared, read_tables
+from experiments.data.prepared import prompt_schemas, read_databases, read_prepared, read_tables
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.fileio import write_json, write_jsonl
 from experiments.model.inference_model import inference_plan_for, load_inference_base, merges_adapter
@@ -53,7 +53,9 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
     cap = new_tokens_cap(cfg, tokenizer, files.split("train"))
     plan = inference_plan_for(cfg, tokenizer, [p.prompt for p in shard(test, ctx)], cap, device)
     inf = cfg.inference
-    decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite, plan)  # checks the grammar before the model loads
+    multi_table = cfg.data.source.multi_table
+    # checks the grammar before the model loads
+    decoding = Decoding.for_run(inf, tokenizer, files.tables_sqlite, plan, multi_table=multi_table)
     mine = shard(test, ctx)
     try:
         model = load_inference_base(cfg, device, plan)
@@ -64,15 +66,16 @@ def run_infer(cfg: ExperimentConfig, run_dir: Path) -> dict:
             model = load_adapter(model, adapter, merge=merges_adapter(cfg, plan))
         model.eval()
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        # WikiSQL's tables, for the grammar and execution guidance; multi-table runs use neither (config.py)
-        tables = None if cfg.data.source.multi_table else read_tables(files.tables_jsonl)
+        # each prompt's WikiSQL table (grammar, execution guidance) or database (execution guidance)
+        tables = None if multi_table else read_tables(files.tables_jsonl)
+        databases = read_databases(files.databases_jsonl) if multi_table else None
         log.info("infer: %d prompts (%d on this rank of %d), batches of %d, at most %d new tokens, constrain=%s%s",
                  len(test), len(mine), ctx.world_size, decoding.prompts_per_batch(inf), cap, inf.constrain.value,
                  f", execution-guided over {inf.execution_guided} candidates" if inf.execution_guided else "")
         started = time.perf_counter()
         generated, tokens = generate_sql(model, tokenizer, [p.prompt for p in mine], cfg, device, cap,
                                          progress=ctx.is_main,
-                                         tables=None if tables is None else [tables[p.example.table_id] for p in mine],
+                                         schemas=prompt_schemas(mine, tables, databases),
                                          decoding=decoding)
     finally:
         decoding.close()

@@ -2,7 +2,7 @@
 
 At each evaluation the train stage generates SQL for the first `training.eval_generate_examples` val examples (id
 order) with the infer stage's own decoding (decoding.generate) and scores it with the evaluator, read-only and
-time-limited, on the val examples' own tables. Val is drawn from WikiSQL's dev split and never from test, so
+time-limited, on the val examples' own tables or databases. Val is drawn from the dev split and never from test, so
 nothing about the test examples can steer which checkpoint is kept. The scores are logged beside eval_loss
 (`val_execution_accuracy`, `val_logical_form_accuracy`, `val_valid_sql_rate`, `val_generation_seconds`); the best
 adapter by `training.best_by` is kept in checkpoints/best/ (so a resumed run keeps it too) and becomes adapter/.
@@ -22,7 +22,7 @@ import torch
 from transformers import TrainerCallback
 
 from experiments.config import BestBy, ExperimentConfig
-from experiments.data.prepared import Prepared, read_databases, read_prepared, read_tables
+from experiments.data.prepared import Prepared, prompt_schemas, read_databases, read_prepared, read_tables
 from experiments.decoding.generate import Decoding, generate_sql, new_tokens_cap
 from experiments.evaluation import score, score_multi_table
 from experiments.fileio import replace_dir, write_json
@@ -48,12 +48,13 @@ class ValidationScorer:
         self.cfg, self.files, self.tokenizer, self.device, self.ctx = cfg, files, tokenizer, device, ctx
         self.examples = validation_examples(files, cfg.training.eval_generate_examples)
         self.new_tokens = new_tokens_cap(cfg, tokenizer, files.split("train"))
-        # WikiSQL: the tables (grammar, guidance, scoring); multi-table: the databases (scoring; config.py refuses
-        # the grammar and guidance there)
+        # WikiSQL: the tables (grammar, guidance, scoring); multi-table: the databases (guidance, scoring; config.py
+        # refuses the grammar there)
         self.multi_table = cfg.data.source.multi_table
         self.tables = None if self.multi_table else read_tables(files.tables_jsonl)
         self.databases = read_databases(files.databases_jsonl) if self.multi_table else None
-        self.decoding = Decoding.for_run(cfg.inference, tokenizer, files.tables_sqlite)  # as the infer stage decodes
+        self.decoding = Decoding.for_run(cfg.inference, tokenizer, files.tables_sqlite,  # as the infer stage decodes
+                                         multi_table=self.multi_table)
 
     @torch.no_grad()
     def __call__(self, model) -> dict[str, float]:
@@ -68,8 +69,7 @@ class ValidationScorer:
             with torch.compiler.set_stance("force_eager"):
                 generated, _ = generate_sql(model, self.tokenizer, [p.prompt for p in mine], self.cfg, self.device,
                                             self.new_tokens, progress=False,
-                                            tables=None if self.tables is None else
-                                            [self.tables[p.example.table_id] for p in mine],
+                                            schemas=prompt_schemas(mine, self.tables, self.databases),
                                             decoding=self.decoding)
         finally:
             model.train(was_training)
