@@ -16,7 +16,12 @@ What it compares:
    SQLite file holding the probe's two tables — against ours (semantics="bird").
 3. gold_orders against the official rule (`'order by' in gold_sql.lower()`): equal except on the probes marked as
    differing by design (ORDER BY only inside a subquery, a CTE or a string literal).
-4. Hardness: Evaluator.eval_hardness on process_sql.get_sql's parse (and its three counts) against ours, on probe
+4. Whole verdicts on the bundled sample: for every test question, its gold SQL and variants of it as predictions
+   (DISTINCT added or dropped, `count(DISTINCT x)` as `count(x)`, `> =` spaced, ORDER BY reversed, LIMIT changed,
+   a constant changed, two columns swapped), each run on the question's database (a copy): exec_eval.
+   eval_exec_match (its DISTINCT removal and `> =` clean-up included), with and without --keep_distinct, against
+   our score_multi_table (spider, keep_distinct false / true); BIRD's execute_sql against ours (bird).
+5. Hardness: Evaluator.eval_hardness on process_sql.get_sql's parse (and its three counts) against ours, on probe
    queries over the small schema below. process_sql tokenizes with nltk.word_tokenize, which needs the 'punkt'
    data; offline, the check substitutes nltk's NLTKWordTokenizer (what word_tokenize applies to each sentence:
    the same tokens for one-sentence SQL). Without nltk at all, hardness is compared with the verdicts recorded
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -302,6 +308,68 @@ def check_comparison(exec_eval: types.ModuleType, bird: types.ModuleType, work: 
     return failures
 
 
+def prediction_variants(gold: str) -> list[str]:
+    """Predictions made from `gold` that the official evaluators' preprocessing and comparisons tell apart or not."""
+    variants = [gold]
+    if re.search(r"(?i)\bselect\s+distinct\b", gold):
+        variants.append(re.sub(r"(?i)\bselect\s+distinct\s+", "SELECT ", gold, count=1))
+    else:
+        variants.append(re.sub(r"(?i)\bselect\s+", "SELECT DISTINCT ", gold, count=1))
+    variants.append(re.sub(r"(?i)count\(\s*distinct\s+", "count(", gold))
+    variants.append(gold.replace(">=", "> =").replace("<=", "< ="))
+    variants.append(re.sub(r"(?i)\bdesc\b", "ASC", gold) if re.search(r"(?i)\bdesc\b", gold)
+                    else re.sub(r"(?i)(order by [\w.]+)", r"\1 DESC", gold, count=1))
+    variants.append(re.sub(r"(?i)\blimit (\d+)", lambda m: f"LIMIT {int(m.group(1)) + 1}", gold))
+    variants.append(re.sub(r"([=<>] )(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 1}", gold, count=1))
+    swapped = re.match(r"(?i)select (\S+), (\S+) from (.*)", gold)
+    if swapped:
+        variants.append(f"SELECT {swapped.group(2)}, {swapped.group(1)} FROM {swapped.group(3)}")
+    return list(dict.fromkeys(variants))
+
+
+def check_sample_verdicts(exec_eval: types.ModuleType, bird: types.ModuleType, work: Path) -> list[str]:
+    from experiments.data.spider import load_spider
+    from experiments.evaluation.multi_table_scoring import score_multi_table
+
+    sample = Path(__file__).resolve().parents[1] / "src" / "experiments" / "data" / "spider_sample"
+    split = load_spider(sample)["test"]
+    databases = []
+    for db_id, database in split.databases.items():  # copies: the official code opens files read-write
+        copy = work / "sample" / db_id / f"{db_id}.sqlite"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(Path(database.path).read_bytes())
+        databases.append(types.SimpleNamespace(id=db_id, path=copy))
+    paths = {d.id: d.path for d in databases}
+    probes = [types.SimpleNamespace(id=f"{e.id}/{k}", db_id=e.db_id, question=e.question, sql=e.sql,
+                                    difficulty=None, prediction=variant)
+              for e in split.examples for k, variant in enumerate(prediction_variants(e.sql))]
+    predictions = {p.id: p.prediction for p in probes}
+    failures = []
+    for keep_distinct in (False, True):
+        ours = score_multi_table(probes, databases, predictions, semantics="spider", keep_distinct=keep_distinct,
+                                 progress=False)
+        for probe, result in zip(probes, ours.results, strict=True):
+            theirs = bool(exec_eval.eval_exec_match(str(paths[probe.db_id]), probe.prediction, probe.sql,
+                                                    False, keep_distinct, False))
+            if theirs != result.exec_match:
+                failures.append(f"spider sample, keep_distinct={keep_distinct}: {probe.id} {probe.prediction!r} "
+                                f"(gold {probe.sql!r}): official {theirs}, ours {result.exec_match}")
+    ours = score_multi_table(probes, databases, predictions, semantics="bird", progress=False)
+    for probe, result in zip(probes, ours.results, strict=True):
+        try:  # as BIRD's execute_model calls it: an exception scores 0
+            theirs = bool(bird.execute_sql(probe.prediction, probe.sql, str(paths[probe.db_id])))
+        except Exception:
+            theirs = False
+        if theirs != result.exec_match:
+            failures.append(f"bird sample: {probe.id} {probe.prediction!r}: official {theirs}, ours "
+                            f"{result.exec_match}")
+    matches = sum(r.exec_match for r in ours.results)
+    print(f"sample verdicts: {len(probes)} predictions on {len(split.examples)} test questions "
+          f"({matches} match under BIRD's rule), {3 * len(probes)} verdicts (Spider with and without "
+          f"--keep_distinct, BIRD), {len(failures)} disagreements")
+    return failures
+
+
 def check_hardness(test_suite: Path | None) -> list[str]:
     failures = []
     official = None
@@ -368,7 +436,8 @@ def main() -> int:
         load_module("spider_evaluation", official / "evaluation.py")
         bird = load_module("bird_evaluation", official / "bird_evaluation.py")
         started = time.perf_counter()
-        failures = check_comparison(exec_eval, bird, work) + check_hardness(test_suite)
+        failures = check_comparison(exec_eval, bird, work) + check_sample_verdicts(exec_eval, bird, work) + \
+            check_hardness(test_suite)
         print(f"{time.perf_counter() - started:.1f} s")
     for failure in failures:
         print("FAIL", failure)

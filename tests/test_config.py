@@ -143,6 +143,7 @@ def test_spider_smoke_is_the_offline_multi_table_preset():
     (["eval.compare=wikisql"], "eval.compare=wikisql with data.source=spider_sample"),
     (["eval.compare=exact"], "eval.compare='exact': expected one of wikisql, spider, bird"),
     (["data.example_values=-1"], "data.example_values=-1"),
+    (["eval.compare=bird", "eval.keep_distinct=true"], "eval.keep_distinct=true with eval.compare=bird"),
     (["data.schema_max_chars=0"], "data.schema_max_chars=0: must be greater than 0"),
 ])
 def test_what_multi_table_data_cannot_do_yet_is_refused_by_name(overrides, expected):

@@ -260,6 +260,9 @@ class EvalConfig:
     max_rows: int = 10000
     # How a predicted result is compared with the gold one: wikisql | spider | bird; null = the data source's own
     compare: str | None = None
+    # Spider's comparison runs gold and prediction with DISTINCT removed, as its official evaluator does by default;
+    # true keeps it (the official --keep_distinct)
+    keep_distinct: bool = False
     # Multi-table data: a directory of test-suite databases, <dir>/<db_id>/*.sqlite (Zhong et al. 2020's distilled
     # test suites); a prediction then also counts for test_suite_accuracy only if it matches on every one of them
     test_suite_path: str | None = None
@@ -270,6 +273,11 @@ class EvalConfig:
             return self.compare
         return {DataSource.spider: "spider", DataSource.spider_sample: "spider", DataSource.bird: "bird"}.get(
             source, "wikisql")
+
+    def multi_table_scoring(self, source: DataSource) -> dict[str, Any]:
+        """score_multi_table's keyword arguments for this run: the comparison, DISTINCT, the limits."""
+        return {"semantics": self.semantics(source), "keep_distinct": self.keep_distinct,
+                "timeout_s": self.timeout_s, "max_rows": self.max_rows}
 
 
 @dataclass
@@ -466,6 +474,9 @@ def check_values(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"eval.test_suite_path={cfg.eval.test_suite_path} with data.source="
                           f"{cfg.data.source.value}: test suites are databases of Spider-style data sets (data=spider, "
                           "bird or spider_sample); drop eval.test_suite_path")
+    if cfg.eval.keep_distinct and cfg.eval.semantics(cfg.data.source) != "spider":
+        raise ConfigError(f"eval.keep_distinct=true with eval.compare={cfg.eval.semantics(cfg.data.source)}: only "
+                          "Spider's comparison removes DISTINCT (as its official evaluator does); drop the key")
     if cfg.zero_shot and cfg.adapter:
         raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
     if Stage.train in cfg.stages:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from experiments.evaluation import multi_table_compare
-from experiments.evaluation.multi_table_compare import gold_orders, results_equal
+from experiments.evaluation.multi_table_compare import gold_orders, results_equal, spider_executed_sql
 
 Case = tuple[list[tuple[object, ...]], list[tuple[object, ...]], bool]
 
@@ -150,3 +150,22 @@ def test_search_cap_counts_as_mismatch(monkeypatch: pytest.MonkeyPatch, caplog: 
 ])
 def test_gold_orders(sql: str, orders: bool) -> None:
     assert gold_orders(sql) is orders
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ("SELECT DISTINCT name FROM t", "SELECT  name FROM t"),
+    ("select count( distinct b), DISTINCT(a) from t", "select count(  b), (a) from t"),
+    # never inside a string or a quoted name
+    ("SELECT a FROM t WHERE b = 'DISTINCT' AND \"distinct\" = 1",
+     "SELECT a FROM t WHERE b = 'DISTINCT' AND \"distinct\" = 1"),
+    ("SELECT a FROM t WHERE b > = 3 AND c < = 2 AND d ! = 1", "SELECT a FROM t WHERE b >= 3 AND c <= 2 AND d != 1"),
+    ("SELECT DISTINCT 'unterminated", "SELECT DISTINCT 'unterminated"),  # the tokenizer cannot read it: unchanged
+])
+def test_spider_executed_sql_is_what_the_official_evaluator_runs(sql: str, expected: str) -> None:
+    assert spider_executed_sql(sql) == expected
+    assert "DISTINCT" in spider_executed_sql("SELECT DISTINCT a FROM t", keep_distinct=True)
+
+
+def test_spider_executed_sql_is_bounded() -> None:
+    huge = "SELECT DISTINCT " + "1+" * 20_000 + "1"
+    assert spider_executed_sql(huge) == huge  # past sql_parse's bounds: not tokenized, so its DISTINCT stays

@@ -10,7 +10,6 @@ from typing import Any
 
 from experiments.data.jsonl import iter_jsonl
 from experiments.data.records import Example, Table
-from experiments.evaluation.multi_table_compare import Semantics
 from experiments.evaluation.multi_table_scoring import DatabaseFile, MultiTableExample, score_multi_table
 from experiments.evaluation.scoring import score
 
@@ -40,15 +39,15 @@ def guidance_metrics(examples: Sequence[Example], tables: Mapping[str, Table], r
 
 
 def multi_table_guidance_metrics(examples: Sequence[MultiTableExample], databases: Mapping[str, DatabaseFile],
-                                 results: Sequence[Mapping[str, Any]], top_sql: Mapping[str, str], *,
-                                 semantics: Semantics, timeout_s: float, max_rows: int) -> dict[str, int]:
+                                 results: Sequence[Mapping[str, Any]], top_sql: Mapping[str, str],
+                                 **scoring: Any) -> dict[str, int]:
     """The same counts on multi-table data, the top candidates scored on their questions' databases as the kept
-    SQL was (score_multi_table, the same semantics and limits)."""
+    SQL was (score_multi_table with the same `scoring` keywords: semantics, limits)."""
     changed = [e for e in examples if e.id in top_sql]
     if not changed:
         return _counts(results, {})
-    tops = score_multi_table(changed, databases, {e.id: top_sql[e.id] for e in changed}, semantics=semantics,
-                             timeout_s=timeout_s, max_rows=max_rows, progress=False).results
+    tops = score_multi_table(changed, databases, {e.id: top_sql[e.id] for e in changed}, progress=False,
+                             **scoring).results
     return _counts(results, {t.id: t.exec_match for t in tops})
 
 

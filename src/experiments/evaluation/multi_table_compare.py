@@ -1,7 +1,8 @@
 """Execution match for multi-table datasets: a predicted result against the gold one, under the comparison rules of
 the dataset's official evaluator (Spider, BIRD), or this project's WikiSQL rule.
 
-`results_equal` is the one entry point; `gold_orders` decides from the gold SQL whether row order counts.
+`results_equal` is the one entry point; `gold_orders` decides from the gold SQL whether row order counts;
+`spider_executed_sql` is the SQL Spider's evaluator runs for a query (DISTINCT removed, by default).
 
 Spider (the verdicts of test-suite-sql-eval's `exec_eval.result_eq`):
 - Two empty results match; otherwise the row counts and the column counts (of the first rows) must be equal.
@@ -42,9 +43,10 @@ from typing import Literal
 
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 from experiments.evaluation.results_compare import normalise_rows, results_match
-from experiments.sql.sql_parse import parse_sql
+from experiments.sql.sql_parse import parse_sql, tokenize_sql
 
 log = logging.getLogger(__name__)
 
@@ -189,3 +191,33 @@ def gold_orders(gold_sql: str) -> bool:
     while isinstance(node, exp.Subquery | exp.Paren) and not node.args.get("order"):
         node = node.this
     return node.args.get("order") is not None
+
+
+_SPACED_COMPARISONS = (("> =", ">="), ("< =", "<="), ("! =", "!="))
+
+
+def spider_executed_sql(sql: str, *, keep_distinct: bool = False) -> str:
+    """The SQL Spider's test-suite evaluator executes for `sql` (exec_eval.eval_exec_match), gold and prediction
+    alike: `> =`, `< =` and `! =` closed up and, unless `keep_distinct` (its --keep_distinct, off by default), every
+    DISTINCT keyword removed, `count(DISTINCT x)` included. That is a trait of the official evaluator which published
+    Spider execution accuracies share: a prediction that differs from gold only by DISTINCT counts as a match.
+
+    DISTINCT is removed as a keyword token (sqlglot's tokenizer, within sql_parse's bounds), never inside a string or
+    a quoted name. SQL the tokenizer cannot read, or past the bounds, keeps its DISTINCT (it is refused or fails to
+    run anyway). The official code also keeps only the first statement of the prediction it rewrites; here SQL of
+    more than one statement is refused before it runs, whatever its first statement returns."""
+    for spaced, closed in _SPACED_COMPARISONS:
+        sql = sql.replace(spaced, closed)
+    if keep_distinct or "distinct" not in sql.lower():
+        return sql
+    try:
+        tokens = tokenize_sql(sql)
+    except (ValueError, SqlglotError):
+        return sql
+    kept, start = [], 0
+    for token in tokens:
+        if token.token_type == TokenType.DISTINCT:
+            kept.append(sql[start:token.start])
+            start = token.end + 1
+    kept.append(sql[start:])
+    return "".join(kept)

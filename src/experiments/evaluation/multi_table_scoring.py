@@ -64,7 +64,13 @@ from experiments.evaluation.categories import (
     OTHER,
 )
 from experiments.evaluation.hardness import BIRD_DIFFICULTIES, HARDNESS_LEVELS, bird_difficulty, spider_hardness
-from experiments.evaluation.multi_table_compare import SEMANTICS, Semantics, gold_orders, results_equal
+from experiments.evaluation.multi_table_compare import (
+    SEMANTICS,
+    Semantics,
+    gold_orders,
+    results_equal,
+    spider_executed_sql,
+)
 from experiments.evaluation.multi_table_failures import mismatch_category_sql
 from experiments.evaluation.scoring import BATCH, check_prediction_ids, shown_id
 from experiments.sql.errors import EvalError
@@ -166,22 +172,30 @@ class _Pending:
 
 
 class _MultiTableScorer:
-    def __init__(self, pool: DatabaseExecutors, databases: Mapping[str, DatabaseFile], semantics: Semantics):
+    def __init__(self, pool: DatabaseExecutors, databases: Mapping[str, DatabaseFile], semantics: Semantics,
+                 keep_distinct: bool = False):
         self.pool = pool
         self.databases = databases
         self.semantics = semantics
+        self.keep_distinct = keep_distinct
 
-    @staticmethod
-    def prepare(example: MultiTableExample, pred_sql: str | None, difficulty: str | None) -> _Pending:
+    def executed(self, sql: str) -> str:
+        """The SQL that runs for `sql`: under Spider's semantics, what its official evaluator runs
+        (multi_table_compare.spider_executed_sql); else `sql` itself."""
+        if self.semantics != "spider":
+            return sql
+        return spider_executed_sql(sql, keep_distinct=self.keep_distinct)
+
+    def prepare(self, example: MultiTableExample, pred_sql: str | None, difficulty: str | None) -> _Pending:
         """An example and its prediction with both queries checked, not yet run."""
         gold_sql = example.sql if isinstance(example.sql, str) else str(example.sql)
         if pred_sql is not None and not isinstance(pred_sql, str):
             pred_sql = str(pred_sql)
-        gold = checked_database_query(gold_sql)
+        gold = checked_database_query(self.executed(gold_sql))
         if isinstance(gold, EvalError):
             gold = EvalError(GOLD_ERROR, f"gold SQL cannot run: {gold}")
         verbatim = pred_sql is not None and _same_sql(pred_sql, gold_sql)
-        pred = checked_database_query(pred_sql) if pred_sql is not None and not verbatim else None
+        pred = checked_database_query(self.executed(pred_sql)) if pred_sql is not None and not verbatim else None
         return _Pending(example, gold_sql, pred_sql, gold, pred, verbatim, difficulty)
 
     def score_many(self, db_id: str, batch: Sequence[_Pending]) -> list[MultiTableResult]:
@@ -348,12 +362,15 @@ def score_multi_table(examples: Sequence[MultiTableExample],
                       predictions: Mapping[str, str | None], *, semantics: Semantics, timeout_s: float = 10.0,
                       max_rows: int = 100_000, max_result_bytes: int = MAX_RESULT_BYTES,
                       max_open: int = MAX_OPEN_DATABASES, progress: bool = True,
-                      test_suite: Mapping[str, Sequence[Path]] | None = None) -> MultiTableScored:
+                      test_suite: Mapping[str, Sequence[Path]] | None = None,
+                      keep_distinct: bool = False) -> MultiTableScored:
     """Score `predictions` ({example id: SQL, or None for none}) on `examples`, each run on the database of its
     `db_id` among `databases` (by id, or a mapping from id), writing nothing.
 
     `semantics` ("spider" or "bird"; "wikisql" is accepted too) picks the official comparison
     (multi_table_compare.results_equal); row order counts where Spider's rule says so (gold_orders of the gold SQL).
+    Under Spider's semantics gold and prediction run as its official evaluator runs them: DISTINCT removed unless
+    `keep_distinct` (multi_table_compare.spider_executed_sql).
     The limits (`timeout_s` per query, `max_rows`, `max_result_bytes` per result) apply to gold and predictions
     alike; the defaults leave room for BIRD's larger databases and results (its evaluator allows 30 s a query).
     At most `max_open` database workers run at once. An example without a prediction counts as wrong
@@ -390,7 +407,7 @@ def score_multi_table(examples: Sequence[MultiTableExample],
     with DatabaseExecutors(max_open=max_open, timeout_s=timeout_s, max_rows=max_rows,
                            max_result_bytes=max_result_bytes) as pool, \
             tqdm(total=len(examples), desc="evaluating", unit="ex", disable=not progress) as bar:
-        scorer = _MultiTableScorer(pool, database_map, semantics)
+        scorer = _MultiTableScorer(pool, database_map, semantics, keep_distinct)
         for db_id, indices in by_database.items():
             reached: list[tuple[_Pending, MultiTableResult]] = []  # matched on their own database
             for start_at in range(0, len(indices), BATCH):
@@ -410,5 +427,6 @@ def score_multi_table(examples: Sequence[MultiTableExample],
     assert len(done) == len(examples)
     suite = {} if test_suite is None else \
         _suite_metrics(done, sum(len(test_suite[db_id]) for db_id in by_database), warnings)
+    distinct = {"keep_distinct": keep_distinct} if semantics == "spider" else {}
     return MultiTableScored(done, {**_metrics(done, semantics, len(unknown), warnings, restarts,
-                                              time.perf_counter() - start), **suite})
+                                              time.perf_counter() - start), **distinct, **suite})

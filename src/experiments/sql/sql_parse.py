@@ -1,5 +1,5 @@
 """sqlglot's parser on untrusted SQL, within bounds: every parse of a prediction (scoring, logical forms, the
-analysis, execution-guided decoding) goes through `parse_sql`.
+analysis, execution-guided decoding) goes through `parse_sql`, and every tokenizing through `tokenize_sql`.
 
 sqlglot parses in pure Python, in the evaluator's own process, not in the sandboxed SQL worker: unbounded, one
 1 MB `SELECT 1+1+...` took the analysis step 17 s and 1 GB, and deep nesting runs out of Python's stack. A
@@ -14,7 +14,7 @@ import logging
 
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 MAX_SQL_CHARS = 20_000  # characters; tokenizing this many takes ~0.06 s, parsing ~0.05 s
 MAX_SQL_TOKENS = 5_000
@@ -39,15 +39,22 @@ class SQLTooLarge(ValueError):
     """SQL past one of the bounds above, refused without parsing it (or without reading its tree)."""
 
 
+def tokenize_sql(sql: str) -> list[Token]:
+    """sqlglot's tokens of `sql` (SQLite dialect), or SQLTooLarge when it is too long or has too many tokens;
+    sqlglot's TokenError (an unterminated string, ...) is raised as it comes."""
+    if len(sql) > MAX_SQL_CHARS:
+        raise SQLTooLarge(f"SQL is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+    tokens = Dialect.get_or_raise("sqlite").tokenize(sql)
+    if len(tokens) > MAX_SQL_TOKENS:
+        raise SQLTooLarge(f"SQL has {len(tokens):,} tokens (limit {MAX_SQL_TOKENS:,})")
+    return tokens
+
+
 def parse_sql(sql: str) -> list[exp.Expression]:
     """The statements of `sql` (SQLite dialect; bare semicolons dropped), or SQLTooLarge when it is too long, has
     too many tokens or is nested too deeply. sqlglot's own errors (ParseError, TokenError) are raised as they come."""
-    if len(sql) > MAX_SQL_CHARS:
-        raise SQLTooLarge(f"SQL is {len(sql):,} characters long (limit {MAX_SQL_CHARS:,})")
+    tokens = tokenize_sql(sql)
     dialect = Dialect.get_or_raise("sqlite")
-    tokens = dialect.tokenize(sql)
-    if len(tokens) > MAX_SQL_TOKENS:
-        raise SQLTooLarge(f"SQL has {len(tokens):,} tokens (limit {MAX_SQL_TOKENS:,})")
     depth = deepest = 0
     for token in tokens:
         if token.token_type == TokenType.L_PAREN:

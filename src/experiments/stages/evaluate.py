@@ -11,7 +11,7 @@ To MLflow: the test metrics with their 95% intervals, the categories, counts as 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +37,31 @@ from experiments.stages.contract import Artifact, StageResult
 from experiments.tracking.metric_names import eval_logged
 
 
+def _write_in_order(files: RunFiles, rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any],
+                    write_analysis: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The one order an evaluation's outputs are written in, each once and atomically: results.jsonl, then what
+    `write_analysis` writes, then metrics.json, last: its presence says the evaluation finished."""
+    write_jsonl(files.results, rows)
+    written = write_analysis()
+    write_json(files.metrics, metrics)
+    return {"results": files.results, "metrics_json": files.metrics, **written}
+
+
 def write_outputs(out_dir: Path, scored: Scored, examples: Sequence[Example], tables: Mapping[str, Table],
                   metrics: Mapping[str, Any] | None = None, *, trainer_state: Path | None = None,
                   facts: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    """Write an evaluation's outputs into `out_dir`, each once and atomically: results.jsonl, the official
+    """Write a WikiSQL evaluation's outputs into `out_dir` (_write_in_order): results.jsonl, the official
     evaluator's files, the analysis (analysis.json, plots/, report.md, report.html), then metrics.json (`metrics`,
     by default the scored ones). Returns the analysis and the paths written."""
     files = RunFiles(out_dir)
-    metrics = scored.metrics if metrics is None else metrics
     rows = scored.rows()
-    write_jsonl(files.results, rows)
-    write_official_files(examples, tables, scored.official, files.root)
-    written = write_run_analysis(files.root, metrics, rows, examples, tables, trainer_state, facts=facts)
-    write_json(files.metrics, metrics)  # last: its presence says the evaluation finished
-    return {"results": files.results, "metrics_json": files.metrics, **written}
+    final = scored.metrics if metrics is None else metrics
+
+    def write_analysis() -> dict[str, Any]:
+        write_official_files(examples, tables, scored.official, files.root)
+        return write_run_analysis(files.root, final, rows, examples, tables, trainer_state, facts=facts)
+
+    return _write_in_order(files, rows, final, write_analysis)
 
 
 def _predictions_path(cfg: ExperimentConfig, files: RunFiles) -> Path:
@@ -72,19 +83,17 @@ def run_eval_multi_table(cfg: ExperimentConfig, files: RunFiles) -> dict:
     databases = read_databases(files.databases_jsonl)
     suite = None if cfg.eval.test_suite_path is None else \
         find_suite_databases(cfg.eval.test_suite_path, {e.db_id for e in examples})  # fails before work
-    semantics = cfg.eval.semantics(cfg.data.source)
-    scored = score_multi_table(examples, databases, predictions, semantics=semantics,
-                               timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows, test_suite=suite)
+    scoring = cfg.eval.multi_table_scoring(cfg.data.source)
+    scored = score_multi_table(examples, databases, predictions, test_suite=suite, **scoring)
     rows = scored.rows()
     metrics = scored.metrics
     top_sql = read_top_candidates(predictions_path)
     if top_sql is not None:  # execution-guided decoding: did keeping another candidate fix or break answers?
-        metrics.update(multi_table_guidance_metrics(examples, databases, rows, top_sql, semantics=semantics,
-                                                    timeout_s=cfg.eval.timeout_s, max_rows=cfg.eval.max_rows))
-    write_jsonl(files.results, rows)
-    written = write_multi_table_analysis(files.root, metrics, rows, facts=run_facts(cfg, files))
-    write_json(files.metrics, metrics)  # last: its presence says the evaluation finished
-    return {"metrics": metrics, "results": files.results, "metrics_json": files.metrics, **written}
+        metrics.update(multi_table_guidance_metrics(examples, databases, rows, top_sql, **scoring))
+    facts = run_facts(cfg, files)
+    written = _write_in_order(files, rows, metrics,
+                              lambda: write_multi_table_analysis(files.root, metrics, rows, facts=facts))
+    return {"metrics": metrics, **written}
 
 
 def run_eval(cfg: ExperimentConfig, run_dir: Path) -> dict:

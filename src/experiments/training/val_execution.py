@@ -86,9 +86,8 @@ class ValidationScorer:
         predictions = {p.example.id: sql for p, sql in zip(self.examples, sqls, strict=True)}
         if self.multi_table:  # no logical forms: execution accuracy and valid SQL
             found = score_multi_table([p.example for p in self.examples], self.databases, predictions,
-                                      semantics=self.cfg.eval.semantics(self.cfg.data.source),
-                                      timeout_s=self.cfg.eval.timeout_s, max_rows=self.cfg.eval.max_rows,
-                                      progress=False).metrics
+                                      progress=False, **self.cfg.eval.multi_table_scoring(self.cfg.data.source)
+                                      ).metrics
             return {"val_execution_accuracy": found["execution_accuracy"],
                     "val_valid_sql_rate": found["valid_sql_rate"], "val_generated_examples": float(len(sqls))}
         scored = score([p.example for p in self.examples], self.tables, predictions, self.files.tables_sqlite,
