@@ -78,8 +78,11 @@ class RunRecord:
         return None if self.metrics is None else int(self.metrics.get("n", 0))
 
     def successes(self, key: str) -> int | None:
-        """How many examples were right by `exec_match` / `lf_match` (from results, else rate x n)."""
+        """How many examples were right by `exec_match` / `lf_match` (from results, else rate x n); None when the run
+        has no such verdict (multi-table data has no logical forms)."""
         if self.results is not None:
+            if self.results and not any(key in r for r in self.results.values()):
+                return None
             return sum(bool(r.get(key)) for r in self.results.values())
         metric = {"exec_match": "execution_accuracy", "lf_match": "logical_form_accuracy"}[key]
         if self.metrics is None or self.metrics.get(metric) is None:
