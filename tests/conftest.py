@@ -76,6 +76,26 @@ def concerts_database(path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Question:
+    """A multi-table question as scoring reads it (the shape of experiments.data.schema.SqlExample)."""
+
+    id: str
+    db_id: str
+    question: str
+    sql: str
+    evidence: str | None = None
+    difficulty: str | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseFile:
+    """A database as scoring reads it: its id and its SQLite file."""
+
+    id: str
+    path: Path
+
+
 SPIDER_SAMPLE = Path(__file__).resolve().parents[1] / "src" / "experiments" / "data" / "spider_sample"
 
 

@@ -6,10 +6,11 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import DatabaseFile as Database
+from conftest import Question as Example
 from conftest import concerts_database
 
 from experiments.evaluation.categories import MULTI_TABLE_CATEGORIES
@@ -18,22 +19,6 @@ from experiments.sql.sql_parse import MAX_SQL_CHARS
 
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "experiments" / "data" / "spider_sample"
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
-
-
-@dataclass(frozen=True)
-class Example:  # the shape of experiments.data.schema.SqlExample
-    id: str
-    db_id: str
-    question: str
-    sql: str
-    evidence: str | None = None
-    difficulty: str | None = None
-
-
-@dataclass(frozen=True)
-class Database:  # the part of experiments.data.schema.Database that scoring reads
-    id: str
-    path: Path
 
 
 JOIN = ("SELECT s.name, c.title FROM singer AS s JOIN concert AS c ON s.singer_id = c.singer_id "

@@ -3,31 +3,17 @@ on every variant of it, so SQL that is right by accident on one database's conte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import SPIDER_SAMPLE, write_test_suite
+from conftest import DatabaseFile as Database
+from conftest import Question as Example
 
 from experiments.evaluation.multi_table_scoring import score_multi_table
 from experiments.evaluation.suite_databases import find_suite_databases
 
 OLDEST = "UPDATE client SET age = 95 WHERE client_id = 5"  # the oldest client was 88 in the sample
-
-
-@dataclass(frozen=True)
-class Example:  # the shape of experiments.data.schema.SqlExample
-    id: str
-    db_id: str
-    question: str
-    sql: str
-    difficulty: str | None = None
-
-
-@dataclass(frozen=True)
-class Database:
-    id: str
-    path: Path
 
 
 DATABASES = [Database(db_id, SPIDER_SAMPLE / "test_database" / db_id / f"{db_id}.sqlite") for db_id in ("bank", "gym")]
