@@ -132,14 +132,13 @@ def test_spider_smoke_is_the_offline_multi_table_preset():
     cfg = load_config(["experiment=spider_smoke"])
     assert cfg.preset == "spider_smoke" and cfg.model.name == "tiny_mistral" and cfg.device == "cpu"
     assert cfg.data.source == DataSource.spider_sample and cfg.data.source.multi_table
-    assert cfg.inference.constrain.value == "none" and cfg.inference.execution_guided == 0
+    assert cfg.inference.constrain.value == "grammar" and cfg.inference.execution_guided == 0
     assert cfg.eval.semantics(cfg.data.source) == "spider"
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
     (["data=spider"], "data.path is required with data.source=spider"),
     (["data=bird"], "data.path is required with data.source=bird"),
-    (["inference.constrain=grammar"], "inference.constrain=grammar with data.source=spider_sample"),
     (["eval.compare=wikisql"], "eval.compare=wikisql with data.source=spider_sample"),
     (["eval.compare=exact"], "eval.compare='exact': expected one of wikisql, spider, bird"),
     (["data.example_values=-1"], "data.example_values=-1"),
@@ -150,6 +149,15 @@ def test_what_multi_table_data_cannot_do_yet_is_refused_by_name(overrides, expec
     with pytest.raises(ConfigError) as info:
         load_config(["experiment=spider_smoke", *overrides])
     assert expected in str(info.value)
+
+
+def test_grammar_constrained_decoding_composes_on_multi_table_data():
+    for source in (["data=spider", "data.path=/x"], ["data=bird", "data.path=/x"], []):
+        cfg = load_config(["experiment=spider_smoke", "inference.constrain=grammar", "inference.execution_guided=2",
+                           *source])
+        assert cfg.data.source.multi_table and cfg.inference.constrain.value == "grammar"
+        assert cfg.inference.execution_guided == 2
+    assert load_config(["experiment=spider_smoke", "inference.constrain=none"]).inference.constrain.value == "none"
 
 
 def test_execution_guided_decoding_composes_on_multi_table_data():
@@ -175,7 +183,7 @@ def test_multi_table_baselines_are_mistral_nf4_on_a_release(preset, source):
     cfg = load_config([f"experiment={preset}", "data.path=/data/release"])
     assert cfg.preset == preset and cfg.model.name == "mistral_7b" and cfg.quantization.mode.value == "nf4"
     assert cfg.data.source == source and cfg.eval.semantics(source) == source.value
-    assert cfg.inference.constrain.value == "none" and cfg.training.loss_on.value == "completion"
+    assert cfg.inference.constrain.value == "grammar" and cfg.training.loss_on.value == "completion"
     with pytest.raises(ConfigError, match=f"data.path is required with data.source={source.value}"):
         load_config([f"experiment={preset}"])
 

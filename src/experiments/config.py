@@ -402,15 +402,12 @@ def _check_register_as(tracking: TrackingConfig) -> None:
 
 
 def _check_multi_table(cfg: ExperimentConfig) -> None:
-    """What multi-table data (data.source=spider|bird|spider_sample) cannot do yet, and its values that cannot work,
+    """What multi-table data (data.source=spider|bird|spider_sample) cannot do, and its values that cannot work,
     refused by name."""
     source = f"data.source={cfg.data.source.value}"
     if cfg.data.source != DataSource.spider_sample and not cfg.data.path:
         raise ConfigError(f"data.path is required with {source}: the release's directory (data={cfg.data.source.value} "
                           "data.path=DIR); data=spider_sample runs on the bundled multi-table sample")
-    if cfg.inference.constrain != Constrain.none:
-        raise ConfigError(f"inference.constrain={cfg.inference.constrain.value} with {source}: grammar-constrained "
-                          "decoding knows WikiSQL's one table only; set inference.constrain=none")
     if cfg.eval.compare == "wikisql":
         raise ConfigError(f"eval.compare=wikisql with {source}: WikiSQL's comparison reads logical forms, which "
                           "multi-table data has not; use spider or bird (or null for the source's own)")

@@ -1,6 +1,7 @@
 """The multi-table smoke run end to end through the command line (offline, CPU): the bundled Spider-layout sample
 prepared with schema prompts, the tiny model trained with val execution accuracy on each question's database,
-predictions generated and scored by Spider's rules, the report by hardness, and all of it in MLflow."""
+predictions generated under each database's grammar and scored by Spider's rules, the report by hardness, and all
+of it in MLflow."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def test_spider_smoke_runs_every_stage_on_multi_table_data(tmp_path):
     train = json.loads((run_dir / "train_summary.json").read_text())
     assert train["train_loss_last"] < 0.5 * train["train_loss_first"]
     assert "By Spider hardness" in (run_dir / "report.md").read_text()
+    infer = json.loads((run_dir / "infer_summary.json").read_text())
+    assert infer["constrain"] == "grammar" and infer["grammar_rejected_tokens"] == 0
+    databases = {json.loads(line)["db_id"] for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()}
+    assert infer["grammars_compiled"] == len(databases) and infer["grammar_mask_seconds_per_token"] > 0
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'outputs' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("text2sql-lora").experiment_id])

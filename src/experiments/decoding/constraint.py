@@ -1,17 +1,18 @@
-"""Masking a batched `model.generate` so that every row writes SQL its own table's grammar accepts (llguidance).
+"""Masking a batched `model.generate` so that every row writes SQL its own schema's grammar accepts (llguidance).
 
-`SchemaConstraint` is made once per run: it builds llguidance's tokenizer info (0.3 s for Mistral's 32k
-vocabulary) and compiles one grammar per table header, cached. `SchemaConstraint.logits_processor(tables)`
-makes the `transformers.LogitsProcessor` for one `generate` call, given the table of each prompt in batch-row
-order:
+A prompt's schema is its WikiSQL table or, on multi-table data (Spider, BIRD), its database; decoding/schema_grammar.py
+says which grammar each gets and what it is cached by. `SchemaConstraint` is made once per run: it builds
+llguidance's tokenizer info (0.3 s for Mistral's 32k vocabulary) and compiles one grammar per table header or
+database, cached. `SchemaConstraint.logits_processor(schemas)` makes the `transformers.LogitsProcessor` for one
+`generate` call, given the schema of each prompt in batch-row order:
 
     stop_ids = [tokenizer.eos_token_id] + newline_token_ids(tokenizer)        # experiments.decoding.generate
     constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids)
     sequences = model.generate(input_ids=..., attention_mask=..., eos_token_id=stop_ids, pad_token_id=pad_id,
-                               logits_processor=constraint.logits_processor(tables), max_new_tokens=...)
+                               logits_processor=constraint.logits_processor(schemas), max_new_tokens=...)
     constraint.stats.compile_seconds, constraint.stats.seconds_per_token
 
-How rows are followed. With `num_beams=k` or `num_return_sequences=k` the batch has len(tables) * k rows and
+How rows are followed. With `num_beams=k` or `num_return_sequences=k` the batch has len(schemas) * k rows and
 row r belongs to prompt r // k (transformers' layout). Beam search reorders rows between steps, so the processor
 does not assume row r continues row r: it finds each row's parent by its generated tokens (a row whose history
 is unchanged continues itself, the common case, checked for all rows at once), and copies a matcher when two
@@ -42,16 +43,18 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from experiments.data.prompt import TABLE_NAME, build_prompt, render_sql
-from experiments.data.records import Query, Table
-from experiments.decoding.grammar import max_string_chars, sql_grammar
+from experiments.data.prompt import TABLE_NAME
+from experiments.decoding.schema_grammar import (
+    Schema,
+    SchemaKind,
+    check_case,
+    describe_schema,
+    grammar_for,
+    grammar_key,
+    schema_kind,
+)
 from experiments.decoding.token_bytes import describe, llguidance_tokenizer
 from experiments.model.tokenization import encode_target
-
-# The self-check's question: quotes in a name and a value, a number, an aggregation, two conditions
-CHECK_TABLE = Table(id="self-check", header=("Player", "No.", "School/Club Team"), types=("text", "real", "text"),
-                    rows=(("O'Neal Jones", 7, "Kansas"), ("Antonio Lang", 21, "Duke")))
-CHECK_QUERY = Query(sel=1, agg=3, conds=((0, 0, "O'Neal Jones"), (1, 1, 6.5)))
 
 
 class ConstraintUnusable(RuntimeError):
@@ -64,7 +67,7 @@ class ConstraintStats:
     """What constrained decoding cost, summed over the generate calls of one `SchemaConstraint`."""
 
     tokenizer_seconds: float = 0.0  # building llguidance's tokenizer info, once
-    grammars: int = 0  # grammars compiled (distinct table headers)
+    grammars: int = 0  # grammars compiled (distinct table headers and databases)
     compile_seconds: float = 0.0
     steps: int = 0  # processor calls (generation steps)
     masked_tokens: int = 0  # rows masked, summed over steps: generated tokens that were constrained
@@ -80,83 +83,93 @@ class ConstraintStats:
 
 
 class SchemaConstraint:
-    """Per-table grammars for one tokenizer: tokenizer info built once, one compiled grammar per table header.
+    """Per-schema grammars for one tokenizer: tokenizer info built once, one compiled grammar per table header or
+    database (schema_grammar.grammar_key).
 
     `stop_token_ids` are the ids that end a row in `generate` (EOS and the newline tokens); EOS is always one.
     `threads` is llguidance's mask-computing thread pool (None: its default, 80% of the cores up to 32).
+    `multi_table`: the run decodes questions on databases (Spider, BIRD), not WikiSQL tables; the self-check runs
+    for that kind here, and for the other kind the first time a schema of it is met.
     Made only after `check` passes: a constraint that cannot work says so here, not in a report of empty SQL.
     """
 
     def __init__(self, tokenizer, *, stop_token_ids: Sequence[int] = (), table_name: str = TABLE_NAME,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, multi_table: bool = False) -> None:
         if tokenizer.eos_token_id is None:
             raise ValueError("constrained decoding needs a tokenizer with an EOS token: the grammar ends on it")
         started = time.perf_counter()
+        self.tokenizer = tokenizer
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.tokenizer_info = llguidance_tokenizer(tokenizer, self.eos_token_id)
         self.stats = ConstraintStats(tokenizer_seconds=time.perf_counter() - started)
         self.stop_token_ids = frozenset(int(i) for i in stop_token_ids) | {self.eos_token_id}
         self.table_name = table_name
         self.executor = llguidance.LLExecutor(num_threads=threads)
-        self._compiled: dict[tuple[tuple[str, ...], int], llguidance.LLMatcher] = {}
-        self.check(tokenizer)
+        self._compiled: dict[tuple, llguidance.LLMatcher] = {}
+        self._checked: set[SchemaKind] = set()
+        self.check(tokenizer, SchemaKind.database if multi_table else SchemaKind.table)
 
-    def check(self, tokenizer) -> None:
-        """A query the grammar must accept, tokenised as training tokenises it (prompt + target in one call, then
-        EOS), must be writable token by token and ended by EOS; else ConstraintUnusable, naming the tokenizer and
-        the way out."""
-        prompt = build_prompt("How many numbers are over 6.5 for O'Neal Jones?", CHECK_TABLE)
-        sql = render_sql(CHECK_QUERY, CHECK_TABLE, self.table_name)
-        ids = encode_target(tokenizer, prompt, sql)
-        matcher = llguidance.LLMatcher(self.tokenizer_info, self.grammar(CHECK_TABLE), log_level=0)  # not in stats
+    def check(self, tokenizer, kind: SchemaKind = SchemaKind.table) -> None:
+        """A query the grammar of `kind` must accept (schema_grammar.check_case), tokenised as training tokenises
+        it (prompt + target in one call, then EOS), must be writable token by token and ended by EOS; else
+        ConstraintUnusable, naming the tokenizer and the way out."""
+        case = check_case(kind, self.table_name)
+        sql = case.sql
+        ids = encode_target(tokenizer, case.prompt, sql)
+        matcher = llguidance.LLMatcher(self.tokenizer_info, self.grammar(case.schema), log_level=0)  # not in stats
         for position, token in enumerate(ids):
             if not matcher.consume_token(token):
                 written = tokenizer.convert_ids_to_tokens(ids[:position + 1])
                 raise ConstraintUnusable(
-                    f"inference.constrain=grammar cannot work with tokenizer {describe(tokenizer)}: the grammar "
-                    f"refuses token {position} ({written[-1]!r}, id {token}) of a query it must accept, {sql!r} "
-                    f"tokenised as training tokenises it ({written}). Decode without the grammar: "
+                    f"inference.constrain=grammar cannot work with tokenizer {describe(tokenizer)}: the {kind.value} "
+                    f"grammar refuses token {position} ({written[-1]!r}, id {token}) of a query it must accept, "
+                    f"{sql!r} tokenised as training tokenises it ({written}). Decode without the grammar: "
                     "inference.constrain=none")
         if not (matcher.is_accepting() and matcher.consume_token(self.eos_token_id) and matcher.is_stopped()):
             raise ConstraintUnusable(
                 f"inference.constrain=grammar cannot work with tokenizer {describe(tokenizer)}: after the whole "
-                f"query {sql!r} the grammar does not end on EOS (id {self.eos_token_id}), so no row would stop. "
-                "Decode without the grammar: inference.constrain=none")
+                f"query {sql!r} the {kind.value} grammar does not end on EOS (id {self.eos_token_id}), so no row "
+                "would stop. Decode without the grammar: inference.constrain=none")
+        self._checked.add(kind)
 
-    def grammar(self, table: Table) -> str:
-        return sql_grammar(table, self.table_name)
+    def grammar(self, schema: Schema) -> str:
+        return grammar_for(schema, self.table_name)
 
-    def matcher(self, table: Table) -> llguidance.LLMatcher:
-        """A fresh matcher for `table`'s grammar, compiled on first use and copied after (microseconds)."""
-        key = (table.header, max_string_chars(table))  # what the grammar is made of (tables share it)
+    def matcher(self, schema: Schema) -> llguidance.LLMatcher:
+        """A fresh matcher for `schema`'s grammar, compiled on first use and copied after (microseconds)."""
+        key = grammar_key(schema)
         compiled = self._compiled.get(key)
         if compiled is None:
+            kind = schema_kind(schema)
+            if kind not in self._checked:
+                self.check(self.tokenizer, kind)
             started = time.perf_counter()
-            compiled = llguidance.LLMatcher(self.tokenizer_info, self.grammar(table), log_level=0)
+            compiled = llguidance.LLMatcher(self.tokenizer_info, self.grammar(schema), log_level=0)
             self.stats.compile_seconds += time.perf_counter() - started
             if compiled.is_error():
-                raise ValueError(f"table {table.id!r}: its SQL grammar does not compile: {compiled.get_error()}")
+                raise ValueError(f"{describe_schema(schema)}: its SQL grammar does not compile: "
+                                 f"{compiled.get_error()}")
             self.stats.grammars += 1
             self._compiled[key] = compiled
         return compiled.deep_copy()
 
-    def prepare(self, tables: Sequence[Table]) -> None:
-        """Compile the grammars of `tables` now (e.g. before timing generation)."""
-        for table in tables:
-            self.matcher(table)
+    def prepare(self, schemas: Sequence[Schema]) -> None:
+        """Compile the grammars of `schemas` now (e.g. before timing generation)."""
+        for schema in schemas:
+            self.matcher(schema)
 
-    def accepts(self, table: Table, text: str) -> bool:
-        """Whether `text` is a complete query of `table`'s grammar (as generated: a leading space and a final
+    def accepts(self, schema: Schema, text: str) -> bool:
+        """Whether `text` is a complete query of `schema`'s grammar (as generated: a leading space and a final
         newline are allowed, nothing else around it)."""
-        matcher = self.matcher(table)
+        matcher = self.matcher(schema)
         return matcher.consume_tokens(self.tokenizer_info.tokenize_str(text)) and matcher.is_accepting()
 
-    def logits_processor(self, tables: Sequence[Table]) -> LogitsProcessorList:
-        """A processor for one `generate` call whose prompts ask about `tables` (one per prompt, in batch-row
-        order). Make a new one for every call: it follows that call's rows."""
-        if not tables:
-            raise ValueError("logits_processor: no tables (one per prompt of the batch)")
-        return LogitsProcessorList([SchemaLogitsProcessor(self, [self.matcher(t) for t in tables])])
+    def logits_processor(self, schemas: Sequence[Schema]) -> LogitsProcessorList:
+        """A processor for one `generate` call whose prompts ask about `schemas` (one table or database per
+        prompt, in batch-row order). Make a new one for every call: it follows that call's rows."""
+        if not schemas:
+            raise ValueError("logits_processor: no schemas (one table or database per prompt of the batch)")
+        return LogitsProcessorList([SchemaLogitsProcessor(self, [self.matcher(s) for s in schemas])])
 
 
 class SchemaLogitsProcessor(LogitsProcessor):
@@ -189,8 +202,9 @@ class SchemaLogitsProcessor(LogitsProcessor):
     def _start(self, input_ids: torch.Tensor) -> None:
         rows, prompts = input_ids.shape[0], len(self.prompt_matchers)
         if rows % prompts:
-            raise ValueError(f"generate has {rows} rows but the processor was given {prompts} tables: give one "
-                             "table per prompt (rows = prompts x num_beams or num_return_sequences)")
+            raise ValueError(f"generate has {rows} rows but the processor was given {prompts} schemas: give one "
+                             "table per prompt, or one database on multi-table data (rows = prompts x num_beams or "
+                             "num_return_sequences)")
         self.rows_per_prompt = rows // prompts
         self.prompt_length = input_ids.shape[1]
         self.matchers = [self.prompt_matchers[r // self.rows_per_prompt].deep_copy() for r in range(rows)]

@@ -3,8 +3,9 @@ stage's validation.
 
 Prompts are encoded exactly as training encoded them, sorted by length and generated in large left-padded batches;
 each sequence stops at EOS or at a newline (the SQL is one line). With inference.constrain=grammar every row is
-masked by its own table's grammar (decoding.constraint); with inference.execution_guided=k each prompt gets k
-candidates and the first that executes on its question's table or database is kept (decoding.guided).
+masked by its own table's or database's grammar (decoding.constraint); with inference.execution_guided=k each
+prompt gets k candidates and the first that executes on its question's table or database is kept
+(decoding.guided); both at once work too.
 """
 
 from __future__ import annotations
@@ -94,10 +95,11 @@ class Decoding:
     @classmethod
     def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path, plan=None, *,
                 multi_table: bool = False) -> Decoding:
-        """The run's decoding; execution guidance runs candidates on WikiSQL's `tables_sqlite`, or with
-        `multi_table` on each question's own database file (generate_sql's `schemas` are then databases)."""
+        """The run's decoding; with `multi_table` generate_sql's `schemas` are databases: the grammar is each
+        database's (its self-check runs here, before any model loads) and execution guidance runs candidates on each
+        question's own database file, else on WikiSQL's `tables_sqlite`."""
         stop_ids = stop_token_ids(tokenizer, inference)
-        constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids) \
+        constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=multi_table) \
             if inference.constrain == Constrain.grammar else None
         runner: CandidateRunner | None = None
         if inference.execution_guided:
@@ -151,7 +153,7 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
     """SQL per prompt (input order) and the number of generated tokens (all candidates counted).
 
     `schemas` (one per prompt: its WikiSQL table, or its database on multi-table data) are needed by the grammar
-    constraint (tables only) and execution guidance in `decoding`. With
+    constraint and execution guidance in `decoding`. With
     inference.execution_guided = k, each prompt gets k candidates (beam search, or sampling when temperature > 0,
     best first) and guided.choose keeps one. `min_new_tokens` exists for benchmarks: random weights never stop by
     themselves, so both paths are made to generate the same number of tokens (not with a grammar, which must be

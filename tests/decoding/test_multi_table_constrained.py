@@ -1,0 +1,211 @@
+"""Grammar-constrained decoding on multi-table data (Spider, BIRD): batched generation under each prompt's own
+database grammar (left padding, beams, sampling, execution guidance on top) writes SQL that names only that
+database's tables and columns; compiled grammars are shared by database; a tokenizer the grammar cannot steer is
+refused before any generation."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import llguidance.hf
+import pytest
+import sqlglot
+import torch
+from conftest import tiny_mistral_config
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+from test_decoding_grammar import FinishWithin, generated_sql
+from test_tokenizer_families import load_family
+from transformers import MistralForCausalLM
+
+from experiments.config import ModelConfig, load_config
+from experiments.data.schema import Database
+from experiments.data.schema_prompt import build_schema_prompt
+from experiments.data.sources import spider_sample_dir
+from experiments.data.spider import load_spider
+from experiments.decoding.constraint import ConstraintUnusable, SchemaConstraint
+from experiments.decoding.generate import Decoding, generate_sql, left_padded, newline_token_ids
+from experiments.decoding.guided import EXECUTES, NONE_EXECUTES
+from experiments.decoding.schema_grammar import CHECK_DATABASE
+from experiments.decoding.token_bytes import token_bytes
+from experiments.model.loading import load_tokenizer
+from experiments.model.tokenization import encode_prompt
+
+
+class Finish(FinishWithin):
+    """FinishWithin for the multi-table grammar: after `free` tokens, a growing bonus to EOS, to both quotes (a random
+    model opens double-quoted strings too) and to ')' (it opens function calls and subqueries)."""
+
+    def __init__(self, tokenizer, free: int, prompt_length: int) -> None:
+        super().__init__(tokenizer, free, prompt_length)
+        closers = (b"'", b" '", b'"', b' "', b")", b" )")
+        self.quotes = [i for i, spelled in enumerate(token_bytes(tokenizer)) if spelled in closers]
+
+
+class Finishing:
+    """The tiny model, with Finish before the processors generate_sql gives it (a stand-in for a trained model's
+    wish to stop)."""
+
+    def __init__(self, model, tokenizer, free: int) -> None:
+        self.model, self.tokenizer, self.free = model, tokenizer, free
+
+    def generate(self, input_ids, logits_processor=(), **options):
+        finish = Finish(self.tokenizer, self.free, input_ids.shape[1])
+        return self.model.generate(input_ids=input_ids, logits_processor=[finish, *logits_processor], **options)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(ModelConfig())  # the tiny model's: Mistral's 32k SentencePiece tokenizer
+
+
+@pytest.fixture(scope="module")
+def constraint(tokenizer) -> SchemaConstraint:
+    return SchemaConstraint(tokenizer, stop_token_ids=[tokenizer.eos_token_id, *newline_token_ids(tokenizer)],
+                            threads=1, multi_table=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return MistralForCausalLM(tiny_mistral_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def questions() -> list[tuple[str, Database]]:
+    """Four test questions of the bundled sample on four databases, prompted as spider_smoke prompts them."""
+    test = load_spider(spider_sample_dir())["test"]
+    picked: dict[str, tuple[str, Database]] = {}
+    for example in test.examples:
+        database = test.databases[example.db_id]
+        picked.setdefault(example.db_id, (build_schema_prompt(example.question, database, {}, 100_000).text, database))
+    return list(picked.values())[:4]
+
+
+def check_own_database(sql: str, database: Database, constraint: SchemaConstraint) -> None:
+    """Accepted by the grammar; SQLite parses it against the database file and finds no unknown table; every table
+    it reads is one of the database's and every column name one of its columns (a double-quoted unknown word is a
+    string to SQLite: allowed). What the grammar leaves unchecked (undefined aliases, a column of a table not in
+    FROM, a function's arity, types) may still make SQLite refuse to run it."""
+    assert constraint.accepts(database, sql), sql
+    conn = sqlite3.connect(f"{database.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        conn.execute(f"EXPLAIN {sql}")
+    except sqlite3.Error as error:
+        for unwritable in ("syntax error", "unrecognized token", "incomplete input", "no such table"):
+            assert unwritable not in str(error), f"{error}: {sql!r}"
+    finally:
+        conn.close()
+    tree = sqlglot.parse_one(sql, dialect="sqlite", error_level=ErrorLevel.IGNORE)  # arity is not the grammar's
+    tables = {t.name.casefold() for t in database.tables}
+    columns = {c.name.casefold() for t in database.tables for c in t.columns}
+    assert {t.name.casefold() for t in tree.find_all(exp.Table)} <= tables, sql
+    for column in tree.find_all(exp.Column):
+        name = column.name
+        double_quoted = '"' + name.replace('"', '""') + '"'
+        assert name.casefold() in columns or double_quoted in sql, f"{name!r} in {sql!r}"
+
+
+def is_prefix(constraint: SchemaConstraint, database: Database, text: str) -> bool:
+    """Whether `text` is the start of a query of the database's grammar (a row cut by max_new_tokens)."""
+    matcher = constraint.matcher(database)
+    return matcher.consume_tokens(constraint.tokenizer_info.tokenize_str(text))
+
+
+@pytest.mark.parametrize("decoding", [
+    {"do_sample": False},
+    {"do_sample": False, "num_beams": 2, "num_return_sequences": 2},
+    {"do_sample": True, "num_return_sequences": 2, "top_k": 20},
+], ids=["greedy", "beam_search", "sampling"])
+def test_batched_constrained_generation_writes_each_rows_own_databases_sql(tiny_model, tokenizer, constraint,
+                                                                          questions, decoding):
+    prompts, databases = [p for p, _ in questions], [d for _, d in questions]
+    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
+    assert len(set(attention.sum(1).tolist())) > 1  # left padding is exercised
+    stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
+    finish = Finish(tokenizer, free=10, prompt_length=input_ids.shape[1])
+    rejected_before, masked_before = constraint.stats.rejected_tokens, constraint.stats.masked_tokens
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=48,
+                                        eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                                        logits_processor=[finish, *constraint.logits_processor(databases)],
+                                        **decoding)
+    per_prompt = decoding.get("num_return_sequences", 1)
+    assert sequences.shape[0] == len(databases) * per_prompt
+    completed = 0
+    for row in range(sequences.shape[0]):
+        tokens = sequences[row, input_ids.shape[1]:].tolist()
+        sql, stopped, after = generated_sql(tokenizer, tokens, set(stop_ids))
+        database = databases[row // per_prompt]
+        if stopped:
+            assert set(after) <= {tokenizer.pad_token_id}  # a finished row is only padded
+            check_own_database(sql, database, constraint)
+            completed += 1
+        else:
+            assert len(tokens) == 48 and is_prefix(constraint, database, sql), sql  # ran to max_new_tokens
+    assert completed >= sequences.shape[0] // 2  # the check above is about queries, not only prefixes
+    if "num_beams" not in decoding:
+        assert constraint.stats.rejected_tokens == rejected_before
+    assert constraint.stats.masked_tokens > masked_before
+
+
+def test_grammar_plus_execution_guidance_through_generate_sql(tiny_model, tokenizer, questions):
+    """The infer stage's path: constrain=grammar and execution_guided=2 at once, on each question's database."""
+    cfg = load_config(["experiment=spider_smoke", "inference.constrain=grammar", "inference.execution_guided=2"])
+    decoding = Decoding.for_run(cfg.inference, tokenizer, spider_sample_dir() / "unused.sqlite", multi_table=True)
+    prompts, databases = [p for p, _ in questions], [d for _, d in questions]
+    try:
+        generated, tokens = generate_sql(Finishing(tiny_model, tokenizer, free=10), tokenizer, prompts, cfg,
+                                         torch.device("cpu"), 48, progress=False, schemas=databases,
+                                         decoding=decoding)
+    finally:
+        decoding.close()
+    assert tokens > 0
+    for g, database in zip(generated, databases, strict=True):
+        assert g.guided_reason in (EXECUTES, NONE_EXECUTES)
+        if decoding.constraint.accepts(database, g.sql):
+            check_own_database(g.sql, database, decoding.constraint)
+        else:
+            assert is_prefix(decoding.constraint, database, g.sql), g.sql
+    assert sum(decoding.constraint.accepts(d, g.sql) for g, d in zip(generated, databases, strict=True)) >= 2
+    summary = decoding.summary()
+    assert summary["grammars_compiled"] == len(set(d.id for d in databases)) == 4
+    assert summary["grammar_compile_seconds"] > 0 and summary["grammar_masked_tokens"] > 0
+    assert summary["guidance_seconds"] > 0
+
+
+def test_grammars_are_compiled_once_per_database_and_apart_by_tables(tokenizer, questions):
+    constraint = SchemaConstraint(tokenizer, threads=1, multi_table=True)
+    database = questions[0][1]
+    copy = dataclasses.replace(database, foreign_keys=(), path=database.path.with_name("elsewhere.sqlite"))
+    constraint.prepare([database, copy, database])  # each prompt carries its own copy: the same names, one grammar
+    assert constraint.stats.grammars == 1 and constraint.stats.compile_seconds > 0
+    first = database.tables[0]
+    renamed = dataclasses.replace(database, tables=(dataclasses.replace(first, name="renamed_table"),
+                                                    *database.tables[1:]))
+    constraint.prepare([renamed])  # the same id, other tables (another release's database): its own grammar
+    assert constraint.stats.grammars == 2
+    column = first.columns[0].name
+    assert constraint.accepts(renamed, f"SELECT {column} FROM renamed_table")
+    assert not constraint.accepts(database, f"SELECT {column} FROM renamed_table")
+
+
+def test_a_database_without_tables_is_refused_by_name(constraint):
+    with pytest.raises(ValueError, match="database 'empty'"):
+        constraint.matcher(Database(id="empty", tables=(), foreign_keys=(), path=CHECK_DATABASE.path))
+
+
+def test_a_tokenizer_the_grammar_misreads_fails_at_once_on_multi_table_data(tmp_path, monkeypatch):
+    """As for WikiSQL (test_tokenizer_families.py): llguidance's own reader misreads the mixed decoder, and the
+    multi-table self-check (a join with a quoted name, a quote in a string, a number, an aggregate) says so before any
+    generation, naming the tokenizer and the way out."""
+    tokenizer = load_family("mixed_decoder", tmp_path)
+    monkeypatch.setattr("experiments.decoding.constraint.llguidance_tokenizer",
+                        lambda tok, eos: llguidance.hf.from_tokenizer(tok, eos_token=eos))
+    with pytest.raises(ConstraintUnusable) as caught:
+        SchemaConstraint(tokenizer, multi_table=True)
+    message = str(caught.value)
+    for part in ("inference.constrain=none", "EOS '<|im_end|>'", "database grammar", "Player Stats", "refuses"):
+        assert part in message
