@@ -7,17 +7,20 @@
 # accuracy by hardness, infer and wall seconds; each row's run directory stays under $OUT_DIR (default
 # /tmp/mt_real). Extra arguments go to every row (e.g. model.gguf_file=F).
 #     bash benchmarks/multi_table_real_model.sh model.gguf_file=/tmp/smol.gguf
+#     ROWS="zero_shot spider_baseline" bash benchmarks/multi_table_real_model.sh ...   # some rows (one call each)
 set -uo pipefail
 out=${OUT_DIR:-/tmp/mt_real}
 common=(experiment=spider_baseline model=smollm2_135m data=spider_sample device=cuda tracking=none "$@")
+want() { [ -z "${ROWS:-}" ] || [[ " $ROWS " == *" $1 "* ]]; }  # ROWS="a b": only those rows (calls of 10 minutes)
 row() {  # name, overrides...
   local name=$1; shift
+  want "$name" || return 0
   local start=$SECONDS
   python -m experiments "${common[@]}" "hydra.run.dir=$out/$name" "$@" > "$out/$name.log" 2>&1
   echo "$name rc=$? wall_s=$((SECONDS - start))" | tee -a "$out/rows.txt"
 }
 mkdir -p "$out"
-: > "$out/rows.txt"
+touch "$out/rows.txt"  # rows of earlier calls into the same $OUT_DIR stay in the table
 decode=('stages=[prepare,infer,eval]' quantization=none)
 row zero_shot "${decode[@]}" zero_shot=true inference.constrain=none
 row spider_baseline
