@@ -28,6 +28,9 @@ def test_spider_smoke_runs_every_stage_on_multi_table_data(tmp_path):
     assert sum(metrics["categories"].values()) == 225 and metrics["missing_predictions"] == 0
     train = json.loads((run_dir / "train_summary.json").read_text())
     assert train["train_loss_last"] < 0.5 * train["train_loss_first"]
+    # the best checkpoint chosen by val execution accuracy on each question's database, as on WikiSQL
+    assert train["best_by"] == "execution_accuracy" and train["best_step"] is not None
+    assert "val_execution_accuracy" in train["best_metrics"]
     assert "By Spider hardness" in (run_dir / "report.md").read_text()
     infer = json.loads((run_dir / "infer_summary.json").read_text())
     assert infer["constrain"] == "grammar" and infer["grammar_rejected_tokens"] == 0
