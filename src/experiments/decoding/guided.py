@@ -112,7 +112,8 @@ class DatabaseRunner:
 
     def outcomes(self, candidates: Sequence[Sequence[str]], schemas: Sequence[Table] | Sequence[Database]
                  ) -> list[list[Outcome]]:
-        results: list[list[Outcome | None]] = [[None] * len(sqls) for sqls in candidates]
+        # every slot is filled below: a check's refusal, or the database's answer
+        results: list[list[Outcome]] = [[EvalError(OTHER, "not run")] * len(sqls) for sqls in candidates]
         by_path: dict[Path, list[tuple[int, int, str]]] = {}  # file -> (question, candidate, SQL to run)
         for q, (sqls, database) in enumerate(zip(candidates, schemas, strict=True)):
             if not isinstance(database, Database):
@@ -130,7 +131,7 @@ class DatabaseRunner:
                 answers = [EvalError(OTHER, f"cannot open database {path.name}: {error}")] * len(queries)
             for (q, c, _), answer in zip(queries, answers, strict=True):
                 results[q][c] = answer
-        return [[outcome for outcome in row if outcome is not None] for row in results]
+        return results
 
     def close(self) -> None:
         self.pool.close()

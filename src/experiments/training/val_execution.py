@@ -48,8 +48,7 @@ class ValidationScorer:
         self.cfg, self.files, self.tokenizer, self.device, self.ctx = cfg, files, tokenizer, device, ctx
         self.examples = validation_examples(files, cfg.training.eval_generate_examples)
         self.new_tokens = new_tokens_cap(cfg, tokenizer, files.split("train"))
-        # WikiSQL: the tables (grammar, guidance, scoring); multi-table: the databases (guidance, scoring; config.py
-        # refuses the grammar there)
+        # WikiSQL: the tables (grammar, guidance, scoring); multi-table: the databases (grammar, guidance, scoring)
         self.multi_table = cfg.data.source.multi_table
         self.tables = None if self.multi_table else read_tables(files.tables_jsonl)
         self.databases = read_databases(files.databases_jsonl) if self.multi_table else None
