@@ -244,6 +244,9 @@ class InferenceConfig:
     merge_adapter: bool = False  # merge LoRA into the base (only without quantisation)
     # grammar: each prompt's SQL is generated under a grammar of its own table (real columns only, WikiSQL's shape)
     constrain: Constrain = Constrain.grammar
+    # With the grammar on multi-table data: also mask tokens whose text would name a column out of scope (a column
+    # of a table the query does not read, an alias bound to a table without that column: decoding/sql_scope.py)
+    check_scope: bool = True
     # k > 1: k candidates per question (beam search; sampling when temperature > 0), the first that executes with a
     # non-empty result is kept (Wang et al., 2018); 0 = off. A batch then holds batch_size x k rows.
     execution_guided: int = 0

@@ -30,7 +30,7 @@ from experiments.decoding.guided import EXECUTES, NONE_EXECUTES
 from experiments.decoding.schema_grammar import CHECK_DATABASE
 from experiments.decoding.token_bytes import token_bytes
 from experiments.model.loading import load_tokenizer
-from experiments.model.tokenization import encode_prompt
+from experiments.model.tokenization import encode_prompt, encode_target
 
 
 class Finish(FinishWithin):
@@ -83,17 +83,19 @@ def questions() -> list[tuple[str, Database]]:
     return list(picked.values())[:4]
 
 
-def check_own_database(sql: str, database: Database, constraint: SchemaConstraint) -> None:
+def check_own_database(sql: str, database: Database, constraint: SchemaConstraint, scoped: bool = False) -> None:
     """Accepted by the grammar; SQLite parses it against the database file and finds no unknown table; every table
     it reads is one of the database's and every column name one of its columns (a double-quoted unknown word is a
-    string to SQLite: allowed). What the grammar leaves unchecked (undefined aliases, a column of a table not in
-    FROM, a function's arity, types) may still make SQLite refuse to run it."""
+    string to SQLite: allowed). What the grammar leaves unchecked (a function's arity, types; without `scoped`,
+    undefined aliases and a column of a table not in FROM) may still make SQLite refuse to run it."""
     assert constraint.accepts(database, sql), sql
     conn = sqlite3.connect(f"{database.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    unwritables = ("syntax error", "unrecognized token", "incomplete input", "no such table") + (
+        ("no such column", "ambiguous column") if scoped else ())
     try:
         conn.execute(f"EXPLAIN {sql}")
     except sqlite3.Error as error:
-        for unwritable in ("syntax error", "unrecognized token", "incomplete input", "no such table"):
+        for unwritable in unwritables:
             assert unwritable not in str(error), f"{error}: {sql!r}"
     finally:
         conn.close()
@@ -126,6 +128,7 @@ def test_batched_constrained_generation_writes_each_rows_own_databases_sql(tiny_
     stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
     finish = Finish(tokenizer, free=10, prompt_length=input_ids.shape[1])
     rejected_before, masked_before = constraint.stats.rejected_tokens, constraint.stats.masked_tokens
+    dead_ends_before, checks_before = constraint.stats.scope_dead_ends, constraint.stats.scope_checks
     torch.manual_seed(0)
     with torch.inference_mode():
         sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=48,
@@ -141,7 +144,8 @@ def test_batched_constrained_generation_writes_each_rows_own_databases_sql(tiny_
         database = databases[row // per_prompt]
         if stopped:
             assert set(after) <= {tokenizer.pad_token_id}  # a finished row is only padded
-            check_own_database(sql, database, constraint)
+            # beam search and sampling may keep a token scoping left unchecked; greedy rows never do
+            check_own_database(sql, database, constraint, scoped=constraint.stats.scope_dead_ends == dead_ends_before)
             completed += 1
         else:
             assert len(tokens) == 48 and is_prefix(constraint, database, sql), sql  # ran to max_new_tokens
@@ -149,6 +153,9 @@ def test_batched_constrained_generation_writes_each_rows_own_databases_sql(tiny_
     if "num_beams" not in decoding:
         assert constraint.stats.rejected_tokens == rejected_before
     assert constraint.stats.masked_tokens > masked_before
+    assert constraint.stats.scope_checks > checks_before
+    if decoding == {"do_sample": False}:
+        assert constraint.stats.scope_dead_ends == dead_ends_before
 
 
 def test_grammar_plus_execution_guidance_through_generate_sql(tiny_model, tokenizer, questions):
@@ -203,9 +210,36 @@ def test_a_tokenizer_the_grammar_misreads_fails_at_once_on_multi_table_data(tmp_
     generation, naming the tokenizer and the way out."""
     tokenizer = load_family("mixed_decoder", tmp_path)
     monkeypatch.setattr("experiments.decoding.constraint.llguidance_tokenizer",
-                        lambda tok, eos: llguidance.hf.from_tokenizer(tok, eos_token=eos))
+                        lambda tok, eos, tokens=None: llguidance.hf.from_tokenizer(tok, eos_token=eos))
     with pytest.raises(ConstraintUnusable) as caught:
         SchemaConstraint(tokenizer, multi_table=True)
     message = str(caught.value)
     for part in ("inference.constrain=none", "EOS '<|im_end|>'", "database grammar", "Player Stats", "refuses"):
         assert part in message
+
+
+@pytest.mark.parametrize("check_scope", [True, False], ids=["scoped", "grammar_only"])
+def test_the_models_best_token_is_masked_when_it_names_a_column_out_of_scope(tokenizer, check_scope):
+    """A model that prefers `T2.theme` (a column of concert, but T2 is stadium) over `T2.capacity` writes capacity
+    under the scope check; the grammar alone lets theme through (it is a column of the database)."""
+    from test_multi_table_grammar import CONCERTS
+
+    constraint = SchemaConstraint(tokenizer, stop_token_ids=[tokenizer.eos_token_id], threads=1, multi_table=True,
+                                  check_scope=check_scope)
+    prompt = build_schema_prompt("Which stadiums?", CONCERTS, {}, 100_000).text
+    written = "SELECT T2.name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id WHERE T2."
+    ids = encode_target(tokenizer, prompt, written)
+    wrong, right = (encode_target(tokenizer, prompt, written + column)[len(ids)] for column in ("theme", "capacity"))
+    assert encode_target(tokenizer, prompt, written + "theme")[:len(ids)] == ids
+    processor = constraint.logits_processor([CONCERTS])[0]
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    vocab = constraint.tokenizer_info.vocab_size
+    for step in range(len(ids)):  # teacher-forced: the processor follows the row token by token
+        processor(torch.tensor([prompt_ids + ids[:step]]), torch.zeros(1, vocab))
+    rejected = constraint.stats.scope_rejected_tokens
+    scores = torch.zeros(1, vocab)
+    scores[0, wrong], scores[0, right] = 10.0, 5.0
+    out = processor(torch.tensor([prompt_ids + ids]), scores)
+    assert out[0, right] == 5.0
+    assert bool(out[0, wrong] == float("-inf")) is check_scope
+    assert constraint.stats.scope_rejected_tokens - rejected == (1 if check_scope else 0)

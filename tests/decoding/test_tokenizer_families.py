@@ -160,7 +160,7 @@ def test_a_tokenizer_the_grammar_misreads_fails_at_once_naming_the_way_out(name,
     constrained generation would end after 'SELECT'. The self-check stops that before any generation."""
     tokenizer = load_family(name, family_root)
     monkeypatch.setattr("experiments.decoding.constraint.llguidance_tokenizer",
-                        lambda tok, eos: llguidance.hf.from_tokenizer(tok, eos_token=eos))
+                        lambda tok, eos, tokens=None: llguidance.hf.from_tokenizer(tok, eos_token=eos))
     with pytest.raises(ConstraintUnusable) as caught:
         SchemaConstraint(tokenizer)
     message = str(caught.value)

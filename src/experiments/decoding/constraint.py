@@ -28,6 +28,15 @@ scores, so sampling needs nothing special.
 Left padding needs nothing: every row's generated tokens start at the same position, the prompt length.
 Rows that reach `max_new_tokens` before the grammar is complete hold a valid prefix, not a query; the caller
 sees this as it always did (no stop token) and `SchemaConstraint.accepts` tells the two apart.
+
+Name scoping (multi-table data, `check_scope`). A grammar knows which names exist, not which table an alias stands
+for; decoding/sql_scope.py reads a row's text and says whether it can still become a query whose every column is in
+scope. After the grammar's mask, each live row's best tokens are tried in score order (each appended to the row's
+text; a stop token ends the query) until `need` of them pass: 1 for greedy rows, 2 x rows per prompt with beams or
+several sequences (beam search keeps the best 2 x beams of a prompt); the ones that fail are masked. Tokens further
+down stay unchecked (sampling may draw one). A row none of whose SCOPE_MAX_CHECKS best allowed tokens passes (its
+text already holds a name out of scope, e.g. a token left unchecked) is left to the grammar alone from then on and
+counted in `stats.scope_dead_ends`, so scoping never leaves a row without a token.
 """
 
 from __future__ import annotations
@@ -53,8 +62,12 @@ from experiments.decoding.schema_grammar import (
     grammar_key,
     schema_kind,
 )
-from experiments.decoding.token_bytes import describe, llguidance_tokenizer
+from experiments.decoding.sql_scope import ScopeSchema, scope_violation
+from experiments.decoding.token_bytes import SPECIAL_MARKER, describe, llguidance_tokenizer, token_bytes
 from experiments.model.tokenization import encode_target
+
+SCOPE_LOOKAHEAD = 7  # tokens tried beyond the `need` best in one top-k on the device
+SCOPE_MAX_CHECKS = 256  # a row's allowed tokens tried before scoping leaves it to the grammar
 
 
 class ConstraintUnusable(RuntimeError):
@@ -73,6 +86,10 @@ class ConstraintStats:
     masked_tokens: int = 0  # rows masked, summed over steps: generated tokens that were constrained
     mask_seconds: float = 0.0  # inside the processor: advancing matchers, computing and applying masks
     rejected_tokens: int = 0  # tokens the grammar refused (see the module docstring); 0 in plain decoding
+    scope_checks: int = 0  # candidate tokens whose text the scope check read
+    scope_rejected_tokens: int = 0  # candidates masked for naming a column out of scope
+    scope_dead_ends: int = 0  # rows left to the grammar alone (see the module docstring)
+    scope_seconds: float = 0.0  # of mask_seconds: the scope check
 
     @property
     def seconds_per_token(self) -> float | None:
@@ -90,22 +107,27 @@ class SchemaConstraint:
     `threads` is llguidance's mask-computing thread pool (None: its default, 80% of the cores up to 32).
     `multi_table`: the run decodes questions on databases (Spider, BIRD), not WikiSQL tables; the self-check runs
     for that kind here, and for the other kind the first time a schema of it is met.
+    `check_scope`: on databases, also mask tokens that would name a column out of scope (see the module docstring).
     Made only after `check` passes: a constraint that cannot work says so here, not in a report of empty SQL.
     """
 
     def __init__(self, tokenizer, *, stop_token_ids: Sequence[int] = (), table_name: str = TABLE_NAME,
-                 threads: int | None = None, multi_table: bool = False) -> None:
+                 threads: int | None = None, multi_table: bool = False, check_scope: bool = True) -> None:
         if tokenizer.eos_token_id is None:
             raise ValueError("constrained decoding needs a tokenizer with an EOS token: the grammar ends on it")
         started = time.perf_counter()
         self.tokenizer = tokenizer
         self.eos_token_id = int(tokenizer.eos_token_id)
-        self.tokenizer_info = llguidance_tokenizer(tokenizer, self.eos_token_id)
+        self.token_bytes = token_bytes(tokenizer)
+        self.tokenizer_info = llguidance_tokenizer(tokenizer, self.eos_token_id, self.token_bytes)
         self.stats = ConstraintStats(tokenizer_seconds=time.perf_counter() - started)
         self.stop_token_ids = frozenset(int(i) for i in stop_token_ids) | {self.eos_token_id}
         self.table_name = table_name
         self.executor = llguidance.LLExecutor(num_threads=threads)
         self._compiled: dict[tuple, llguidance.LLMatcher] = {}
+        self.check_scope = check_scope
+        self.multi_table = multi_table
+        self._scopes: dict[tuple, ScopeSchema] = {}
         self._checked: set[SchemaKind] = set()
         self.check(tokenizer, SchemaKind.database if multi_table else SchemaKind.table)
 
@@ -130,7 +152,32 @@ class SchemaConstraint:
                 f"inference.constrain=grammar cannot work with tokenizer {describe(tokenizer)}: after the whole "
                 f"query {sql!r} the {kind.value} grammar does not end on EOS (id {self.eos_token_id}), so no row "
                 "would stop. Decode without the grammar: inference.constrain=none")
+        scope = self.scope(case.schema)
+        if scope is not None:
+            self._check_scope_reading(scope, tokenizer, ids, sql)
         self._checked.add(kind)
+
+    def _check_scope_reading(self, scope: ScopeSchema, tokenizer, ids: list[int], sql: str) -> None:
+        """The scope check must pass every prefix of the self-check query as the tokens spell it (the text it reads
+        is the tokens' bytes after the prompt)."""
+        text = b""
+        for position, token in enumerate(ids):
+            text += self.token_bytes[token]
+            reason = scope_violation(scope, _row_text(text), complete=position == len(ids) - 1)
+            if reason is not None:
+                raise ConstraintUnusable(
+                    f"inference.check_scope cannot work with tokenizer {describe(tokenizer)}: the scope check "
+                    f"refuses {_row_text(text)!r} of the query {sql!r} ({reason}). Decode without it: "
+                    "inference.check_scope=false")
+
+    def scope(self, schema: Schema) -> ScopeSchema | None:
+        """The names the scope check reads `schema`'s SQL against: databases only, when `check_scope` is on."""
+        if not self.check_scope or schema_kind(schema) is not SchemaKind.database:
+            return None
+        key = grammar_key(schema)
+        if key not in self._scopes:
+            self._scopes[key] = ScopeSchema(schema)
+        return self._scopes[key]
 
     def grammar(self, schema: Schema) -> str:
         return grammar_for(schema, self.table_name)
@@ -169,15 +216,20 @@ class SchemaConstraint:
         prompt, in batch-row order). Make a new one for every call: it follows that call's rows."""
         if not schemas:
             raise ValueError("logits_processor: no schemas (one table or database per prompt of the batch)")
-        return LogitsProcessorList([SchemaLogitsProcessor(self, [self.matcher(s) for s in schemas])])
+        return LogitsProcessorList([SchemaLogitsProcessor(self, [self.matcher(s) for s in schemas],
+                                                          [self.scope(s) for s in schemas])])
 
 
 class SchemaLogitsProcessor(LogitsProcessor):
     """Masks each row's logits with its prompt's grammar; see the module docstring for how rows are followed."""
 
-    def __init__(self, constraint: SchemaConstraint, prompt_matchers: list[llguidance.LLMatcher]) -> None:
+    def __init__(self, constraint: SchemaConstraint, prompt_matchers: list[llguidance.LLMatcher],
+                 prompt_scopes: list[ScopeSchema | None] | None = None) -> None:
         self.constraint = constraint
         self.prompt_matchers = prompt_matchers
+        self.prompt_scopes = prompt_scopes or [None] * len(prompt_matchers)
+        self.texts: list[bytes] = []  # each row's generated bytes (scope check only)
+        self.scoped: list[bool] = []  # rows the scope check still follows
         self.rows_per_prompt = 0
         self.prompt_length: int | None = None
         self.matchers: list[llguidance.LLMatcher | None] = []  # None: the row is finished (or dead)
@@ -193,6 +245,8 @@ class SchemaLogitsProcessor(LogitsProcessor):
             self._advance(input_ids[:, self.prompt_length:].cpu())
         live = self._fill_masks()
         scores = self._apply(scores)
+        if any(self.scoped):
+            scores = self._check_scope(scores)
         stats = self.constraint.stats
         stats.mask_seconds += time.perf_counter() - started
         stats.steps += 1
@@ -210,6 +264,8 @@ class SchemaLogitsProcessor(LogitsProcessor):
         self.matchers = [self.prompt_matchers[r // self.rows_per_prompt].deep_copy() for r in range(rows)]
         self.history = torch.empty(rows, 0, dtype=torch.long)
         self.bitmask = llguidance.torch.allocate_token_bitmask(rows, self.constraint.tokenizer_info.vocab_size)
+        self.texts = [b""] * rows
+        self.scoped = [self.prompt_scopes[r // self.rows_per_prompt] is not None for r in range(rows)]
 
     def _advance(self, generated: torch.Tensor) -> None:
         """Follow each row to its parent row of the last step, then feed it its newest token."""
@@ -227,6 +283,11 @@ class SchemaLogitsProcessor(LogitsProcessor):
             matchers.append(matcher)
         newest = generated[:, -1]
         finished = torch.isin(newest, self.stop_ids).tolist()
+        if any(self.scoped):
+            spelled = self.constraint.token_bytes
+            self.texts = [self.texts[parent] + spelled[token] for parent, token in zip(parents, newest.tolist(),
+                                                                                        strict=True)]
+            self.scoped = [self.scoped[parent] for parent in parents]
         for row, (matcher, token, stop) in enumerate(zip(matchers, newest.tolist(), finished, strict=True)):
             if matcher is None:
                 continue
@@ -268,11 +329,80 @@ class SchemaLogitsProcessor(LogitsProcessor):
                 self.bitmask[row, eos // 32] = _bit(eos % 32)
         return len(live)
 
+    def _check_scope(self, scores: torch.Tensor) -> torch.Tensor:
+        """Masks, in each live scoped row, the best allowed tokens whose text would name a column out of scope,
+        until `need` pass (see the module docstring)."""
+        started = time.perf_counter()
+        stats = self.constraint.stats
+        rows = [row for row, matcher in enumerate(self.matchers) if matcher is not None and self.scoped[row]]
+        if not rows:
+            return scores
+        need = 1 if self.rows_per_prompt == 1 else 2 * self.rows_per_prompt
+        top = min(scores.shape[1], need + SCOPE_LOOKAHEAD)
+        values, indices = scores[rows].topk(top, dim=1)
+        values, indices = values.cpu(), indices.cpu()
+        masked_rows: list[int] = []
+        masked_ids: list[int] = []
+        for position, row in enumerate(rows):
+            scope = self.prompt_scopes[row // self.rows_per_prompt]
+            candidates = [t for t, v in zip(indices[position].tolist(), values[position].tolist(), strict=True)
+                          if v != float("-inf")]
+            passed, refused = self._try(scope, self.texts[row], candidates, need)
+            if passed < need and len(candidates) == top:  # more may be allowed below the top-k
+                more = _ranked_allowed(scores[row], SCOPE_MAX_CHECKS)[top:]
+                passed_more, refused_more = self._try(scope, self.texts[row], more, need - passed)
+                passed, refused = passed + passed_more, refused + refused_more
+            if passed == 0:
+                self.scoped[row] = False
+                stats.scope_dead_ends += 1
+                continue
+            masked_rows.extend([row] * len(refused))
+            masked_ids.extend(refused)
+        if masked_ids:
+            scores[torch.tensor(masked_rows, device=scores.device),
+                   torch.tensor(masked_ids, device=scores.device)] = float("-inf")
+            stats.scope_rejected_tokens += len(masked_ids)
+        stats.scope_seconds += time.perf_counter() - started
+        return scores
+
+    def _try(self, scope: ScopeSchema, text: bytes, candidates: list[int], need: int) -> tuple[int, list[int]]:
+        """How many of `candidates`, tried in order until `need` pass, keep `text` in scope, and those refused."""
+        passed, refused = 0, []
+        for token in candidates:
+            self.constraint.stats.scope_checks += 1
+            if self._in_scope(scope, text, token):
+                passed += 1
+                if passed == need:
+                    break
+            else:
+                refused.append(token)
+        return passed, refused
+
+    def _in_scope(self, scope: ScopeSchema, text: bytes, token: int) -> bool:
+        spelled = self.constraint.token_bytes[token]
+        if token in self.constraint.stop_token_ids:  # the query ends: EOS writes nothing, a newline token may
+            written = b"" if spelled.startswith(SPECIAL_MARKER) else spelled.split(b"\n")[0]
+            return scope_violation(scope, _row_text(text + written), complete=True) is None
+        if spelled.startswith(SPECIAL_MARKER):
+            return True  # the grammar decides about special tokens
+        return scope_violation(scope, _row_text(text + spelled)) is None
+
     def _apply(self, scores: torch.Tensor) -> torch.Tensor:
         """scores with every token the bitmask forbids set to -inf."""
         assert self.bitmask is not None
         allowed = allowed_tokens(self.bitmask, scores.shape[1], scores.device)
         return torch.where(allowed, scores, float("-inf"))
+
+
+def _row_text(spelled: bytes) -> str:
+    """A row's generated bytes as the scope check reads them: a character cut at the end is left out."""
+    return spelled.decode("utf-8", errors="ignore")
+
+
+def _ranked_allowed(scores: torch.Tensor, most: int) -> list[int]:
+    """Up to `most` token ids of one row's finite scores, best first."""
+    values, indices = scores.topk(min(most, scores.shape[0]))
+    return [t for t, v in zip(indices.tolist(), values.tolist(), strict=True) if v != float("-inf")]
 
 
 def allowed_tokens(bitmask: torch.Tensor, vocab: int, device: torch.device) -> torch.Tensor:

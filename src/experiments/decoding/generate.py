@@ -99,7 +99,8 @@ class Decoding:
         database's (its self-check runs here, before any model loads) and execution guidance runs candidates on each
         question's own database file, else on WikiSQL's `tables_sqlite`."""
         stop_ids = stop_token_ids(tokenizer, inference)
-        constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=multi_table) \
+        constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=multi_table,
+                                      check_scope=inference.check_scope) \
             if inference.constrain == Constrain.grammar else None
         runner: CandidateRunner | None = None
         if inference.execution_guided:
@@ -124,9 +125,17 @@ class Decoding:
             out.update(grammar_tokenizer_seconds=stats.tokenizer_seconds, grammar_compile_seconds=stats.compile_seconds,
                        grammars_compiled=stats.grammars, grammar_mask_seconds=stats.mask_seconds,
                        grammar_masked_tokens=stats.masked_tokens, grammar_rejected_tokens=stats.rejected_tokens)
+            if constraint_scoped(self.constraint):
+                out.update(scope_checks=stats.scope_checks, scope_rejected_tokens=stats.scope_rejected_tokens,
+                           scope_dead_ends=stats.scope_dead_ends, scope_seconds=stats.scope_seconds)
         if self.runner is not None:
             out["guidance_seconds"] = self.guidance_seconds
         return out
+
+
+def constraint_scoped(constraint: SchemaConstraint) -> bool:
+    """Whether the constraint checked name scoping (multi-table data with inference.check_scope)."""
+    return constraint.check_scope and constraint.multi_table
 
 
 def left_padded(encoded: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -153,8 +153,9 @@ class ExactEncoder:
         return ids
 
 
-def llguidance_tokenizer(tokenizer, eos_token_id: int) -> llguidance.LLTokenizer:
-    """llguidance's tokenizer info for `tokenizer`, with `eos_token_id` as the token that ends a grammar."""
-    tokens = token_bytes(tokenizer)
+def llguidance_tokenizer(tokenizer, eos_token_id: int, tokens: list[bytes] | None = None) -> llguidance.LLTokenizer:
+    """llguidance's tokenizer info for `tokenizer`, with `eos_token_id` as the token that ends a grammar (`tokens`:
+    its token_bytes, when the caller has them already)."""
+    tokens = token_bytes(tokenizer) if tokens is None else tokens
     return llguidance.LLTokenizer(TokenizerWrapper(ExactEncoder(tokenizer, tokens)), n_vocab=len(tokens),
                                   eos_token=eos_token_id)

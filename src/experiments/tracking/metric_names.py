@@ -43,10 +43,11 @@ _TRAIN_COUNTS = ("train_examples", "train_dropped_too_long", "val_examples", "va
 
 _INFER_SUMMARY = {"infer_seconds": "time/generation_s", "grammar_tokenizer_seconds": "time/grammar_tokenizer_s",
                   "grammar_compile_seconds": "time/grammar_compile_s", "grammar_mask_seconds": "time/grammar_mask_s",
-                  "guidance_seconds": "time/guidance_s",
+                  "guidance_seconds": "time/guidance_s", "scope_seconds": "time/scope_check_s",
                   "memory_plan_predicted_peak_gib": "infer/predicted_peak_memory_gib"}
 _INFER_COUNTS = {"examples": "count/test_examples", "max_new_tokens": "count/max_new_tokens",
-                 "grammars_compiled": "count/grammars_compiled", "generated_tokens": "count/generated_tokens"}
+                 "grammars_compiled": "count/grammars_compiled", "generated_tokens": "count/generated_tokens",
+                 "scope_rejected_tokens": "count/scope_rejected_tokens", "scope_dead_ends": "count/scope_dead_ends"}
 
 _EVAL_COUNTS = {"n": "count/scored_examples", "missing_predictions": "count/missing_predictions",
                 "gold_errors": "count/gold_errors", "unknown_prediction_ids": "count/unknown_prediction_ids",

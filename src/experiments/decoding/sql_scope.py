@@ -1,0 +1,396 @@
+"""Name scoping of SQL being written: can this prefix of a query still become one whose every column reference names
+a column of a table it reads? The check a context-free grammar cannot make (decoding/multi_table_grammar.py knows
+which names exist, not which table an alias stands for), run beside it on each row's text (decoding/constraint.py).
+
+`ScopeSchema(database)` holds the database's tables and columns (folded as SQLite compares identifiers);
+`scope_violation(schema, text, complete)` returns None while `text` can still end well, else a short reason:
+
+- A qualified column `Q.c` needs `Q` bound (a table alias or an unaliased table name from FROM/JOIN) in its own
+  query or an enclosing one, and `c` a column of that table. A bare column `c` needs a table in scope that has it,
+  exactly one in the innermost query that has any (SQLite: "ambiguous column name"), or a column alias of its query.
+- When: references in ON, WHERE, GROUP BY, HAVING and ORDER BY are checked at once against the tables bound so far;
+  references in the select list, written before FROM, when the FROM clause ends (a clause keyword, a set operation,
+  the query's closing parenthesis, or the end of the text when `complete`). An alias is checked against the
+  references already made to it the moment it is bound.
+- The text's last word may still grow (`T2.na` can become `T2.name`): it is checked as a prefix, unless `complete`
+  (the candidate token ends the query). A trailing alias is taken as written when it is one already referred to
+  (`... JOIN account AS T2` after `SELECT T2.name`), so a model is stopped at the alias, not one word later.
+- Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
+  alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types.
+
+The check reads the text with a small lexer and a stack of open queries and parentheses; it is linear in the text's
+length (the generated SQL only, never the prompt).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from experiments.data.schema import Database
+from experiments.decoding.multi_table_grammar import CAST_TYPES, FUNCTIONS
+from experiments.sql.sqlite_sandbox import fold_identifier
+
+# Words that end a FROM clause (or a query's core) when they start a clause at the query's own level
+CLAUSE_WORDS = frozenset({"where", "group", "having", "order", "limit", "union", "intersect", "except"})
+SET_OPERATIONS = frozenset({"union", "intersect", "except"})
+JOIN_WORDS = frozenset({"join", "inner", "left", "outer", "cross", "natural"})
+# Every word the grammar writes that is not a name: never read as a column or an alias
+KEYWORDS = frozenset({
+    "select", "from", "as", "on", "and", "or", "not", "in", "like", "glob", "between", "is", "null", "case", "when",
+    "then", "else", "end", "cast", "exists", "distinct", "all", "asc", "desc", "by", "offset", "true", "false",
+    "escape", "collate", *CLAUSE_WORDS, *JOIN_WORDS,
+    *(name.lower() for name in FUNCTIONS), *(name.lower() for name in CAST_TYPES)})
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<string>'(?:[^']|'')*'?)
+  | (?P<quoted>"(?:[^"]|"")*"?|`(?:[^`]|``)*`?|\[[^\]]*\]?)
+  | (?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?|\.[0-9]+(?:[eE][+-]?[0-9]*)?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<punct>\|\||<>|<=|>=|!=|==|.)
+""", re.VERBOSE | re.DOTALL)
+WILDCARD: frozenset[str] | None = None  # a derived table's columns: not known, any is accepted
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # word, quoted, string, number, punct
+    text: str
+    open: bool  # the text's last token, which may still grow
+
+
+@dataclass
+class _Ref:
+    qualifier: str | None  # folded; None for a bare column
+    column: str | None  # folded; None for `Q.*`
+    open: bool  # a prefix of the name (the text's last word)
+
+
+@dataclass
+class _Query:
+    """One SELECT core being read: what its FROM has bound and what waits for its FROM to end."""
+
+    parent: _Query | None
+    clause: str = "select"  # select | from | on | where | group | having | order | limit
+    bindings: dict[str, frozenset[str] | None] = field(default_factory=dict)  # alias or table -> its columns
+    unnamed_derived: bool = False  # a subquery in FROM without an alias: its columns are reachable bare
+    column_aliases: set[str] = field(default_factory=set)
+    waiting: list[_Ref] = field(default_factory=list)  # select-list references, checked when FROM ends
+    from_done: bool = False
+    source: str = ""  # in FROM: "" (expecting a source), "table" (after a table), "alias" (after AS)
+    pending: tuple[str, frozenset[str] | None] | None = None  # the last source, not yet bound (alias may follow)
+
+
+class ScopeViolation(Exception):
+    """The text cannot become a query whose names are all in scope."""
+
+
+class ScopeSchema:
+    """A database's tables and their columns, folded as SQLite compares identifiers."""
+
+    def __init__(self, database: Database) -> None:
+        self.tables: dict[str, frozenset[str]] = {
+            fold_identifier(table.name): frozenset(fold_identifier(c.name) for c in table.columns)
+            for table in database.tables}
+        self.names: frozenset[str] = frozenset(self.tables).union(*self.tables.values())
+
+    def names_start(self, prefix: str) -> bool:
+        """Whether some table or column name starts with `prefix` (folded)."""
+        return any(name.startswith(prefix) for name in self.names)
+
+
+def scope_violation(schema: ScopeSchema, text: str, complete: bool = False) -> str | None:
+    """None if `text` (the start of a query; with `complete`, a whole one) can still have every name in scope,
+    else why not (see the module docstring)."""
+    try:
+        _Reader(schema, _tokens(text, complete), complete).read()
+    except ScopeViolation as violation:
+        return str(violation)
+    return None
+
+
+def _tokens(text: str, complete: bool) -> list[_Token]:
+    found = [(m.lastgroup or "punct", m.group()) for m in _TOKEN.finditer(text)]
+    tokens = [_Token(kind, value, False) for kind, value in found if kind != "space"]
+    if tokens and not complete and not text[-1:].isspace():
+        last = tokens[-1]
+        tokens[-1] = _Token(last.kind, last.text, True)
+    return tokens
+
+
+def _name(token: _Token) -> str:
+    """The identifier a word or quoted token spells, folded (an unclosed quote: what it holds so far)."""
+    text = token.text
+    if token.kind == "quoted":
+        close = {'"': '"', "`": "`", "[": "]"}[text[0]]
+        body = text[1:-1] if len(text) > 1 and text.endswith(close) else text[1:]
+        if close != "]":
+            body = body.replace(close * 2, close)
+        return fold_identifier(body)
+    return fold_identifier(text)
+
+
+def _closed(token: _Token) -> bool:
+    """Whether a token's name is complete: not the last, still-growing token (a closed quote is complete)."""
+    if token.kind == "quoted":
+        close = {'"': '"', "`": "`", "[": "]"}[token.text[0]]
+        return len(token.text) > 1 and token.text.endswith(close)
+    return not token.open
+
+
+def _is_keyword_prefix(word: str) -> bool:
+    return any(keyword.startswith(word) for keyword in KEYWORDS)
+
+
+class _Reader:
+    """Reads the tokens once, keeping the query being read and a stack of the parentheses open around it (each with
+    the query it was opened in, and whether it opened a subquery)."""
+
+    def __init__(self, schema: ScopeSchema, tokens: list[_Token], complete: bool) -> None:
+        self.schema = schema
+        self.tokens = tokens
+        self.complete = complete
+        self.stack: list[tuple[bool, _Query | None]] = []  # (opened a subquery, the query it was opened in)
+        self.query: _Query | None = None
+
+    def read(self) -> None:
+        i = 0
+        while i < len(self.tokens):
+            i = self._step(i)
+        if self.complete:
+            while self.stack:
+                self._close()
+            if self.query is not None:
+                self._finish_from(self.query)
+
+    def _peek(self, i: int) -> _Token | None:
+        return self.tokens[i] if 0 <= i < len(self.tokens) else None
+
+    def _step(self, i: int) -> int:
+        token = self.tokens[i]
+        word = token.text.lower() if token.kind == "word" else ""
+        if token.text == "(":
+            after = self._peek(i + 1)
+            subquery = after is not None and after.kind == "word" and after.text.lower() == "select" \
+                and not after.open
+            self.stack.append((subquery, self.query))
+            if subquery:
+                self.query = _Query(parent=self.query)
+                return i + 2
+            return i + 1
+        if token.text == ")":
+            self._close()
+            return i + 1
+        if word == "select" and not token.open:
+            if self.query is None:
+                self.query = _Query(parent=None)
+            return i + 1  # else: the SELECT of a core a set operation opened
+        query = self.query
+        if query is None:
+            return i + 1
+        if token.text == ";":
+            self._finish_from(query)
+            return i + 1
+        if word in CLAUSE_WORDS and self._starts_clause(query, token):
+            self._finish_from(query)
+            if word in SET_OPERATIONS:
+                self.query = _Query(parent=query.parent)
+            else:
+                query.clause = word
+            return i + 1
+        if word == "from" and not token.open and query.clause == "select":
+            query.clause, query.source = "from", ""
+            return i + 1
+        if query.clause in ("from", "on") and self._in_from(query, token, word):
+            return i + 1
+        return self._expression(query, token, word, i)
+
+    def _starts_clause(self, query: _Query, token: _Token) -> bool:
+        """A clause word starts a clause once written; as the text's last word only where it cannot be the start of
+        a name instead: after a FROM source (only an alias of ALIAS's shape or a keyword may follow), or where no
+        table or column name of the database starts with it."""
+        if not token.open:
+            return True
+        after_source = query.clause == "from" and query.source in ("table", "bound")
+        return after_source or not self.schema.names_start(token.text.lower())
+
+    def _close(self) -> None:
+        """')': end the subquery it closes (its FROM first) or a plain parenthesis."""
+        if not self.stack:
+            return
+        subquery, outer = self.stack.pop()
+        if not subquery:
+            return
+        if self.query is not None:
+            self._finish_from(self.query)
+        self.query = outer
+        if outer is not None and outer.clause == "from" and outer.source == "":
+            outer.pending, outer.source = ("", WILDCARD), "table"  # a derived table: its alias, if any, follows
+
+    def _in_from(self, query: _Query, token: _Token, word: str) -> bool:
+        """Reads a token of the FROM clause's sources (tables, aliases, joins); False for one of an ON expression."""
+        if (word in JOIN_WORDS and not token.open) or token.text == ",":
+            self._bind_pending(query)
+            query.clause, query.source = "from", ""
+            return True
+        if word == "on" and not token.open:
+            self._bind_pending(query)
+            query.clause, query.source = "on", "bound"
+            return True
+        if query.clause == "on":
+            return False
+        if query.source == "":
+            if token.kind in ("word", "quoted") and _closed(token):
+                name = _name(token)
+                query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
+            return True  # a table name (or one still being written)
+        if query.source == "table" and word == "as" and not token.open:
+            query.source = "alias"
+            return True
+        if query.source in ("table", "alias") and token.kind in ("word", "quoted") and word not in KEYWORDS:
+            alias = _name(token)
+            if _closed(token) or any(ref.qualifier == alias for ref in query.waiting):
+                if query.pending is not None:
+                    name, columns = query.pending
+                    query.pending = None
+                    self._bind(query, alias, columns)
+                query.source = "bound"
+            return True
+        return True
+
+    def _bind_pending(self, query: _Query) -> None:
+        if query.pending is None:
+            return
+        name, columns = query.pending
+        query.pending = None
+        if name:
+            self._bind(query, name, columns)
+        else:
+            query.unnamed_derived = True
+
+    def _bind(self, query: _Query, key: str, columns: frozenset[str] | None) -> None:
+        query.bindings[key] = columns
+        for ref in query.waiting:
+            if ref.qualifier == key:
+                _check_column(key, columns, ref)
+
+    def _expression(self, query: _Query, token: _Token, word: str, i: int) -> int:
+        """Reads a token of an expression: a column reference (bare or qualified), a column alias, anything else."""
+        if token.kind not in ("word", "quoted") or token.text.startswith('"'):
+            return i + 1  # a double-quoted word in an expression may be a string
+        previous, after = self._peek(i - 1), self._peek(i + 1)
+        dotted = after is not None and after.text == "."
+        if (word in KEYWORDS and not dotted) or (after is not None and after.text == "("):
+            return i + 1  # a keyword or a function
+        if previous is not None and previous.kind == "word" and previous.text.lower() == "as":
+            query.column_aliases.add(_name(token))
+            return i + 1
+        if dotted:
+            column = self._peek(i + 2)
+            qualifier = _name(token)
+            if column is None:
+                self._reference(query, _Ref(qualifier, "", True))
+            elif column.text == "*":
+                self._reference(query, _Ref(qualifier, None, False))
+            elif column.kind in ("word", "quoted"):
+                self._reference(query, _Ref(qualifier, _name(column), not _closed(column)))
+            return i + 3
+        if token.open and token.kind == "word" and _is_keyword_prefix(word):
+            return i + 1  # may still become a keyword or a function
+        if after is None and not self.complete and _lookup(query, _name(token)) is not _MISSING:
+            return i + 1  # a qualifier whose '.' is still to come (`"order"` of `"order".x`)
+        self._reference(query, _Ref(None, _name(token), not _closed(token)))
+        return i + 1
+
+    def _reference(self, query: _Query, ref: _Ref) -> None:
+        """Checks a reference now, or (in a select list before its FROM ends) keeps it for then."""
+        if query.clause == "select" and not query.from_done:
+            query.waiting.append(ref)
+            if ref.qualifier is not None:
+                bound = _lookup(query, ref.qualifier)
+                if bound is not _MISSING:
+                    _check_column(ref.qualifier, bound, ref)
+            return
+        self._resolve(query, ref)
+
+    def _resolve(self, query: _Query, ref: _Ref) -> None:
+        if ref.qualifier is None:
+            _resolve_bare(query, ref)
+            return
+        bound = _lookup(query, ref.qualifier)
+        if bound is _MISSING:
+            if _unfinished(query.parent):
+                return  # an enclosing query's FROM may still bind it
+            raise ScopeViolation(f"{ref.qualifier!r} is not a table or alias in scope")
+        _check_column(ref.qualifier, bound, ref)
+
+    def _finish_from(self, query: _Query) -> None:
+        """The FROM clause has ended: bind its last source and check the select list's references."""
+        if query.from_done:
+            return
+        self._bind_pending(query)
+        query.from_done = True
+        waiting, query.waiting = query.waiting, []
+        for ref in waiting:
+            self._resolve(query, ref)
+
+
+def _lookup(query: _Query | None, key: str):
+    """The columns `key` is bound to in `query` or the nearest enclosing query binding it; _MISSING if none."""
+    while query is not None:
+        if key in query.bindings:
+            return query.bindings[key]
+        query = query.parent
+    return _MISSING
+
+
+def _unfinished(query: _Query | None) -> bool:
+    """Whether `query` or one enclosing it has a FROM still open (it may bind more names)."""
+    while query is not None:
+        if not query.from_done:
+            return True
+        query = query.parent
+    return False
+
+
+def _check_column(qualifier: str, columns: frozenset[str] | None, ref: _Ref) -> None:
+    if columns is None or ref.column is None:
+        return
+    if ref.open:
+        if not any(c.startswith(ref.column) for c in columns):
+            raise ScopeViolation(f"{qualifier!r} has no column starting {ref.column!r}")
+    elif ref.column not in columns:
+        raise ScopeViolation(f"{qualifier!r} has no column {ref.column!r}")
+
+
+def _resolve_bare(query: _Query, ref: _Ref) -> None:
+    """A bare column: a column alias of its query, or a column of exactly one table of the innermost query in
+    scope having one (an enclosing query's FROM still open, or a derived table, may supply any). A word still being
+    written may also become a qualifier (`T1` of `T1.name`)."""
+    column = ref.column or ""
+    scope: _Query | None = query
+    while scope is not None:
+        if scope.unnamed_derived or any(columns is WILDCARD for columns in scope.bindings.values()):
+            return
+        if ref.open:
+            if any(name.startswith(column) for name in (*scope.column_aliases, *scope.bindings)) or any(
+                    any(c.startswith(column) for c in columns) for columns in scope.bindings.values()
+                    if columns is not None):
+                return
+        else:
+            if column in scope.column_aliases:
+                return
+            having = sorted(key for key, columns in scope.bindings.items() if columns is not None and column in columns)
+            if len(having) > 1:
+                raise ScopeViolation(f"column {column!r} is ambiguous: in {', '.join(having)}")
+            if having:
+                return
+        if scope is not query and not scope.from_done:
+            return
+        scope = scope.parent
+    if ref.open:
+        raise ScopeViolation(f"no table in scope has a column starting {column!r}")
+    raise ScopeViolation(f"no table in scope has a column {column!r}")
+
+
+_MISSING = object()

@@ -1,0 +1,109 @@
+"""The scope check beside the multi-table grammar (decoding/sql_scope.py): it never refuses the start of a query that
+SQLite runs (every prefix of every gold query of the sample and of the probe set, character by character), and it
+refuses, as early as the text shows it, a column of a table the query does not read or of the wrong alias."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from test_multi_table_grammar import CONCERTS, PROBES
+
+from experiments.data.sources import spider_sample_dir
+from experiments.data.spider import load_spider
+from experiments.decoding.sql_scope import ScopeSchema, scope_violation
+
+JOIN = "FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id"
+
+
+@pytest.fixture(scope="module")
+def concerts() -> ScopeSchema:
+    return ScopeSchema(CONCERTS)
+
+
+def first_refused_prefix(schema: ScopeSchema, sql: str) -> str | None:
+    """The first prefix of `sql` (by character) the check refuses, the whole query read as complete last."""
+    for cut in range(1, len(sql) + 1):
+        if scope_violation(schema, sql[:cut]) is not None:
+            return sql[:cut]
+    return sql if scope_violation(schema, sql, complete=True) is not None else None
+
+
+def test_every_prefix_of_every_gold_query_of_the_sample_is_in_scope():
+    splits = load_spider(spider_sample_dir())
+    schemas = {db_id: ScopeSchema(db) for split in splits.values() for db_id, db in split.databases.items()}
+    refused = [(example.db_id, example.sql, prefix) for split in splits.values() for example in split.examples
+               if (prefix := first_refused_prefix(schemas[example.db_id], example.sql)) is not None]
+    assert sum(len(split.examples) for split in splits.values()) == 1620
+    assert refused == []
+
+
+@pytest.mark.parametrize("sql", PROBES)
+def test_every_prefix_of_the_probe_queries_is_in_scope(concerts, sql):
+    """Spider's SQL features: subqueries in FROM (their columns unchecked), correlated EXISTS, set operations, quoted
+    and reserved names, table names as qualifiers, column aliases."""
+    assert first_refused_prefix(concerts, sql) is None
+
+
+SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refuses with "no such column" or the like
+    ("SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id",
+     "SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T2", "'t2' has no column 'song_name'"),  # the alias
+    (f"SELECT T2.name {JOIN} WHERE T2.theme = 'x'", f"SELECT T2.name {JOIN} WHERE T2.t", "no column starting 't'"),
+    ("SELECT name FROM concert WHERE year > 2000", "SELECT name FROM concert WHERE",
+     "no table in scope has a column 'name'"),  # a select-list column of no table read, known when FROM ends
+    ("SELECT name FROM singer JOIN stadium", None, "ambiguous"),  # only once the query is complete
+    ("SELECT T1.name FROM singer AS T1 WHERE age > (SELECT avg(T3.age) FROM concert)",
+     "SELECT T1.name FROM singer AS T1 WHERE age > (SELECT avg(T3.age) FROM concert)", "'t3' is not a table"),
+    ("SELECT T3.name FROM singer AS T1 WHERE age > 1", "SELECT T3.name FROM singer AS T1 WHERE",
+     "'t3' is not a table or alias"),
+    ("SELECT singer.name FROM singer AS T1", None, "'singer' is not a table"),  # a table behind an alias is hidden
+    ("SELECT theme FROM singer WHERE singer_id IN (SELECT singer_id FROM singer_in_concert)",
+     "SELECT theme FROM singer WHERE", "'theme'"),
+    (f"SELECT count(*) {JOIN} WHERE capacity > 1 AND T1.location = 'x'",
+     f"SELECT count(*) {JOIN} WHERE capacity > 1 AND T1.l", "'t1' has no column starting 'l'"),
+    (f"SELECT count(*) {JOIN} ORDER BY T2.year", f"SELECT count(*) {JOIN} ORDER BY T2.y", "starting 'y'"),
+    # each core of a set operation has its own FROM
+    ("SELECT name FROM stadium UNION SELECT name FROM concert", None, "no table in scope has a column 'name'"),
+]
+
+
+@pytest.mark.parametrize("sql,first_refused,reason", SCOPE_ERRORS)
+def test_a_column_out_of_scope_is_refused_where_the_text_first_shows_it(concerts, sql, first_refused, reason,
+                                                                      tmp_path):
+    database = tmp_path / "concerts.sqlite"
+    conn = sqlite3.connect(database)
+    for table in CONCERTS.tables:
+        columns = ", ".join('"' + c.name.replace('"', '""') + '"' for c in table.columns)
+        conn.execute(f'CREATE TABLE "{table.name}" ({columns})')
+    with pytest.raises(sqlite3.OperationalError, match="no such column|ambiguous"):
+        conn.execute(sql)
+    conn.close()
+    refused = first_refused_prefix(concerts, sql)
+    assert refused == (first_refused or sql)
+    assert reason in scope_violation(concerts, refused, complete=refused == sql)
+
+
+def test_a_trailing_alias_already_referred_to_is_checked_as_written(concerts):
+    """`AS T2` after `SELECT T2.song_name` stops the model at the alias, not one word later; an alias not yet
+    referred to may still grow (T2 -> T21)."""
+    select = "SELECT T2.song_name FROM concert AS T1 JOIN stadium AS "
+    assert scope_violation(concerts, select + "T2") is not None
+    assert scope_violation(concerts, select + "T3") is None
+    assert scope_violation(concerts, "SELECT T2.song_name FROM singer AS T2") is None
+
+
+def test_a_word_still_being_written_may_become_a_keyword_a_qualifier_or_a_longer_name(concerts):
+    assert scope_violation(concerts, f"SELECT T2.name {JOIN} WHERE T2.cap") is None  # -> capacity
+    assert scope_violation(concerts, f"SELECT T2.name {JOIN} WHERE T") is None  # -> T1.
+    assert scope_violation(concerts, f"SELECT T2.name {JOIN} WHERE year > 1 ORD") is None  # -> ORDER
+    assert scope_violation(concerts, "SELECT name FROM sing") is None  # -> singer
+    assert scope_violation(concerts, "SELECT x FROM") is None  # -> "order".x, bound later
+    assert scope_violation(concerts, "SELECT x FROM stadium") is None  # a JOIN may still bring x
+    assert scope_violation(concerts, "SELECT x FROM stadium", complete=True) is not None
+
+
+def test_correlated_subqueries_see_the_enclosing_querys_tables(concerts):
+    assert scope_violation(concerts, "SELECT name FROM singer AS T1 WHERE EXISTS (SELECT 1 FROM concert WHERE "
+                                     "T1.age > 1 AND age > 1)", complete=True) is None
+    assert scope_violation(concerts, "SELECT name FROM singer WHERE age > (SELECT avg(capacity) FROM stadium "
+                                     "WHERE country = 'x')", complete=True) is None
