@@ -23,6 +23,9 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
   ours_tokens ours with training.tokens_per_step = the seed's padded tokens per step (batch x accumulation x
               max_length) filled with real examples: more examples per step, as TRL's packing does
+The seed-style row is run --seed-repeats times (default 3) in the same call: its JSON keeps each repeat's figures
+(`repeats`), the row reports the median useful tok/s with the min and max (`useful_tokens_per_s_min`/`_max`), and
+every "x seed" ratio (`x_seed` in the JSON, the table's column) divides by that median.
 Each `ours*` row records its plan, the plan's predicted peak beside the measured one, and any out-of-memory re-plan.
 Generation (NF4 model + a LoRA adapter with non-zero B, saved and loaded as the infer stage does): one prompt at a
 time (seed-style), the batched 4-bit path (inference.memory_plan=low), then the fast plan: dequantised + merged with
@@ -156,6 +159,24 @@ def summarise(name: str, clock: StepClock, counter: CountingCollator, accumulati
         "tflops_useful": useful_rate * flops_per_token / 1e12, "peak_memory_gib": peak_gpu_memory_gib(),
         "examples_per_step": examples_per_step, "epoch_seconds": epoch_examples / examples_per_step * step_seconds,
     }
+
+
+def median_of_repeats(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for a variant run several times: the repeat whose useful rate is the median (the lower middle one
+    for an even count), with the median rate itself, the spread and every repeat's figures, so one noisy run (a
+    seed-style step is ~1 s, and the x-seed ratios all divide by it) neither makes nor hides a speed-up."""
+    rates = [r["useful_tokens_per_s"] for r in repeats]
+    middle = sorted(repeats, key=lambda r: r["useful_tokens_per_s"])[(len(repeats) - 1) // 2]
+    return {**middle, "useful_tokens_per_s": statistics.median(rates), "useful_tokens_per_s_min": min(rates),
+            "useful_tokens_per_s_max": max(rates), "repeats": repeats}
+
+
+def add_seed_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's `x_seed`: its useful rate over the seed-style row's (the median of its repeats)."""
+    seed = next((r["useful_tokens_per_s"] for r in rows if r["variant"] == "seed" and "error" not in r), None)
+    for r in rows:
+        if seed and "error" not in r:
+            r["x_seed"] = r["useful_tokens_per_s"] / seed
 
 
 def mixed_precision(cfg: ExperimentConfig, device: torch.device) -> dict[str, bool]:
@@ -473,17 +494,19 @@ def print_table(report: dict) -> None:
     print("-" * len(head))
     plans = []
     for preset, rows in report["training"].items():
-        seed = next((r["useful_tokens_per_s"] for r in rows if r["variant"] == "seed" and "error" not in r), None)
         for r in rows:
             if "error" in r:
                 print(f"{preset:9} {r['variant']:15} error: {r['error'][:80]}")
                 continue
-            ratio = f"{r['useful_tokens_per_s'] / seed:.1f}" if seed else "-"
+            ratio = f"{r['x_seed']:.1f}" if "x_seed" in r else "-"
             share = f"{100 * r['tflops_useful'] / peak:.1f}" if peak else "-"
             mem = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
             predicted = f"{r['predicted_peak_gib']:.1f}" if r.get("predicted_peak_gib") is not None else "-"
             print(f"{preset:9} {r['variant']:15} {r['useful_tokens_per_s']:12.0f} {r['total_tokens_per_s']:12.0f} "
                   f"{ratio:>7} {r['tflops_useful']:8.1f} {share:>7} {mem:>9} {predicted:>9} {r['epoch_seconds']:9.0f}")
+            if "repeats" in r:
+                plans.append(f"  {preset} {r['variant']}: median of {len(r['repeats'])} runs, useful tok/s "
+                             f"{r['useful_tokens_per_s_min']:.0f}-{r['useful_tokens_per_s_max']:.0f}")
             if "plan" in r:
                 replans = f"; re-planned: {' -> '.join(x['to'] for x in r['replans'])}" if r["replans"] else ""
                 plans.append(f"  {preset} {r['variant']}: {r['plan']} ({r['plan_mode']}){replans}")
@@ -519,6 +542,8 @@ def main() -> None:
     parser.add_argument("--extra-variants-preset", default="baseline", help="preset for ours_no_gc")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seed-repeats", type=int, default=3,
+                        help="runs of the seed-style row; its median useful tok/s is what 'x seed' divides by")
     parser.add_argument("--gen-prompts", type=int, default=1000)
     parser.add_argument("--gen-single", type=int, default=6)
     parser.add_argument("--gen-tokens", type=int, default=40)
@@ -528,6 +553,8 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="CPU + tiny model: exercise the code, not a result")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
     args = parser.parse_args()
+    if args.seed_repeats < 1:
+        parser.error(f"--seed-repeats={args.seed_repeats}: must be at least 1")
 
     if torch.cuda.device_count() > 1:
         parser.error(f"{torch.cuda.device_count()} GPUs visible: the seed-style and TRL variants would train with "
@@ -556,9 +583,14 @@ def main() -> None:
                     print(f"== training {preset} {variant}", flush=True)
                     try:
                         kwargs = {"name": variant} if run is train_ours else {}
-                        rows.append(run(cfg, device, examples, args.steps, args.warmup, Path(tmp), **kwargs))
+                        repeats = []
+                        for _ in range(args.seed_repeats if variant == "seed" else 1):
+                            release()
+                            repeats.append(run(cfg, device, examples, args.steps, args.warmup, Path(tmp), **kwargs))
+                        rows.append(median_of_repeats(repeats) if variant == "seed" else repeats[0])
                     except Exception as err:  # one failing variant must not lose the others' figures
                         rows.append({"variant": variant, "error": f"{type(err).__name__}: {err}"})
+                    add_seed_ratios(rows)
                     print(json.dumps(rows[-1]), flush=True)
                     save()
         if "generation" not in args.skip:
