@@ -21,6 +21,10 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
   ours_lowmem the low plan with fuse_accumulation=false (the configured micro-batches with accumulation)
   ours_no_gc  the low plan without gradient checkpointing
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
+  ours_inexact  ours with training.exact_qlora=false and bf16 compute: norms, embeddings and lm_head stay bf16
+              (no k-bit float32 upcast), so the residual stream is bf16 (compare with ours_bf16 for the dtype alone)
+  ours_liger  ours_inexact + training.kernels=liger: liger-kernel's RMSNorm, SwiGLU, RoPE and fused linear
+              cross-entropy (no logits held); needs liger-kernel on the GPU machine (benchmarks/speed_levers.sh)
   ours_tokens ours with training.tokens_per_step = the seed's padded tokens per step (batch x accumulation x
               max_length) filled with real examples: more examples per step, as TRL's packing does
 The seed-style row is run --seed-repeats times (default 3) in the same call: its JSON keeps each repeat's figures
@@ -53,10 +57,11 @@ from typing import Any
 import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
-from experiments.config import Constrain, DataConfig, ExperimentConfig, MemoryPlan, load_config
+from experiments.config import Constrain, DataConfig, ExperimentConfig, Kernels, MemoryPlan, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.decoding.generate import generate_sql
+from experiments.model.kernels import check_kernels, model_type
 from experiments.model.loading import (
     add_lora,
     attention_without_cudnn,
@@ -68,7 +73,14 @@ from experiments.model.loading import (
 )
 from experiments.model.memory_plan import InferencePlan
 from experiments.model.tokenization import IGNORE_INDEX, encode_example
-from experiments.stages.train import apply_fast_paths, memory_plan_for, plan_micro_batches, training_arguments
+from experiments.stages.train import (
+    apply_fast_paths,
+    kernels_for,
+    memory_plan_for,
+    numerics,
+    plan_micro_batches,
+    training_arguments,
+)
 from experiments.training.batching import PlannedBatchCollator
 from experiments.training.replan import ReplanOnOutOfMemory, out_of_memory_advice
 
@@ -186,7 +198,7 @@ def mixed_precision(cfg: ExperimentConfig, device: torch.device) -> dict[str, bo
 
 def lora_model(cfg: ExperimentConfig, device: torch.device, gradient_checkpointing: bool, dequantize: bool = False):
     model = load_base_model(cfg.model, cfg.quantization, device)
-    return add_lora(model, cfg.lora, cfg.quantization, gradient_checkpointing, dequantize)
+    return add_lora(model, cfg.lora, cfg.quantization, gradient_checkpointing, dequantize, cfg.training.exact_qlora)
 
 
 # ------------------------------------------------------------------------------------------ training variants
@@ -276,24 +288,28 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     dataset, per_batch, accumulation = plan_micro_batches(tokenized, t, cfg.data_size.max_length)
     steps_for_compile = {"ours_fast_eager": 1, "ours_fast_compiled": 10**9, "ours_fast_compiled_cudnn": 10**9}.get(
         name, preset_steps(cfg, per_batch * accumulation))
+    if t.kernels != Kernels.none:  # refused before the model loads, as the train stage does
+        check_kernels(t.kernels, model_type(cfg.model), device)
     plan = memory_plan_for(cfg, dataset, accumulation, device, steps=steps_for_compile)
     model = lora_model(cfg, device, plan.gradient_checkpointing, plan.dequantize_once)
-    apply_fast_paths(model, t, plan.compile)
     args = replace(training_arguments(cfg, workdir / name, device, False, accumulation), max_steps=steps,
                    save_strategy="no", logging_steps=steps, disable_tqdm=True)
     counter = CountingCollator(PlannedBatchCollator(tokenizer.pad_token_id))
     clock = StepClock()
-    trainer = ReplanningTrainer(model=model, args=args, train_dataset=dataset, data_collator=counter,
-                                callbacks=[clock], memory_plan=plan,
-                                advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size,
-                                                            t.gradient_accumulation_steps))
-    with contextlib.nullcontext() if name.endswith("_cudnn") else attention_without_cudnn(device):
-        trainer.train()
+    with kernels_for(model, t) as kernels:
+        apply_fast_paths(model, t, plan.compile)
+        trainer = ReplanningTrainer(model=model, args=args, train_dataset=dataset, data_collator=counter,
+                                    callbacks=[clock], memory_plan=plan,
+                                    advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size,
+                                                                t.gradient_accumulation_steps))
+        with contextlib.nullcontext() if name.endswith("_cudnn") else attention_without_cudnn(device):
+            trainer.train()
     params = model.get_nb_trainable_parameters()[1]
     row = summarise(name, clock, counter, accumulation, warmup, params, trainer.memory_plan.gradient_checkpointing,
                     per_batch * accumulation, cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
     return {**row, "plan": plan.describe(), "plan_mode": plan.mode.value, "predicted_peak_gib": plan.predicted_peak_gib,
-            "free_gib_at_plan": plan.free_gib, "replans": trainer.replans}
+            "free_gib_at_plan": plan.free_gib, "replans": trainer.replans, "kernels": kernels,
+            "numerics": numerics(t, cfg.quantization)}
 
 
 # ------------------------------------------------------------------------------------- generation, execution
@@ -468,6 +484,7 @@ def matmul_peak_tflops(device: torch.device) -> float | None:
 
 VARIANTS = {"seed": train_seed, "trl_packed": train_trl, "ours": train_ours}
 LOW = "training.memory_plan=low"
+BF16, INEXACT = "quantization.compute_dtype=bfloat16", "training.exact_qlora=false"
 
 
 def variant_overrides(variant: str, per_step: int, max_length: int) -> list[str]:
@@ -480,6 +497,8 @@ def variant_overrides(variant: str, per_step: int, max_length: int) -> list[str]
             "ours_lowmem": [LOW, "training.fuse_accumulation=false"],
             "ours_no_gc": [LOW, "training.gradient_checkpointing=false"],
             "ours_bf16": ["quantization.compute_dtype=bfloat16"],
+            "ours_inexact": [BF16, INEXACT],
+            "ours_liger": [BF16, INEXACT, "training.kernels=liger"],
             # the seed's padded-token budget per step, spent on real examples (like TRL packing)
             "ours_tokens": [f"training.tokens_per_step={per_step * max_length}"],
             }.get(variant, [])
@@ -509,7 +528,9 @@ def print_table(report: dict) -> None:
                              f"{r['useful_tokens_per_s_min']:.0f}-{r['useful_tokens_per_s_max']:.0f}")
             if "plan" in r:
                 replans = f"; re-planned: {' -> '.join(x['to'] for x in r['replans'])}" if r["replans"] else ""
-                plans.append(f"  {preset} {r['variant']}: {r['plan']} ({r['plan_mode']}){replans}")
+                kernels = f"; kernels: {r['kernels']}" if r.get("kernels", "none") != "none" else ""
+                plans.append(f"  {preset} {r['variant']}: {r['plan']} ({r['plan_mode']}); {r['numerics']}{kernels}"
+                             f"{replans}")
     if plans:
         print("plans:", *plans, sep="\n")
     gen = report.get("generation")
