@@ -25,6 +25,8 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
               (no k-bit float32 upcast), so the residual stream is bf16 (compare with ours_bf16 for the dtype alone)
   ours_liger  ours_inexact + training.kernels=liger: liger-kernel's RMSNorm, SwiGLU, RoPE and fused linear
               cross-entropy (no logits held); needs liger-kernel on the GPU machine (benchmarks/speed_levers.sh)
+  ours_liger_eager  ours_liger never compiled (whether torch.compile of the blocks traces through liger's Triton
+              kernels is not yet known; this row works either way)
   ours_tokens ours with training.tokens_per_step = the seed's padded tokens per step (batch x accumulation x
               max_length) filled with real examples: more examples per step, as TRL's packing does
 The seed-style row is run --seed-repeats times (default 3) in the same call: its JSON keeps each repeat's figures
@@ -286,8 +288,8 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in examples]
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
     dataset, per_batch, accumulation = plan_micro_batches(tokenized, t, cfg.data_size.max_length)
-    steps_for_compile = {"ours_fast_eager": 1, "ours_fast_compiled": 10**9, "ours_fast_compiled_cudnn": 10**9}.get(
-        name, preset_steps(cfg, per_batch * accumulation))
+    steps_for_compile = {"ours_fast_eager": 1, "ours_liger_eager": 1, "ours_fast_compiled": 10**9,
+                         "ours_fast_compiled_cudnn": 10**9}.get(name, preset_steps(cfg, per_batch * accumulation))
     if t.kernels != Kernels.none:  # refused before the model loads, as the train stage does
         check_kernels(t.kernels, model_type(cfg.model), device)
     plan = memory_plan_for(cfg, dataset, accumulation, device, steps=steps_for_compile)
@@ -499,6 +501,7 @@ def variant_overrides(variant: str, per_step: int, max_length: int) -> list[str]
             "ours_bf16": ["quantization.compute_dtype=bfloat16"],
             "ours_inexact": [BF16, INEXACT],
             "ours_liger": [BF16, INEXACT, "training.kernels=liger"],
+            "ours_liger_eager": [BF16, INEXACT, "training.kernels=liger"],
             # the seed's padded-token budget per step, spent on real examples (like TRL packing)
             "ours_tokens": [f"training.tokens_per_step={per_step * max_length}"],
             }.get(variant, [])
