@@ -21,8 +21,17 @@ Training variants per preset (the preset's batch x accumulation, max_length, NF4
   ours_lowmem the low plan with fuse_accumulation=false (the configured micro-batches with accumulation)
   ours_no_gc  the low plan without gradient checkpointing
   ours_bf16   ours with bf16 compute (quantization.compute_dtype=bfloat16; TRL's QLoRA runs in bf16)
+  ours_inexact  ours with training.exact_qlora=false and bf16 compute: norms, embeddings and lm_head stay bf16
+              (no k-bit float32 upcast), so the residual stream is bf16 (compare with ours_bf16 for the dtype alone)
+  ours_liger  ours_inexact + training.kernels=liger: liger-kernel's RMSNorm, SwiGLU, RoPE and fused linear
+              cross-entropy (no logits held); needs liger-kernel on the GPU machine (benchmarks/speed_levers.sh)
+  ours_liger_eager  ours_liger never compiled (whether torch.compile of the blocks traces through liger's Triton
+              kernels is not yet known; this row works either way)
   ours_tokens ours with training.tokens_per_step = the seed's padded tokens per step (batch x accumulation x
               max_length) filled with real examples: more examples per step, as TRL's packing does
+The seed-style row is run --seed-repeats times (default 3) in the same call: its JSON keeps each repeat's figures
+(`repeats`), the row reports the median useful tok/s with the min and max (`useful_tokens_per_s_min`/`_max`), and
+every "x seed" ratio (`x_seed` in the JSON, the table's column) divides by that median.
 Each `ours*` row records its plan, the plan's predicted peak beside the measured one, and any out-of-memory re-plan.
 Generation (NF4 model + a LoRA adapter with non-zero B, saved and loaded as the infer stage does): one prompt at a
 time (seed-style), the batched 4-bit path (inference.memory_plan=low), then the fast plan: dequantised + merged with
@@ -50,10 +59,11 @@ from typing import Any
 import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
-from experiments.config import Constrain, DataConfig, ExperimentConfig, MemoryPlan, load_config
+from experiments.config import Constrain, DataConfig, ExperimentConfig, Kernels, MemoryPlan, load_config
 from experiments.data.prepared import PreparedExample
 from experiments.data.sources import load_source
 from experiments.decoding.generate import generate_sql
+from experiments.model.kernels import check_kernels, model_type
 from experiments.model.loading import (
     add_lora,
     attention_without_cudnn,
@@ -65,7 +75,14 @@ from experiments.model.loading import (
 )
 from experiments.model.memory_plan import InferencePlan
 from experiments.model.tokenization import IGNORE_INDEX, encode_example
-from experiments.stages.train import apply_fast_paths, memory_plan_for, plan_micro_batches, training_arguments
+from experiments.stages.train import (
+    apply_fast_paths,
+    kernels_for,
+    memory_plan_for,
+    numerics,
+    plan_micro_batches,
+    training_arguments,
+)
 from experiments.training.batching import PlannedBatchCollator
 from experiments.training.replan import ReplanOnOutOfMemory, out_of_memory_advice
 
@@ -158,6 +175,24 @@ def summarise(name: str, clock: StepClock, counter: CountingCollator, accumulati
     }
 
 
+def median_of_repeats(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for a variant run several times: the repeat whose useful rate is the median (the lower middle one
+    for an even count), with the median rate itself, the spread and every repeat's figures, so one noisy run (a
+    seed-style step is ~1 s, and the x-seed ratios all divide by it) neither makes nor hides a speed-up."""
+    rates = [r["useful_tokens_per_s"] for r in repeats]
+    middle = sorted(repeats, key=lambda r: r["useful_tokens_per_s"])[(len(repeats) - 1) // 2]
+    return {**middle, "useful_tokens_per_s": statistics.median(rates), "useful_tokens_per_s_min": min(rates),
+            "useful_tokens_per_s_max": max(rates), "repeats": repeats}
+
+
+def add_seed_ratios(rows: list[dict[str, Any]]) -> None:
+    """Each row's `x_seed`: its useful rate over the seed-style row's (the median of its repeats)."""
+    seed = next((r["useful_tokens_per_s"] for r in rows if r["variant"] == "seed" and "error" not in r), None)
+    for r in rows:
+        if seed and "error" not in r:
+            r["x_seed"] = r["useful_tokens_per_s"] / seed
+
+
 def mixed_precision(cfg: ExperimentConfig, device: torch.device) -> dict[str, bool]:
     half = autocast_dtype(cfg.model, cfg.quantization, device)
     return {"fp16": half == "float16", "bf16": half == "bfloat16"}
@@ -165,7 +200,7 @@ def mixed_precision(cfg: ExperimentConfig, device: torch.device) -> dict[str, bo
 
 def lora_model(cfg: ExperimentConfig, device: torch.device, gradient_checkpointing: bool, dequantize: bool = False):
     model = load_base_model(cfg.model, cfg.quantization, device)
-    return add_lora(model, cfg.lora, cfg.quantization, gradient_checkpointing, dequantize)
+    return add_lora(model, cfg.lora, cfg.quantization, gradient_checkpointing, dequantize, cfg.training.exact_qlora)
 
 
 # ------------------------------------------------------------------------------------------ training variants
@@ -253,26 +288,30 @@ def train_ours(cfg: ExperimentConfig, device, examples, steps: int, warmup: int,
     tokenized = [encode_example(tokenizer, p.prompt, p.target, t.loss_on) for p in examples]
     tokenized = [e for e in tokenized if len(e.input_ids) <= cfg.data_size.max_length]
     dataset, per_batch, accumulation = plan_micro_batches(tokenized, t, cfg.data_size.max_length)
-    steps_for_compile = {"ours_fast_eager": 1, "ours_fast_compiled": 10**9, "ours_fast_compiled_cudnn": 10**9}.get(
-        name, preset_steps(cfg, per_batch * accumulation))
+    steps_for_compile = {"ours_fast_eager": 1, "ours_liger_eager": 1, "ours_fast_compiled": 10**9,
+                         "ours_fast_compiled_cudnn": 10**9}.get(name, preset_steps(cfg, per_batch * accumulation))
+    if t.kernels != Kernels.none:  # refused before the model loads, as the train stage does
+        check_kernels(t.kernels, model_type(cfg.model), device)
     plan = memory_plan_for(cfg, dataset, accumulation, device, steps=steps_for_compile)
     model = lora_model(cfg, device, plan.gradient_checkpointing, plan.dequantize_once)
-    apply_fast_paths(model, t, plan.compile)
     args = replace(training_arguments(cfg, workdir / name, device, False, accumulation), max_steps=steps,
                    save_strategy="no", logging_steps=steps, disable_tqdm=True)
     counter = CountingCollator(PlannedBatchCollator(tokenizer.pad_token_id))
     clock = StepClock()
-    trainer = ReplanningTrainer(model=model, args=args, train_dataset=dataset, data_collator=counter,
-                                callbacks=[clock], memory_plan=plan,
-                                advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size,
-                                                            t.gradient_accumulation_steps))
-    with contextlib.nullcontext() if name.endswith("_cudnn") else attention_without_cudnn(device):
-        trainer.train()
+    with kernels_for(model, t) as kernels:
+        apply_fast_paths(model, t, plan.compile)
+        trainer = ReplanningTrainer(model=model, args=args, train_dataset=dataset, data_collator=counter,
+                                    callbacks=[clock], memory_plan=plan,
+                                    advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size,
+                                                                t.gradient_accumulation_steps))
+        with contextlib.nullcontext() if name.endswith("_cudnn") else attention_without_cudnn(device):
+            trainer.train()
     params = model.get_nb_trainable_parameters()[1]
     row = summarise(name, clock, counter, accumulation, warmup, params, trainer.memory_plan.gradient_checkpointing,
                     per_batch * accumulation, cfg.data_size.train or len(examples), cfg.quantization.compute_dtype)
     return {**row, "plan": plan.describe(), "plan_mode": plan.mode.value, "predicted_peak_gib": plan.predicted_peak_gib,
-            "free_gib_at_plan": plan.free_gib, "replans": trainer.replans}
+            "free_gib_at_plan": plan.free_gib, "replans": trainer.replans, "kernels": kernels,
+            "numerics": numerics(t, cfg.quantization)}
 
 
 # ------------------------------------------------------------------------------------- generation, execution
@@ -447,6 +486,7 @@ def matmul_peak_tflops(device: torch.device) -> float | None:
 
 VARIANTS = {"seed": train_seed, "trl_packed": train_trl, "ours": train_ours}
 LOW = "training.memory_plan=low"
+BF16, INEXACT = "quantization.compute_dtype=bfloat16", "training.exact_qlora=false"
 
 
 def variant_overrides(variant: str, per_step: int, max_length: int) -> list[str]:
@@ -459,6 +499,9 @@ def variant_overrides(variant: str, per_step: int, max_length: int) -> list[str]
             "ours_lowmem": [LOW, "training.fuse_accumulation=false"],
             "ours_no_gc": [LOW, "training.gradient_checkpointing=false"],
             "ours_bf16": ["quantization.compute_dtype=bfloat16"],
+            "ours_inexact": [BF16, INEXACT],
+            "ours_liger": [BF16, INEXACT, "training.kernels=liger"],
+            "ours_liger_eager": [BF16, INEXACT, "training.kernels=liger"],
             # the seed's padded-token budget per step, spent on real examples (like TRL packing)
             "ours_tokens": [f"training.tokens_per_step={per_step * max_length}"],
             }.get(variant, [])
@@ -473,20 +516,24 @@ def print_table(report: dict) -> None:
     print("-" * len(head))
     plans = []
     for preset, rows in report["training"].items():
-        seed = next((r["useful_tokens_per_s"] for r in rows if r["variant"] == "seed" and "error" not in r), None)
         for r in rows:
             if "error" in r:
                 print(f"{preset:9} {r['variant']:15} error: {r['error'][:80]}")
                 continue
-            ratio = f"{r['useful_tokens_per_s'] / seed:.1f}" if seed else "-"
+            ratio = f"{r['x_seed']:.1f}" if "x_seed" in r else "-"
             share = f"{100 * r['tflops_useful'] / peak:.1f}" if peak else "-"
             mem = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
             predicted = f"{r['predicted_peak_gib']:.1f}" if r.get("predicted_peak_gib") is not None else "-"
             print(f"{preset:9} {r['variant']:15} {r['useful_tokens_per_s']:12.0f} {r['total_tokens_per_s']:12.0f} "
                   f"{ratio:>7} {r['tflops_useful']:8.1f} {share:>7} {mem:>9} {predicted:>9} {r['epoch_seconds']:9.0f}")
+            if "repeats" in r:
+                plans.append(f"  {preset} {r['variant']}: median of {len(r['repeats'])} runs, useful tok/s "
+                             f"{r['useful_tokens_per_s_min']:.0f}-{r['useful_tokens_per_s_max']:.0f}")
             if "plan" in r:
                 replans = f"; re-planned: {' -> '.join(x['to'] for x in r['replans'])}" if r["replans"] else ""
-                plans.append(f"  {preset} {r['variant']}: {r['plan']} ({r['plan_mode']}){replans}")
+                kernels = f"; kernels: {r['kernels']}" if r.get("kernels", "none") != "none" else ""
+                plans.append(f"  {preset} {r['variant']}: {r['plan']} ({r['plan_mode']}); {r['numerics']}{kernels}"
+                             f"{replans}")
     if plans:
         print("plans:", *plans, sep="\n")
     gen = report.get("generation")
@@ -519,6 +566,8 @@ def main() -> None:
     parser.add_argument("--extra-variants-preset", default="baseline", help="preset for ours_no_gc")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seed-repeats", type=int, default=3,
+                        help="runs of the seed-style row; its median useful tok/s is what 'x seed' divides by")
     parser.add_argument("--gen-prompts", type=int, default=1000)
     parser.add_argument("--gen-single", type=int, default=6)
     parser.add_argument("--gen-tokens", type=int, default=40)
@@ -528,6 +577,8 @@ def main() -> None:
     parser.add_argument("--dry-run", action="store_true", help="CPU + tiny model: exercise the code, not a result")
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
     args = parser.parse_args()
+    if args.seed_repeats < 1:
+        parser.error(f"--seed-repeats={args.seed_repeats}: must be at least 1")
 
     if torch.cuda.device_count() > 1:
         parser.error(f"{torch.cuda.device_count()} GPUs visible: the seed-style and TRL variants would train with "
@@ -556,9 +607,14 @@ def main() -> None:
                     print(f"== training {preset} {variant}", flush=True)
                     try:
                         kwargs = {"name": variant} if run is train_ours else {}
-                        rows.append(run(cfg, device, examples, args.steps, args.warmup, Path(tmp), **kwargs))
+                        repeats = []
+                        for _ in range(args.seed_repeats if variant == "seed" else 1):
+                            release()
+                            repeats.append(run(cfg, device, examples, args.steps, args.warmup, Path(tmp), **kwargs))
+                        rows.append(median_of_repeats(repeats) if variant == "seed" else repeats[0])
                     except Exception as err:  # one failing variant must not lose the others' figures
                         rows.append({"variant": variant, "error": f"{type(err).__name__}: {err}"})
+                    add_seed_ratios(rows)
                     print(json.dumps(rows[-1]), flush=True)
                     save()
         if "generation" not in args.skip:

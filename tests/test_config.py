@@ -69,6 +69,8 @@ def test_command_line_overrides_reach_the_typed_config():
     ("data.source=kaggle", "data.source"),
     ("data_size.train=many", "data_size.train"),
     ("stages=[prepare,deploy]", "stages"),
+    ("training.kernels=triton", "training.kernels"),
+    ("training.exact_qlora=maybe", "training.exact_qlora"),
 ])
 def test_bad_override_fails_naming_the_key(override, key):
     with pytest.raises(ConfigCompositionException) as info:
@@ -98,6 +100,8 @@ def test_bad_override_fails_naming_the_key(override, key):
     ("inference.max_batch_size=0", "inference.max_batch_size=0: must be greater than 0"),
     ("eval.timeout_s=0", "eval.timeout_s=0.0: must be greater than 0"),
     ("zero_shot=true adapter=/tmp/a", "zero_shot=true with adapter=/tmp/a"),
+    ("training.kernels=liger", "training.kernels=liger with training.exact_qlora=true: liger's fused kernels are "
+                               "not bit-identical"),
 ])
 def test_values_that_cannot_work_fail_at_composition_naming_the_key(override, expected):
     with pytest.raises(ConfigError) as info:
@@ -110,6 +114,13 @@ def test_valid_choices_pass():
                        "device=cuda:1", "training.lr_scheduler=constant_with_warmup", "training.optimizer=sgd",
                        "model.dtype=bfloat16", "tracking=none"])
     assert cfg.device == "cuda:1" and cfg.training.optimizer == "sgd"
+
+
+def test_exact_qlora_and_no_kernels_are_the_defaults_and_liger_composes_without_exact_qlora():
+    cfg = load_config(["experiment=smoke"])
+    assert cfg.training.exact_qlora is True and cfg.training.kernels.value == "none"
+    cfg = load_config(["experiment=smoke", "training.exact_qlora=false", "training.kernels=liger"])
+    assert cfg.training.exact_qlora is False and cfg.training.kernels.value == "liger"
 
 
 def test_mixed_precision_follows_the_weights_when_nothing_is_quantised():

@@ -76,6 +76,11 @@ class MemoryPlan(str, Enum):
     fast = "fast"
 
 
+class Kernels(str, Enum):
+    none = "none"
+    liger = "liger"
+
+
 class BestBy(str, Enum):
     execution_accuracy = "execution_accuracy"
     eval_loss = "eval_loss"
@@ -228,6 +233,15 @@ class TrainingConfig:
     # enough), low = the switches above as configured (gradient_checkpointing, compile, NF4 dequantised per call),
     # fast = dequantised once without checkpointing. Out of memory, a step is re-planned and retried.
     memory_plan: MemoryPlan = MemoryPlan.auto
+    # true = QLoRA's numerics exactly (bit-identical to the 4-bit path): k-bit preparation's float32 copies of norms
+    # and embeddings, so a float32 residual stream with casts around every projection. false = the weights that are
+    # not quantised stay in their loaded dtype (the compute dtype on a GPU): a half-precision residual stream, less
+    # elementwise work and memory, not bit-identical (README "Speed"). Quantised models only; LoRA stays float32.
+    exact_qlora: bool = True
+    # none = the model's own PyTorch modules; liger = liger-kernel's Triton kernels (RMSNorm, SwiGLU, RoPE, fused
+    # linear cross-entropy without the logits) on the model instance: CUDA only, needs exact_qlora=false and the
+    # optional extra `kernels` (pip install -e '.[kernels]'); model/kernels.py.
+    kernels: Kernels = Kernels.none
 
 
 @dataclass
@@ -479,6 +493,10 @@ def check_values(cfg: ExperimentConfig) -> None:
                           "Spider's comparison removes DISTINCT (as its official evaluator does); drop the key")
     if cfg.zero_shot and cfg.adapter:
         raise ConfigError(f"zero_shot=true with adapter={cfg.adapter}: a zero-shot run loads no adapter; drop one")
+    if t.kernels == Kernels.liger and t.exact_qlora:
+        raise ConfigError("training.kernels=liger with training.exact_qlora=true: liger's fused kernels are not "
+                          "bit-identical to the 4-bit path that exact_qlora keeps; set training.exact_qlora=false "
+                          "(or training.kernels=none)")
     if Stage.train in cfg.stages:
         _check_schedule(t)
     if cfg.overwrite and t.resume:

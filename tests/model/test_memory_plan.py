@@ -103,6 +103,26 @@ def facts_with(facts, **changes):
     return replace(facts, **changes)
 
 
+def test_inexact_qlora_counts_non_quantised_weights_and_checkpoints_in_the_weights_dtype(mistral):
+    """training.exact_qlora=false keeps embeddings, lm_head and norms in bf16/fp16 (no k-bit upcast), and each
+    checkpointed block input is half precision: the estimate drops by exactly those bytes, nothing else."""
+    inexact = facts_with(mistral, exact_qlora=False)
+    for checkpointing in (False, True):
+        saved = train_peak_bytes(mistral, 1600, True, checkpointing) - train_peak_bytes(inexact, 1600, True,
+                                                                                         checkpointing)
+        stream = 1600 * 32 * (4 - 2) * 4096 if checkpointing else 0
+        assert saved == (4 - 2) * mistral.other_params + stream
+
+
+def test_fused_linear_cross_entropy_holds_no_logits(mistral):
+    """liger's FLCE (training.kernels=liger) never materialises the logits: the per-token vocabulary term goes."""
+    fused = facts_with(mistral, exact_qlora=False, fused_loss=True)
+    inexact = facts_with(mistral, exact_qlora=False)
+    saved = train_peak_bytes(inexact, 1600, True, False) - train_peak_bytes(fused, 1600, True, False)
+    assert saved == pytest.approx(1600 * (12 * 32000 - 14 * 4096))
+    assert train_peak_bytes(fused, 1600, True, False) < train_peak_bytes(inexact, 1600, True, False)
+
+
 def test_when_nothing_fits_auto_takes_the_smallest_plan(mistral):
     plan = auto(mistral, 16 * 4096, 16, BASELINE_STEPS)
     assert (plan.dequantize_once, plan.gradient_checkpointing) == (False, True)

@@ -207,15 +207,22 @@ def autocast_dtype(cfg: ModelConfig, quant: QuantizationConfig, device: torch.de
 
 
 def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpointing: bool,
-             dequantize: bool = False):
+             dequantize: bool = False, exact_qlora: bool = True):
     """Wrap the base model with trainable LoRA adapters (k-bit preparation first for quantised models). `dequantize`:
-    NF4 weights dequantised once after k-bit preparation, before LoRA (dequantize.py; the same maths)."""
+    NF4 weights dequantised once after k-bit preparation, before LoRA (dequantize.py; the same maths).
+    `exact_qlora=False` (training.exact_qlora): quantised models skip k-bit preparation's float32 upcast
+    (prepare_without_upcast). LoRA weights are float32 either way (PEFT's default): they are the optimizer's
+    master weights, where bf16 would round away updates of lr x gradient below 2^-8 of a weight, and fp16's
+    gradient scaler refuses half-precision parameters; under autocast their matmuls run in the compute dtype."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if quant.mode != QuantMode.none:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        if exact_qlora:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                    gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            prepare_without_upcast(model, gradient_checkpointing)
         if dequantize:
             from experiments.model.dequantize import dequantize_4bit_layers
 
@@ -245,6 +252,19 @@ def add_lora(model, cfg: LoraConfig, quant: QuantizationConfig, gradient_checkpo
 
         match_4bit_lora_casts(model)
     return model
+
+
+def prepare_without_upcast(model, gradient_checkpointing: bool) -> None:
+    """PEFT's k-bit preparation without its float32 copies of the weights that are not quantised (training.exact_qlora
+    =false): every base weight frozen and, when asked, non-reentrant checkpointing on, which is all PEFT's
+    `prepare_model_for_kbit_training` does besides the upcast (with use_reentrant=False it adds no input-grad hook).
+    Norms, embeddings and lm_head stay in their loaded dtype, so the residual stream runs in the compute dtype: no
+    casts to and from float32 around every projection, half the norms' and embeddings' memory, and the fused
+    kernels of training.kernels get the dtype they are written for. Not bit-identical to QLoRA's numerics."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        enable_checkpointing(model)
 
 
 def enable_checkpointing(model) -> None:

@@ -12,13 +12,21 @@ tokens is weights + LoRA state + activations:
 
 - weights: quantised linear weights at NF4_BYTES_PER_WEIGHT (4 bits + the 8-bit absmax per 64 weights + its float32
   absmax per 256 blocks with double quantisation; 4 bits + a float32 absmax per 64 without), the rest (embeddings,
-  lm_head, norms) in float32, as PEFT's k-bit preparation casts them; dequantised once adds compute-dtype bytes per
-  quantised weight (the 4-bit copy is kept for the fallback). Unquantised models: every weight in the weights' dtype.
+  lm_head, norms) in float32, as PEFT's k-bit preparation casts them (with training.exact_qlora=false they stay in
+  the weights' dtype); dequantised once adds compute-dtype bytes per quantised weight (the 4-bit copy is kept for
+  the fallback). Unquantised models: every weight in the weights' dtype.
 - LoRA state: 16 bytes per LoRA parameter (float32 weight, gradient, two Adam moments).
 - activations per token, without checkpointing: layers x ACTIVATION_BYTES_PER_WIDTH x (hidden + intermediate), plus
   LOGITS_BYTES_PER_VOCAB x vocab for the logits, their float32 upcast and gradient; with checkpointing: each block's
-  float32 input (CHECKPOINT_BYTES_PER_HIDDEN x hidden per layer), one block's activations while it is recomputed,
-  and the logits.
+  float32 input (CHECKPOINT_BYTES_PER_HIDDEN x hidden per layer; the weights' bytes with exact_qlora=false), one
+  block's activations while it is recomputed, and the logits. With liger's fused linear cross-entropy
+  (training.kernels=liger) there are no logits: FLCE_BYTES_PER_HIDDEN x hidden per token instead.
+
+Not measured yet (README "Speed"): with exact_qlora=false the residual stream is half precision, so the activations
+are smaller than ACTIVATION_BYTES_PER_WIDTH (calibrated on the float32 stream) says: the estimate stays an upper
+bound there until it is calibrated. FLCE_BYTES_PER_HIDDEN is read off liger's code, not measured: the gradient of the
+hidden states (compute dtype), and a chunk of logits of about 2 x hidden elements per token (liger sizes its chunks
+as tokens x hidden / vocab, rounded up to a power of two) in the compute dtype and its float32 gradient.
 
 ACTIVATION_BYTES_PER_WIDTH is calibrated on the H200 measurement of Mistral-7B NF4 without checkpointing: 21 GiB at
 16 x 100 tokens (the constants give 21.0). Checked against the README's other peaks: no checkpointing 26.7 GiB and
@@ -59,6 +67,7 @@ LORA_STATE_BYTES_PER_PARAM = 16
 ACTIVATION_BYTES_PER_WIDTH = 17.6
 CHECKPOINT_BYTES_PER_HIDDEN = 4
 LOGITS_BYTES_PER_VOCAB = 12
+FLCE_BYTES_PER_HIDDEN = 2 + 2 * (2 + 4)  # see the module docstring: not measured
 PREFILL_BYTES_PER_WIDTH = 6  # inference prefill: a few compute-dtype (hidden + intermediate) tensors alive at once
 MARGIN_FRACTION = 0.10
 MARGIN_BYTES = 1.5 * GIB
@@ -92,6 +101,10 @@ class ModelFacts:
     double_quant: bool
     compute_bytes: int  # bytes per element of the compute dtype
     weight_bytes: int  # bytes per element of unquantised weights
+    # How the train stage runs this model (training.exact_qlora, training.kernels=liger): set by the stage, not read
+    # from the model's config.
+    exact_qlora: bool = True
+    fused_loss: bool = False  # liger's fused linear cross-entropy: no logits held
 
     @property
     def nf4(self) -> bool:
@@ -173,12 +186,22 @@ def _weights_bytes(facts: ModelFacts, dequantize_once: bool, dense_other_bytes: 
     return quantized + dense + facts.other_params * dense_other_bytes
 
 
+def _upcast(facts: ModelFacts) -> bool:
+    """Whether training holds the weights that are not quantised in float32 (k-bit preparation, exact_qlora)."""
+    return facts.quantization != QuantMode.none and facts.exact_qlora
+
+
 def train_activation_bytes(facts: ModelFacts, tokens: int, gradient_checkpointing: bool) -> float:
     """Activation memory of a training step over `tokens` padded tokens (see the module docstring)."""
     block = ACTIVATION_BYTES_PER_WIDTH * (facts.hidden_size + facts.intermediate_size)
-    logits = LOGITS_BYTES_PER_VOCAB * facts.vocab_size
+    if facts.fused_loss:  # liger's FLCE: chunks of logits, never all of them
+        logits = FLCE_BYTES_PER_HIDDEN * facts.hidden_size
+    else:
+        logits = LOGITS_BYTES_PER_VOCAB * facts.vocab_size
     if gradient_checkpointing:
-        per_token = facts.layers * CHECKPOINT_BYTES_PER_HIDDEN * facts.hidden_size + block + logits
+        half_stream = facts.quantization != QuantMode.none and not facts.exact_qlora
+        stream = facts.weight_bytes if half_stream else CHECKPOINT_BYTES_PER_HIDDEN  # each block's saved input
+        per_token = facts.layers * stream * facts.hidden_size + block + logits
     else:
         per_token = facts.layers * block + logits
     return tokens * per_token
@@ -186,7 +209,7 @@ def train_activation_bytes(facts: ModelFacts, tokens: int, gradient_checkpointin
 
 def train_peak_bytes(facts: ModelFacts, tokens: int, dequantize_once: bool, gradient_checkpointing: bool) -> float:
     """Predicted peak allocated memory of a training step over `tokens` padded tokens."""
-    other = 4 if facts.quantization != QuantMode.none else facts.weight_bytes  # k-bit preparation upcasts to float32
+    other = 4 if _upcast(facts) else facts.weight_bytes  # k-bit preparation upcasts to float32
     return (_weights_bytes(facts, dequantize_once, other, keep_4bit=True)
             + facts.lora_params * LORA_STATE_BYTES_PER_PARAM
             + train_activation_bytes(facts, tokens, gradient_checkpointing))

@@ -10,6 +10,7 @@ and train_summary.json, and the adapter as an MLflow model (tracking/model_loggi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,9 +23,10 @@ from pathlib import Path
 import torch
 from transformers import ProgressCallback, Trainer, TrainerCallback, TrainingArguments
 
-from experiments.config import BestBy, ExperimentConfig, TrainingConfig
+from experiments.config import BestBy, ExperimentConfig, Kernels, QuantizationConfig, QuantMode, TrainingConfig
 from experiments.data.prepared import read_prepared
 from experiments.fileio import replace_dir, write_json, write_text
+from experiments.model.kernels import check_kernels, liger_kernels_applied, model_type
 from experiments.model.loading import (
     add_lora,
     attend_causally_without_padding_mask,
@@ -171,8 +173,9 @@ def memory_plan_for(cfg: ExperimentConfig, train_set: BatchDataset, accumulation
     epochs = min(20, max(1, math.ceil(run_steps * accumulation / max(1, len(train_set)))))
     plans = [train_set.batches] + ([train_set.replan(e) for e in range(1, epochs)] if train_set.replan else [])
     longest = longest_micro_batch_tokens([len(e.input_ids) for e in train_set.examples], plans)
-    facts = model_facts(cfg.model, cfg.quantization, cfg.lora,
-                        weights_dtype(cfg.model, cfg.quantization, device).itemsize)
+    facts = dataclasses.replace(model_facts(cfg.model, cfg.quantization, cfg.lora,
+                                            weights_dtype(cfg.model, cfg.quantization, device).itemsize),
+                                exact_qlora=t.exact_qlora, fused_loss=t.kernels == Kernels.liger)
     plan = plan_training(t.memory_plan, facts, longest, free_gpu_bytes(device),
                                 run_steps if steps is None else steps, t.gradient_checkpointing, t.compile)
     free = f" of {plan.free_gib:.1f} GiB free" if plan.free_gib is not None else ""
@@ -180,6 +183,22 @@ def memory_plan_for(cfg: ExperimentConfig, train_set: BatchDataset, accumulation
              "(%d padded tokens); %s", t.memory_plan.value, plan.describe(), plan.predicted_peak_gib, free, longest,
              plan.reason)
     return plan
+
+
+def kernels_for(model, t: TrainingConfig) -> contextlib.AbstractContextManager[str]:
+    """training.kernels on `model` while the context lasts; yields what was applied ("none", or liger's list)."""
+    if t.kernels == Kernels.liger:
+        return liger_kernels_applied(model)
+    return contextlib.nullcontext(t.kernels.value)
+
+
+def numerics(t: TrainingConfig, quant: QuantizationConfig) -> str:
+    """The step's numerics in words, for the summary and the run's tags."""
+    if quant.mode == QuantMode.none:
+        return "weights as loaded"
+    if t.exact_qlora:
+        return "exact QLoRA (float32 norms and embeddings, float32 residual stream)"
+    return f"inexact QLoRA ({quant.compute_dtype} norms, embeddings and residual stream)"
 
 
 class NumericProgress(ProgressCallback):
@@ -329,6 +348,11 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     if ctx.world_size == 1 and device.type == "cuda" and device.index:
         raise ValueError(f"device={cfg.device!r}: the train stage runs on the first visible GPU (the HF Trainer puts "
                          f"batches on cuda:0); pick the GPU with CUDA_VISIBLE_DEVICES={device.index} and device=auto")
+    if cfg.training.kernels != Kernels.none:  # refused here, before any work, when they cannot run
+        check_kernels(cfg.training.kernels, model_type(cfg.model), device)
+    log.info("training numerics: %s; kernels: %s (training.exact_qlora=%s, training.kernels=%s)",
+             numerics(cfg.training, cfg.quantization), cfg.training.kernels.value,
+             str(cfg.training.exact_qlora).lower(), cfg.training.kernels.value)
     tokenizer = load_tokenizer(cfg.model)
     source = model_source(cfg.model)
 
@@ -350,42 +374,44 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
 
     plan = memory_plan_for(cfg, train_set, accumulation, device)
     model = load_base_model(cfg.model, cfg.quantization, device)
-    model = add_lora(model, cfg.lora, cfg.quantization, plan.gradient_checkpointing, plan.dequantize_once)
+    model = add_lora(model, cfg.lora, cfg.quantization, plan.gradient_checkpointing, plan.dequantize_once,
+                     t.exact_qlora)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA: %s trainable of %s parameters", f"{trainable:,}", f"{total:,}")
-    apply_fast_paths(model, t, plan.compile)
-
     throughput = ThroughputCallback()
     generate = val_set is not None and t.eval_generate_examples != 0
     best_by = t.best_by if val_set is not None else BestBy.last
     if best_by != t.best_by:
         log.info("training.best_by=%s but this run has no val examples: adapter/ is the last step's", t.best_by.value)
-    trainer = Text2SqlTrainer(
-        model=model,
-        args=training_arguments(cfg, files.checkpoints_dir, device, val_set is not None, accumulation,
-                                ctx.world_size),
-        train_dataset=train_set,
-        eval_dataset=val_set,
-        data_collator=PlannedBatchCollator(tokenizer.pad_token_id),
-        callbacks=[throughput, ReplanEachEpoch(train_set), EvaluateAtTheEnd(), *callbacks],
-        scorer=ValidationScorer(cfg, files, tokenizer, device, ctx) if generate else None,
-        best=BestCheckpoint(best_by, t.early_stopping_patience, files.best_adapter_dir, t.resume),
-        is_main=ctx.is_main,
-        memory_plan=plan,
-        advice=out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size, t.gradient_accumulation_steps),
-    )
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(NumericProgress())
+    advice = out_of_memory_advice(cfg.data_size.max_length, t.per_device_batch_size, t.gradient_accumulation_steps)
     resume_from = last_checkpoint(files.checkpoints_dir) if cfg.training.resume else None
     if cfg.training.resume and resume_from is None:
         log.warning("training.resume=true but %s holds no checkpoint: starting from scratch", files.checkpoints_dir)
-    started = time.perf_counter()
-    try:
-        with attention_without_cudnn(device):
-            output = trainer.train(resume_from_checkpoint=resume_from)
-    finally:
-        if trainer.scorer is not None:
-            trainer.scorer.close()
+    with kernels_for(model, t) as kernels:  # liger's kernels while it trains (model/kernels.py)
+        apply_fast_paths(model, t, plan.compile)
+        trainer = Text2SqlTrainer(
+            model=model,
+            args=training_arguments(cfg, files.checkpoints_dir, device, val_set is not None, accumulation,
+                                    ctx.world_size),
+            train_dataset=train_set,
+            eval_dataset=val_set,
+            data_collator=PlannedBatchCollator(tokenizer.pad_token_id),
+            callbacks=[throughput, ReplanEachEpoch(train_set), EvaluateAtTheEnd(), *callbacks],
+            scorer=ValidationScorer(cfg, files, tokenizer, device, ctx) if generate else None,
+            best=BestCheckpoint(best_by, t.early_stopping_patience, files.best_adapter_dir, t.resume),
+            is_main=ctx.is_main,
+            memory_plan=plan,
+            advice=advice,
+        )
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(NumericProgress())
+        started = time.perf_counter()
+        try:
+            with attention_without_cudnn(device):
+                output = trainer.train(resume_from_checkpoint=resume_from)
+        finally:
+            if trainer.scorer is not None:
+                trainer.scorer.close()
     seconds = time.perf_counter() - started
 
     peaks = gather_to_main(ctx, peak_gpu_memory_gib())
@@ -402,7 +428,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
         "resumed_from": resume_from, "examples_per_micro_batch": per_batch, "accumulation_steps": accumulation,
         "world_size": ctx.world_size, "effective_batch": effective_batch, "compiled": plan.compile,
         "memory_plan": trainer.memory_plan.describe(), "memory_plan_predicted_peak_gib": plan.predicted_peak_gib,
-        "memory_replans": trainer.replans,
+        "memory_replans": trainer.replans, "exact_qlora": t.exact_qlora,
+        "numerics": numerics(t, cfg.quantization), "kernels": kernels,
         "tokens_per_s": tokens_this_session / seconds if seconds else None,
         # median over logging windows after the first (warm-up), all ranks together
         "tokens_per_s_median": statistics.median(throughput.rates[1:]) if len(throughput.rates) > 1 else None,
@@ -434,7 +461,8 @@ def run_train(cfg: ExperimentConfig, run_dir: Path, callbacks: tuple[TrainerCall
     run_on_main(ctx, save)
     return {"adapter": files.adapter_dir, "summary": summary if ctx.is_main else {},
             "tags": {**plan.as_tags("memory_plan.train"), "memory_plan.train.final": trainer.memory_plan.describe(),
-                     "model.source": source}}
+                     "model.source": source, "train.kernels": kernels,
+                     "train.numerics": numerics(t, cfg.quantization)}}
 
 
 def run(cfg: ExperimentConfig, files: RunFiles, tracker) -> StageResult:
