@@ -49,16 +49,16 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
     ("SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id",
      "SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T2", "'t2' has no column 'song_name'"),  # the alias
     (f"SELECT T2.name {JOIN} WHERE T2.theme = 'x'", f"SELECT T2.name {JOIN} WHERE T2.t", "no column starting 't'"),
-    ("SELECT name FROM concert WHERE year > 2000", "SELECT name FROM concert WHERE",
+    ("SELECT name FROM concert WHERE year > 2000", "SELECT name FROM concert WH",
      "no table in scope has a column 'name'"),  # a select-list column of no table read, known when FROM ends
     ("SELECT name FROM singer JOIN stadium", None, "ambiguous"),  # only once the query is complete
     ("SELECT T1.name FROM singer AS T1 WHERE age > (SELECT avg(T3.age) FROM concert)",
      "SELECT T1.name FROM singer AS T1 WHERE age > (SELECT avg(T3.age) FROM concert)", "'t3' is not a table"),
-    ("SELECT T3.name FROM singer AS T1 WHERE age > 1", "SELECT T3.name FROM singer AS T1 WHERE",
+    ("SELECT T3.name FROM singer AS T1 WHERE age > 1", "SELECT T3.name FROM singer AS T1 WH",
      "'t3' is not a table or alias"),
     ("SELECT singer.name FROM singer AS T1", None, "'singer' is not a table"),  # a table behind an alias is hidden
     ("SELECT theme FROM singer WHERE singer_id IN (SELECT singer_id FROM singer_in_concert)",
-     "SELECT theme FROM singer WHERE", "'theme'"),
+     "SELECT theme FROM singer WH", "'theme'"),
     (f"SELECT count(*) {JOIN} WHERE capacity > 1 AND T1.location = 'x'",
      f"SELECT count(*) {JOIN} WHERE capacity > 1 AND T1.l", "'t1' has no column starting 'l'"),
     (f"SELECT count(*) {JOIN} ORDER BY T2.year", f"SELECT count(*) {JOIN} ORDER BY T2.y", "starting 'y'"),
@@ -107,3 +107,25 @@ def test_correlated_subqueries_see_the_enclosing_querys_tables(concerts):
                                      "T1.age > 1 AND age > 1)", complete=True) is None
     assert scope_violation(concerts, "SELECT name FROM singer WHERE age > (SELECT avg(capacity) FROM stadium "
                                      "WHERE country = 'x')", complete=True) is None
+
+
+@pytest.mark.parametrize("text", [
+    "SELECT name FROM concert GR",  # -> GROUP: concert has no name, and a JOIN could still bring one
+    "SELECT name FROM concert OR",  # -> ORDER (OR cannot stand after a FROM source)
+    "SELECT name FROM concert WH",
+    "SELECT name FROM concert EX",
+    f"SELECT T3.name {JOIN} GR",  # after a join condition's complete operand
+    f"SELECT T3.name {JOIN} WH",
+])
+def test_a_clause_word_still_being_written_ends_the_from_clause_at_once(concerts, text):
+    """A model that writes ` GR` 'OUP' must be stopped at ` GR`, while a JOIN can still bring the missing table:
+    one token later nothing but BY could follow."""
+    assert scope_violation(concerts, text) is not None
+    assert scope_violation(concerts, text[:-1]) is None  # one letter may be an alias (or JOIN, ON, ...)
+
+
+def test_a_word_that_may_be_another_keyword_is_not_read_as_a_clause(concerts):
+    assert scope_violation(concerts, "SELECT name FROM concert IN") is None  # INNER JOIN or INTERSECT
+    assert scope_violation(concerts, "SELECT name FROM concert LE") is None  # LEFT JOIN
+    assert scope_violation(concerts, f"SELECT T3.name {JOIN} AN") is None  # AND
+    assert scope_violation(concerts, "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON GR") is None  # an operand

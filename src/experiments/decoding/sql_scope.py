@@ -35,6 +35,8 @@ from experiments.sql.sqlite_sandbox import fold_identifier
 CLAUSE_WORDS = frozenset({"where", "group", "having", "order", "limit", "union", "intersect", "except"})
 SET_OPERATIONS = frozenset({"union", "intersect", "except"})
 JOIN_WORDS = frozenset({"join", "inner", "left", "outer", "cross", "natural"})
+INFIX_WORDS = frozenset({"and", "or", "not", "in", "is", "like", "glob", "between", "collate", "escape", *JOIN_WORDS})
+FROM_WORDS = frozenset({"as", "on", *JOIN_WORDS})  # the keywords that may follow a source in FROM, but clause words
 # Every word the grammar writes that is not a name: never read as a column or an alias
 KEYWORDS = frozenset({
     "select", "from", "as", "on", "and", "or", "not", "in", "like", "glob", "between", "is", "null", "case", "when",
@@ -191,6 +193,9 @@ class _Reader:
         if token.text == ";":
             self._finish_from(query)
             return i + 1
+        if token.open and self._begins_clause(query, word, self._peek(i - 1)):
+            self._finish_from(query)  # the text's last word can only become a clause word: FROM ends here
+            return i + 1
         if word in CLAUSE_WORDS and self._starts_clause(query, token):
             self._finish_from(query)
             if word in SET_OPERATIONS:
@@ -213,6 +218,20 @@ class _Reader:
             return True
         after_source = query.clause == "from" and query.source in ("table", "bound")
         return after_source or not self.schema.names_start(token.text.lower())
+
+    def _begins_clause(self, query: _Query, word: str, previous: _Token | None) -> bool:
+        """Whether a word still being written (`GR`, `OR`, `EXC`) can only become a clause word, so that its FROM
+        is checked before the model is committed to the clause: after a FROM source (where only an alias, one
+        letter and digits, or a keyword may follow) no other keyword of FROM starts with it; in a join condition,
+        after a complete operand, no infix keyword (AND, OR, IN, ...) or further join does."""
+        if query.from_done or len(word) < 2 or word in CLAUSE_WORDS or \
+                not any(clause.startswith(word) for clause in CLAUSE_WORDS):
+            return False
+        if query.clause == "from" and query.source in ("table", "bound"):  # after a source: no name can follow
+            return not any(other.startswith(word) for other in FROM_WORDS)
+        if query.clause == "on" and previous is not None and _ends_operand(previous):
+            return not any(other.startswith(word) for other in INFIX_WORDS)
+        return False
 
     def _close(self) -> None:
         """')': end the subquery it closes (its FROM first) or a plain parenthesis."""
@@ -351,6 +370,14 @@ def _unfinished(query: _Query | None) -> bool:
             return True
         query = query.parent
     return False
+
+
+def _ends_operand(token: _Token) -> bool:
+    """Whether an expression's operand may end with `token` (a name, a number, a string, a closing parenthesis)."""
+    if token.kind in ("quoted", "number", "string") or token.text == ")" or token.text == "*":
+        return True
+    return token.kind == "word" and (token.text.lower() not in KEYWORDS or token.text.lower() in ("null", "true",
+                                                                                                 "false", "end"))
 
 
 def _check_column(qualifier: str, columns: frozenset[str] | None, ref: _Ref) -> None:
