@@ -129,3 +129,10 @@ def test_a_word_that_may_be_another_keyword_is_not_read_as_a_clause(concerts):
     assert scope_violation(concerts, "SELECT name FROM concert LE") is None  # LEFT JOIN
     assert scope_violation(concerts, f"SELECT T3.name {JOIN} AN") is None  # AND
     assert scope_violation(concerts, "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON GR") is None  # an operand
+
+
+def test_an_alias_bound_twice_in_one_from_is_refused_at_the_alias(concerts):
+    """SQLite then calls every T1.x ambiguous; a self-join with two aliases stays allowed."""
+    assert scope_violation(concerts, "SELECT count(*) FROM singer AS T1 JOIN singer_in_concert AS T1") is not None
+    assert scope_violation(concerts, "SELECT count(*) FROM singer AS T1 JOIN singer AS T2 ON T1.age = T2.age",
+                           complete=True) is None

@@ -14,7 +14,10 @@ which names exist, not which table an alias stands for), run beside it on each r
   references already made to it the moment it is bound.
 - The text's last word may still grow (`T2.na` can become `T2.name`): it is checked as a prefix, unless `complete`
   (the candidate token ends the query). A trailing alias is taken as written when it is one already referred to
-  (`... JOIN account AS T2` after `SELECT T2.name`), so a model is stopped at the alias, not one word later.
+  (`... JOIN account AS T2` after `SELECT T2.name`) or one already bound (an alias or table name bound twice in one
+  FROM makes every reference to it ambiguous), so a model is stopped at the alias, not one word later. A clause
+  word still being written where nothing else could stand (` GR` after a FROM source) ends the FROM clause at once,
+  while a JOIN can still bring a missing table.
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types.
 
@@ -268,7 +271,7 @@ class _Reader:
             return True
         if query.source in ("table", "alias") and token.kind in ("word", "quoted") and word not in KEYWORDS:
             alias = _name(token)
-            if _closed(token) or any(ref.qualifier == alias for ref in query.waiting):
+            if _closed(token) or alias in query.bindings or any(ref.qualifier == alias for ref in query.waiting):
                 if query.pending is not None:
                     name, columns = query.pending
                     query.pending = None
@@ -288,6 +291,8 @@ class _Reader:
             query.unnamed_derived = True
 
     def _bind(self, query: _Query, key: str, columns: frozenset[str] | None) -> None:
+        if key in query.bindings:
+            raise ScopeViolation(f"{key!r} is bound twice in one FROM")
         query.bindings[key] = columns
         for ref in query.waiting:
             if ref.qualifier == key:
