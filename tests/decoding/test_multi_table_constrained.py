@@ -218,8 +218,43 @@ def test_a_tokenizer_the_grammar_misreads_fails_at_once_on_multi_table_data(tmp_
         assert part in message
 
 
+def test_greedy_overlap_writes_and_masks_exactly_what_the_step_by_step_processor_does(tiny_model, tokenizer,
+                                                                                      questions):
+    """With greedy=True the next masks are filled while the model runs; the tokens, the rows masked and the scope
+    check's verdicts are those of the processor that fills them after each step."""
+    prompts, databases = [p for p, _ in questions], [d for _, d in questions]
+    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
+    stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
+    runs = {}
+    for greedy in (False, True):
+        constraint = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=True)
+        finish = Finish(tokenizer, free=10, prompt_length=input_ids.shape[1])
+        with torch.inference_mode():
+            sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=40,
+                                            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                                            do_sample=False, logits_processor=[
+                                                finish, *constraint.logits_processor(databases, greedy=greedy)])
+        stats = constraint.stats
+        runs[greedy] = (sequences, stats.masked_tokens, stats.scope_checks, stats.scope_rejected_tokens,
+                        stats.rejected_tokens, stats.steps)
+        assert (stats.overlapped_steps > 0) is greedy
+    assert torch.equal(runs[True][0], runs[False][0])
+    assert runs[True][1:] == runs[False][1:]
+    assert runs[True][2] > 0  # the scope check ran
+
+
+def test_a_greedy_processor_refuses_beams(tiny_model, tokenizer, constraint, questions):
+    prompts, databases = [p for p, _ in questions[:2]], [d for _, d in questions[:2]]
+    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
+    with pytest.raises(ValueError, match="greedy=False"):
+        tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=2, num_beams=2,
+                            pad_token_id=tokenizer.pad_token_id,
+                            logits_processor=constraint.logits_processor(databases, greedy=True))
+
+
+@pytest.mark.parametrize("greedy", [False, True], ids=["step_by_step", "greedy_rolled_back"])
 @pytest.mark.parametrize("check_scope", [True, False], ids=["scoped", "grammar_only"])
-def test_the_models_best_token_is_masked_when_it_names_a_column_out_of_scope(tokenizer, check_scope):
+def test_the_models_best_token_is_masked_when_it_names_a_column_out_of_scope(tokenizer, check_scope, greedy):
     """A model that prefers `T2.theme` (a column of concert, but T2 is stadium) over `T2.capacity` writes capacity
     under the scope check; the grammar alone lets theme through (it is a column of the database)."""
     from test_multi_table_grammar import CONCERTS
@@ -231,7 +266,7 @@ def test_the_models_best_token_is_masked_when_it_names_a_column_out_of_scope(tok
     ids = encode_target(tokenizer, prompt, written)
     wrong, right = (encode_target(tokenizer, prompt, written + column)[len(ids)] for column in ("theme", "capacity"))
     assert encode_target(tokenizer, prompt, written + "theme")[:len(ids)] == ids
-    processor = constraint.logits_processor([CONCERTS])[0]
+    processor = constraint.logits_processor([CONCERTS], greedy=greedy)[0]  # greedy: never the predicted token
     prompt_ids = encode_prompt(tokenizer, prompt)
     vocab = constraint.tokenizer_info.vocab_size
     for step in range(len(ids)):  # teacher-forced: the processor follows the row token by token
@@ -243,3 +278,4 @@ def test_the_models_best_token_is_masked_when_it_names_a_column_out_of_scope(tok
     assert out[0, right] == 5.0
     assert bool(out[0, wrong] == float("-inf")) is check_scope
     assert constraint.stats.scope_rejected_tokens - rejected == (1 if check_scope else 0)
+    assert constraint.stats.overlapped_steps < (len(ids) if greedy else 1)  # greedy: predictions were rolled back

@@ -91,6 +91,9 @@ class Decoding:
     compile: bool = False
     batch_size: int | None = None  # the plan's prompts per batch (None: inference.batch_size)
     cudnn_attention: bool = False  # let SDPA pick cuDNN attention on a GPU (model.loading.attention_without_cudnn)
+    # greedy decoding fills the grammar's next masks while the model runs (decoding.constraint); false only to
+    # measure what that buys (benchmarks/constrained_overhead.py)
+    overlap_grammar: bool = True
 
     @classmethod
     def for_run(cls, inference: InferenceConfig, tokenizer, tables_sqlite: Path, plan=None, *,
@@ -124,7 +127,8 @@ class Decoding:
             stats = self.constraint.stats
             out.update(grammar_tokenizer_seconds=stats.tokenizer_seconds, grammar_compile_seconds=stats.compile_seconds,
                        grammars_compiled=stats.grammars, grammar_mask_seconds=stats.mask_seconds,
-                       grammar_masked_tokens=stats.masked_tokens, grammar_rejected_tokens=stats.rejected_tokens)
+                       grammar_masked_tokens=stats.masked_tokens, grammar_rejected_tokens=stats.rejected_tokens,
+                       grammar_overlapped_steps=stats.overlapped_steps)
             if constraint_scoped(self.constraint):
                 out.update(scope_checks=stats.scope_checks, scope_rejected_tokens=stats.scope_rejected_tokens,
                            scope_dead_ends=stats.scope_dead_ends, scope_seconds=stats.scope_seconds)
@@ -198,8 +202,11 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
                 options.update(output_scores=True, return_dict_in_generate=True)
             else:
                 options.update(num_beams=k, early_stopping=True)
+        else:
+            options["num_beams"] = 1  # one row per prompt, whatever the model's generation config says
         if decoding.constraint is not None:
-            options["logits_processor"] = decoding.constraint.logits_processor([schemas[i] for i in batch])
+            options["logits_processor"] = decoding.constraint.logits_processor(
+                [schemas[i] for i in batch], greedy=decoding.overlap_grammar and k == 1 and inf.temperature <= 0)
         with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device):
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                  max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
