@@ -136,3 +136,47 @@ def test_an_alias_bound_twice_in_one_from_is_refused_at_the_alias(concerts):
     assert scope_violation(concerts, "SELECT count(*) FROM singer AS T1 JOIN singer_in_concert AS T1") is not None
     assert scope_violation(concerts, "SELECT count(*) FROM singer AS T1 JOIN singer AS T2 ON T1.age = T2.age",
                            complete=True) is None
+
+
+AGGREGATE_MISUSE = [  # (query, the first prefix refused): each one SQLite refuses
+    ("SELECT name FROM singer WHERE count(*) > 1", "SELECT name FROM singer WHERE count("),
+    ("SELECT name FROM singer WHERE age = max(age)", "SELECT name FROM singer WHERE age = max(age)"),
+    ("SELECT country FROM singer GROUP BY avg(age)", "SELECT country FROM singer GROUP BY avg("),
+    (f"SELECT T1.theme {JOIN} AND sum(T2.capacity) > 1", f"SELECT T1.theme {JOIN} AND sum("),
+    ("SELECT name FROM singer WHERE age > 1 AND min(age) < 30", "SELECT name FROM singer WHERE age > 1 AND min(age)"),
+]
+
+
+def concerts_database(path) -> sqlite3.Connection:
+    """An empty SQLite database of CONCERTS' tables and columns."""
+    conn = sqlite3.connect(path)
+    for table in CONCERTS.tables:
+        columns = ", ".join('"' + c.name.replace('"', '""') + '"' for c in table.columns)
+        conn.execute(f'CREATE TABLE "{table.name}" ({columns})')
+    return conn
+
+
+@pytest.mark.parametrize("sql,first_refused", AGGREGATE_MISUSE)
+def test_an_aggregate_where_sqlite_refuses_one_is_refused_as_soon_as_it_is_certain(concerts, sql, first_refused,
+                                                                                  tmp_path):
+    conn = concerts_database(tmp_path / "concerts.sqlite")
+    with pytest.raises(sqlite3.OperationalError, match="misuse of aggregate|not allowed in the GROUP BY"):
+        conn.execute(sql)
+    conn.close()
+    refused = first_refused_prefix(concerts, sql)
+    assert refused == first_refused
+    assert "aggregate" in scope_violation(concerts, refused, complete=refused == sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT name FROM singer WHERE max(age, 30) > 40",  # MIN and MAX of two arguments are scalar functions
+    "SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer)",  # the subquery's own select list
+    "SELECT country FROM singer GROUP BY country HAVING count(*) > 1 ORDER BY max(age)",
+    "SELECT name FROM singer WHERE singer_id IN (SELECT singer_id FROM singer_in_concert GROUP BY singer_id "
+    "HAVING count(*) > 1)",
+])
+def test_aggregates_where_sqlite_allows_them_pass(concerts, sql, tmp_path):
+    conn = concerts_database(tmp_path / "concerts.sqlite")
+    conn.execute(sql)
+    conn.close()
+    assert first_refused_prefix(concerts, sql) is None

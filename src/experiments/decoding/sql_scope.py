@@ -18,8 +18,12 @@ which names exist, not which table an alias stands for), run beside it on each r
   FROM makes every reference to it ambiguous), so a model is stopped at the alias, not one word later. A clause
   word still being written where nothing else could stand (` GR` after a FROM source) ends the FROM clause at once,
   while a JOIN can still bring a missing table.
+- Aggregates where SQLite refuses them ("misuse of aggregate", "not allowed in the GROUP BY clause"): COUNT, SUM,
+  AVG, TOTAL or GROUP_CONCAT called in a WHERE, ON or GROUP BY of its own query (not of a subquery there) is refused
+  at its '('; MIN or MAX there at its ')' when it took one argument (with two or more they are scalar functions).
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
-  alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types.
+  alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
+  aggregate inside another.
 
 The check reads the text with a small lexer and a stack of open queries and parentheses; it is linear in the text's
 length (the generated SQL only, never the prompt).
@@ -55,6 +59,9 @@ _TOKEN = re.compile(r"""
   | (?P<punct>\|\||<>|<=|>=|!=|==|.)
 """, re.VERBOSE | re.DOTALL)
 WILDCARD: frozenset[str] | None = None  # a derived table's columns: not known, any is accepted
+AGGREGATES = frozenset({"count", "sum", "avg", "total", "group_concat"})  # aggregates whatever their arguments
+MIN_MAX = frozenset({"min", "max"})  # aggregates with one argument, scalar functions with more
+NO_AGGREGATE_CLAUSES = frozenset({"where", "on", "group"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,17 @@ class _Query:
     from_done: bool = False
     source: str = ""  # in FROM: "" (expecting a source), "table" (after a table), "alias" (after AS)
     pending: tuple[str, frozenset[str] | None] | None = None  # the last source, not yet bound (alias may follow)
+
+
+@dataclass
+class _Paren:
+    """An open parenthesis: whether it opened a subquery, the query it was opened in, and, for MIN( or MAX( where
+    an aggregate is not allowed, its name and whether a second argument has been seen."""
+
+    subquery: bool
+    outer: _Query | None
+    min_max: str = ""
+    more_arguments: bool = False
 
 
 class ScopeViolation(Exception):
@@ -155,7 +173,7 @@ class _Reader:
         self.schema = schema
         self.tokens = tokens
         self.complete = complete
-        self.stack: list[tuple[bool, _Query | None]] = []  # (opened a subquery, the query it was opened in)
+        self.stack: list[_Paren] = []
         self.query: _Query | None = None
 
     def read(self) -> None:
@@ -178,7 +196,7 @@ class _Reader:
             after = self._peek(i + 1)
             subquery = after is not None and after.kind == "word" and after.text.lower() == "select" \
                 and not after.open
-            self.stack.append((subquery, self.query))
+            self.stack.append(_Paren(subquery, self.query, self._min_max_call(i)))
             if subquery:
                 self.query = _Query(parent=self.query)
                 return i + 2
@@ -186,6 +204,8 @@ class _Reader:
         if token.text == ")":
             self._close()
             return i + 1
+        if token.text == "," and self.stack and self.stack[-1].min_max and self.stack[-1].outer is self.query:
+            self.stack[-1].more_arguments = True
         if word == "select" and not token.open:
             if self.query is None:
                 self.query = _Query(parent=None)
@@ -236,11 +256,21 @@ class _Reader:
             return not any(other.startswith(word) for other in INFIX_WORDS)
         return False
 
+    def _min_max_call(self, i: int) -> str:
+        """The name of MIN or MAX when the '(' at `i` calls it where an aggregate is not allowed, else ''."""
+        name = self._peek(i - 1)
+        if name is None or name.kind != "word" or name.text.lower() not in MIN_MAX:
+            return ""
+        return name.text.lower() if self.query is not None and self.query.clause in NO_AGGREGATE_CLAUSES else ""
+
     def _close(self) -> None:
         """')': end the subquery it closes (its FROM first) or a plain parenthesis."""
         if not self.stack:
             return
-        subquery, outer = self.stack.pop()
+        paren = self.stack.pop()
+        if paren.min_max and not paren.more_arguments:
+            raise ScopeViolation(f"aggregate {paren.min_max}() in {self._clause_name()}")
+        subquery, outer = paren.subquery, paren.outer
         if not subquery:
             return
         if self.query is not None:
@@ -304,8 +334,12 @@ class _Reader:
             return i + 1  # a double-quoted word in an expression may be a string
         previous, after = self._peek(i - 1), self._peek(i + 1)
         dotted = after is not None and after.text == "."
-        if (word in KEYWORDS and not dotted) or (after is not None and after.text == "("):
-            return i + 1  # a keyword or a function
+        if after is not None and after.text == "(":
+            if word in AGGREGATES and query.clause in NO_AGGREGATE_CLAUSES:
+                raise ScopeViolation(f"aggregate {word}() in {self._clause_name()}")
+            return i + 1  # a function
+        if word in KEYWORDS and not dotted:
+            return i + 1  # a keyword
         if previous is not None and previous.kind == "word" and previous.text.lower() == "as":
             query.column_aliases.add(_name(token))
             return i + 1
@@ -325,6 +359,10 @@ class _Reader:
             return i + 1  # a qualifier whose '.' is still to come (`"order"` of `"order".x`)
         self._reference(query, _Ref(None, _name(token), not _closed(token)))
         return i + 1
+
+    def _clause_name(self) -> str:
+        clause = self.query.clause if self.query is not None else ""
+        return {"on": "ON", "where": "WHERE", "group": "GROUP BY"}.get(clause, clause.upper())
 
     def _reference(self, query: _Query, ref: _Ref) -> None:
         """Checks a reference now, or (in a select list before its FROM ends) keeps it for then."""
