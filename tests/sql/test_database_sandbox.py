@@ -161,7 +161,11 @@ def sandbox_children() -> set[int]:
     """This process's living SQL workers, as the OS sees them (zombies excluded)."""
     found = set()
     for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:  # the thread ended while we listed them
+            continue
+        for pid in children:
             try:
                 running = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] not in "ZX"
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
