@@ -47,7 +47,8 @@ def test_a_sqlite_store_in_a_missing_directory_fails_naming_it_and_creates_nothi
     assert not (tmp_path / "nonexistent").exists()
 
 
-def test_a_read_only_store_names_its_path_and_tracking_uri(tmp_path):
+def test_a_read_only_store_names_its_path_and_tracking_uri(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow makes the directory `file:<dir>` of such a URI relative to the working one
     db = tmp_path / "mlflow.db"
     MlflowTracker(f"sqlite:///{db}", "text2sql-lora", "smoke", {})  # a store with runs in it
     read_only = f"sqlite:///file:{db}?mode=ro&uri=true"
