@@ -53,7 +53,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import llguidance
 import llguidance.torch
@@ -319,15 +319,20 @@ class SchemaLogitsProcessor(LogitsProcessor):
                                                                                         strict=True)]
             self.scoped = [self.scoped[parent] for parent in parents]
         for row, (matcher, token, stop) in enumerate(zip(matchers, newest.tolist(), finished, strict=True)):
-            if matcher is None:
-                continue
-            if stop:
-                matchers[row] = None
-            elif not matcher.consume_token(token):
-                self.constraint.stats.rejected_tokens += 1
-                matchers[row] = None
+            if matcher is not None:
+                matchers[row] = self._advance_row(matcher, token, stop)
         self.matchers = matchers
         self.history = generated
+
+    def _advance_row(self, matcher: llguidance.LLMatcher, token: int, stop: bool) -> llguidance.LLMatcher | None:
+        """The row's matcher after `token`: None once a stop token ends the row, or when the grammar refuses the
+        token (counted). A refused token leaves no error state, so a greedy prediction can roll the row back."""
+        if stop:
+            return None
+        if matcher.try_consume_tokens([token]) == 1:
+            return matcher
+        self.constraint.stats.rejected_tokens += 1
+        return None
 
     def _parents(self, prefix: torch.Tensor) -> list[int]:
         """Row index of the last step that each row continues (itself, unless beam search reordered rows)."""
@@ -370,7 +375,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
         """Greedy: advance every live row by its best token now and fill the next step's masks in the background
         (see the module docstring); the next call checks the prediction in `_take_prediction`."""
         tokens = scores.argmax(dim=1).cpu()
-        before = _Prediction(tokens, list(self.matchers), list(self.texts), list(self.scoped), self.history)
+        before = _Prediction(tokens, list(self.matchers), list(self.texts), self.history)
         matchers: list[llguidance.LLMatcher | None] = list(self.matchers)
         stops = torch.isin(tokens, self.stop_ids).tolist()
         spelled = self.constraint.token_bytes
@@ -380,14 +385,11 @@ class SchemaLogitsProcessor(LogitsProcessor):
                 continue
             if self.scoped[row]:
                 self.texts[row] = self.texts[row] + spelled[token]
-            if stop:
-                matchers[row] = None
-            elif matcher.try_consume_tokens([token]) == 1:  # refused: no error state, so the row can roll back
+            matchers[row] = self._advance_row(matcher, token, stop)
+            if matchers[row] is not None:
                 before.consumed.append(row)
-            else:
-                self.constraint.stats.rejected_tokens += 1
+            elif not stop:
                 before.rejected += 1
-                matchers[row] = None
         self.matchers = matchers
         self.history = torch.cat([self.history, tokens[:, None]], dim=1)
         before.masks = self.constraint.background.submit(self._fill_masks_in_mode, torch.is_inference_mode_enabled(),
@@ -410,8 +412,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
         for row in pending.consumed:
             pending.matchers[row].rollback(1)
         self.constraint.stats.rejected_tokens -= pending.rejected
-        self.matchers, self.texts, self.scoped, self.history = (pending.matchers, pending.texts, pending.scoped,
-                                                                pending.history)
+        self.matchers, self.texts, self.history = pending.matchers, pending.texts, pending.history
         return None
 
     def _check_scope(self, scores: torch.Tensor) -> torch.Tensor:
@@ -481,20 +482,17 @@ class SchemaLogitsProcessor(LogitsProcessor):
 
 @dataclass
 class _Prediction:
-    """A greedy step's prediction: the tokens, the rows' state before them (to roll back to), the rows whose
-    matcher consumed its token, and the background fill of the next masks."""
+    """A greedy step's prediction: the tokens, the rows' state before them (to roll back to; the scope check does
+    not change which rows it follows between a prediction and its check), the rows whose matcher consumed its token,
+    and the background fill of the next masks."""
 
     tokens: torch.Tensor
     matchers: list[llguidance.LLMatcher | None]
     texts: list[bytes]
-    scoped: list[bool]
     history: torch.Tensor
-    consumed: list[int] | None = None
+    consumed: list[int] = field(default_factory=list)
     rejected: int = 0  # rows whose predicted token the grammar refused (counted in the stats)
     masks: Future | None = None
-
-    def __post_init__(self) -> None:
-        self.consumed = [] if self.consumed is None else self.consumed
 
 
 def _row_text(spelled: bytes) -> str:
