@@ -4,6 +4,7 @@ refuses, as early as the text shows it, a column of a table the query does not r
 
 from __future__ import annotations
 
+import random
 import sqlite3
 
 import pytest
@@ -11,7 +12,7 @@ from test_multi_table_grammar import CONCERTS, PROBES
 
 from experiments.data.sources import spider_sample_dir
 from experiments.data.spider import load_spider
-from experiments.decoding.sql_scope import ScopeSchema, scope_violation
+from experiments.decoding.sql_scope import ScopeReading, ScopeSchema, scope_violation
 
 JOIN = "FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id"
 
@@ -168,15 +169,69 @@ def test_an_aggregate_where_sqlite_refuses_one_is_refused_as_soon_as_it_is_certa
     assert "aggregate" in scope_violation(concerts, refused, complete=refused == sql)
 
 
-@pytest.mark.parametrize("sql", [
+AGGREGATES_ALLOWED = [
     "SELECT name FROM singer WHERE max(age, 30) > 40",  # MIN and MAX of two arguments are scalar functions
     "SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer)",  # the subquery's own select list
     "SELECT country FROM singer GROUP BY country HAVING count(*) > 1 ORDER BY max(age)",
     "SELECT name FROM singer WHERE singer_id IN (SELECT singer_id FROM singer_in_concert GROUP BY singer_id "
     "HAVING count(*) > 1)",
-])
+]
+
+
+@pytest.mark.parametrize("sql", AGGREGATES_ALLOWED)
 def test_aggregates_where_sqlite_allows_them_pass(concerts, sql, tmp_path):
     conn = concerts_database(tmp_path / "concerts.sqlite")
     conn.execute(sql)
     conn.close()
     assert first_refused_prefix(concerts, sql) is None
+
+
+CONTINUATIONS = ["", " ", "e", "_id", ".", ". n", "(", ")", ",", "'", "''", " T1.", " T9.x", " WHERE", " GR", " AS T1",
+                 " JOIN singer AS T2 ON", " (SELECT", " count(", ";"]
+
+
+def chunks(sql: str, seed: int) -> list[str]:
+    """`sql` cut into pieces of 1-6 characters, as a tokenizer might write it (seeded)."""
+    rng, pieces, at = random.Random(seed), [], 0
+    while at < len(sql):
+        size = rng.randint(1, 6)
+        pieces.append(sql[at:at + size])
+        at += size
+    return pieces
+
+
+def readings_agree(schema: ScopeSchema, sql: str, seed: int) -> list[tuple[str, bool, str | None, str | None]]:
+    """Follows `sql` piece by piece as decoding does (a reading per step, carried on from the last) and returns
+    every check where the reading's verdict differs from a full read: the next piece, and continuations that bind,
+    qualify, close or end, each also as the query's end."""
+    differ, reading, text = [], ScopeReading(schema, ""), ""
+    for piece in [*chunks(sql, seed), ""]:
+        for extra in {piece, *CONTINUATIONS}:
+            for complete in (False, True):
+                got, want = reading.violation(text + extra, complete), scope_violation(schema, text + extra, complete)
+                if got != want:
+                    differ.append((text + extra, complete, got, want))
+        text += piece
+        reading = reading.extended(text)
+    return differ
+
+
+def test_a_reading_carried_on_step_by_step_gives_what_a_full_read_gives():
+    """The scope check reads only a row's unsettled tail for each candidate token (ScopeReading): its verdicts are
+    exactly the full reader's, on the gold queries of the sample's test split, the probes and the refused queries,
+    each cut into pieces two ways, for every piece and continuations that bind, qualify, close or end."""
+    splits = load_spider(spider_sample_dir())
+    schemas = {db_id: ScopeSchema(db) for db_id, db in splits["test"].databases.items()}
+    cases = [(schemas[example.db_id], example.sql) for example in splits["test"].examples]
+    concerts = ScopeSchema(CONCERTS)
+    cases += [(concerts, sql) for sql in [*PROBES, *(case[0] for case in SCOPE_ERRORS),
+                                         *(case[0] for case in AGGREGATE_MISUSE), *AGGREGATES_ALLOWED]]
+    differ = [found for schema, sql in cases for seed in range(2) for found in readings_agree(schema, sql, seed)]
+    assert differ == []
+
+
+def test_a_reading_of_another_text_reads_afresh(concerts):
+    reading = ScopeReading(concerts, "SELECT T2.name FROM stadium AS T2 WHERE T2.capacity > 1 AND ")
+    assert reading.violation("SELECT name FROM concert WHERE") == "no table in scope has a column 'name'"
+    other = "SELECT name FROM stadium WHERE"
+    assert reading.extended(other).violation(other + " capacity > 1", complete=True) is None
