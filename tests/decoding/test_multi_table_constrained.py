@@ -24,7 +24,7 @@ from experiments.data.schema import Database
 from experiments.data.schema_prompt import build_schema_prompt
 from experiments.data.sources import spider_sample_dir
 from experiments.data.spider import load_spider
-from experiments.decoding.constraint import ConstraintUnusable, SchemaConstraint
+from experiments.decoding.constraint import END_WINDOW, ConstraintUnusable, SchemaConstraint
 from experiments.decoding.generate import Decoding, generate_sql, left_padded, newline_token_ids
 from experiments.decoding.guided import EXECUTES, NONE_EXECUTES
 from experiments.decoding.schema_grammar import CHECK_DATABASE
@@ -233,14 +233,70 @@ def test_greedy_overlap_writes_and_masks_exactly_what_the_step_by_step_processor
             sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=40,
                                             eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
                                             do_sample=False, logits_processor=[
-                                                finish, *constraint.logits_processor(databases, greedy=greedy)])
+                                                finish, *constraint.logits_processor(databases, greedy=greedy,
+                                                                                     max_new_tokens=40)])
         stats = constraint.stats
         runs[greedy] = (sequences, stats.masked_tokens, stats.scope_checks, stats.scope_rejected_tokens,
-                        stats.rejected_tokens, stats.steps)
+                        stats.rejected_tokens, stats.steps, stats.ended_near_cap)
         assert (stats.overlapped_steps > 0) is greedy
     assert torch.equal(runs[True][0], runs[False][0])
     assert runs[True][1:] == runs[False][1:]
     assert runs[True][2] > 0  # the scope check ran
+
+
+class Scripted:
+    """A model that writes each row's script token by token (a large bonus to its next token) and, at its end, goes
+    on at random: a trained model that does not stop."""
+
+    def __init__(self, scripts: list[list[int]], prompt_length: int) -> None:
+        self.scripts, self.prompt_length = scripts, prompt_length
+
+    def __call__(self, input_ids, scores):
+        at = input_ids.shape[1] - self.prompt_length
+        scores = scores.clone()
+        for row, script in enumerate(self.scripts):
+            if at < len(script):
+                scores[row, script[at]] += 1000.0
+        return scores
+
+
+@pytest.mark.parametrize("greedy", [False, True], ids=["step_by_step", "greedy_overlap"])
+@pytest.mark.parametrize("window_starts", [0, 1], ids=["where_a_query_may_end", "just_after"])
+def test_a_query_still_open_near_the_token_cap_is_ended_where_it_can_end(tiny_model, tokenizer, constraint, questions,
+                                                                          greedy, window_starts):
+    """A model still writing at max_new_tokens leaves a cut query; told the cap, the processor ends each row at the
+    first point of the last END_WINDOW tokens where its query may end: a whole query the grammar accepts, the
+    model's own up to there. A row that ends on its own before the window is unchanged. The window starts where a
+    query may end, or one token after (so a window one token off either way ends elsewhere)."""
+    prompts, databases = [p for p, _ in questions], [d for _, d in questions]
+    conditions = " AND ".join(f"{n} = {n}" for n in range(1, 9))
+    sqls = [f"SELECT count(*) FROM {d.tables[0].name} WHERE {conditions}" for d in databases]
+    sqls[0] = f"SELECT count(*) FROM {databases[0].tables[0].name}"  # ends on its own, well before the cap
+    scripts = [encode_target(tokenizer, p, sql) for p, sql in zip(prompts, sqls, strict=True)]
+    scripts[0] = [*scripts[0], tokenizer.eos_token_id]
+    ends = [j for j in range(1, len(scripts[1])) if constraint.accepts(databases[1], tokenizer.decode(scripts[1][:j]))]
+    cap = next(j for j in ends if j >= 20 and j + 1 not in ends) + window_starts + END_WINDOW
+    assert len(scripts[0]) < cap - END_WINDOW and all(len(script) > cap for script in scripts[1:])
+    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
+    stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
+    runs = {}
+    for told in (False, True):
+        constrained = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=True)
+        processors = [Scripted(scripts, input_ids.shape[1]),
+                      *constrained.logits_processor(databases, greedy=greedy, max_new_tokens=cap if told else None)]
+        with torch.inference_mode():
+            sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=cap,
+                                            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                                            do_sample=False, logits_processor=processors)
+        rows = [generated_sql(tokenizer, row.tolist(), set(stop_ids))[:2] for row in sequences[:, input_ids.shape[1]:]]
+        runs[told] = (rows, constrained.stats.ended_near_cap)
+    assert runs[False] == ([(sqls[0], True)] + [(mock, False) for mock, _ in runs[False][0][1:]], 0)
+    rows, ended = runs[True]
+    assert rows[0] == (sqls[0], True) and ended == len(databases) - 1
+    for database, script, (sql, stopped) in zip(databases[1:], scripts[1:], rows[1:], strict=True):
+        first_end = next(j for j in range(cap - END_WINDOW, cap)  # EOS as token j: the first place it may stand
+                         if constraint.accepts(database, tokenizer.decode(script[:j])))
+        assert stopped and sql == tokenizer.decode(script[:first_end]).strip() and " AND " in sql, sql
 
 
 def test_a_greedy_processor_refuses_beams(tiny_model, tokenizer, constraint, questions):

@@ -27,7 +27,11 @@ scores, so sampling needs nothing special.
 
 Left padding needs nothing: every row's generated tokens start at the same position, the prompt length.
 Rows that reach `max_new_tokens` before the grammar is complete hold a valid prefix, not a query; the caller
-sees this as it always did (no stop token) and `SchemaConstraint.accepts` tells the two apart.
+sees this as it always did (no stop token) and `SchemaConstraint.accepts` tells the two apart. Told the call's
+`max_new_tokens`, the processor makes that rarer: in its last END_WINDOW tokens, a row whose query may end where it
+stands is allowed only EOS (a model looping through conditions ends with a whole query, not a cut one; counted in
+`stats.ended_near_cap`). The cap is the longest training SQL plus a margin when training data exists
+(generate.new_tokens_cap), so only the longest queries the model ever learned can meet the window.
 
 Greedy decoding overlaps the grammar with the model (`greedy=True`, one row per prompt, no sampling). The
 token generate will pick is the argmax of the scores the processor returns (custom processors run last, and greedy
@@ -78,6 +82,7 @@ from experiments.model.tokenization import encode_target
 
 SCOPE_LOOKAHEAD = 7  # tokens tried beyond the `need` best in one top-k on the device
 SCOPE_MAX_CHECKS = 256  # a row's allowed tokens tried before scoping leaves it to the grammar
+END_WINDOW = 16  # the last tokens before max_new_tokens in which a query that may end there is ended
 
 
 class ConstraintUnusable(RuntimeError):
@@ -101,6 +106,7 @@ class ConstraintStats:
     scope_dead_ends: int = 0  # rows left to the grammar alone (see the module docstring)
     scope_seconds: float = 0.0  # of mask_seconds: the scope check
     overlapped_steps: int = 0  # greedy steps whose masks were filled while the model ran (see the module docstring)
+    ended_near_cap: int = 0  # rows ended within END_WINDOW tokens of max_new_tokens where their query could end
 
     @property
     def seconds_per_token(self) -> float | None:
@@ -223,24 +229,29 @@ class SchemaConstraint:
         matcher = self.matcher(schema)
         return matcher.consume_tokens(self.tokenizer_info.tokenize_str(text)) and matcher.is_accepting()
 
-    def logits_processor(self, schemas: Sequence[Schema], *, greedy: bool = False) -> LogitsProcessorList:
+    def logits_processor(self, schemas: Sequence[Schema], *, greedy: bool = False,
+                         max_new_tokens: int | None = None) -> LogitsProcessorList:
         """A processor for one `generate` call whose prompts ask about `schemas` (one table or database per
         prompt, in batch-row order). Make a new one for every call: it follows that call's rows. `greedy`: the call
         is greedy search with one row per prompt (do_sample=False, no beams), so the grammar's next masks are filled
-        while the model runs (see the module docstring)."""
+        while the model runs (see the module docstring). `max_new_tokens`: the call's, so that a query still open
+        near it is ended where it can end (see the module docstring)."""
         if not schemas:
             raise ValueError("logits_processor: no schemas (one table or database per prompt of the batch)")
         return LogitsProcessorList([SchemaLogitsProcessor(self, [self.matcher(s) for s in schemas],
-                                                          [self.scope(s) for s in schemas], greedy=greedy)])
+                                                          [self.scope(s) for s in schemas], greedy=greedy,
+                                                          max_new_tokens=max_new_tokens)])
 
 
 class SchemaLogitsProcessor(LogitsProcessor):
     """Masks each row's logits with its prompt's grammar; see the module docstring for how rows are followed."""
 
     def __init__(self, constraint: SchemaConstraint, prompt_matchers: list[llguidance.LLMatcher],
-                 prompt_scopes: list[ScopeSchema | None] | None = None, *, greedy: bool = False) -> None:
+                 prompt_scopes: list[ScopeSchema | None] | None = None, *, greedy: bool = False,
+                 max_new_tokens: int | None = None) -> None:
         self.constraint = constraint
         self.greedy = greedy
+        self.end_from = None if max_new_tokens is None else max_new_tokens - END_WINDOW  # first step that may end
         self.pending: _Prediction | None = None  # greedy: rows advanced by the predicted tokens, masks being filled
         self.prompt_matchers = prompt_matchers
         self.prompt_scopes = prompt_scopes or [None] * len(prompt_matchers)
@@ -257,17 +268,16 @@ class SchemaLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         started = time.perf_counter()
-        live = None
+        filled = None
         if self.prompt_length is None:
             self._start(input_ids)
         else:
             generated = input_ids[:, self.prompt_length:].cpu()
             if self.pending is not None:
-                live = self._take_prediction(generated)
-            if live is None:
+                filled = self._take_prediction(generated)
+            if filled is None:
                 self._advance(generated)
-        if live is None:
-            live = self._fill_masks(self.matchers, self.bitmask)
+        live, ended = filled or self._fill_masks(self.matchers, self.bitmask, self.history.shape[1])
         scores = self._apply(scores)
         if any(self.scoped):
             scores = self._check_scope(scores)
@@ -277,6 +287,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
         stats.mask_seconds += time.perf_counter() - started
         stats.steps += 1
         stats.masked_tokens += live
+        stats.ended_near_cap += ended
         return scores
 
     def _start(self, input_ids: torch.Tensor) -> None:
@@ -354,26 +365,29 @@ class SchemaLogitsProcessor(LogitsProcessor):
             parents[row] = first + same[0]
         return parents
 
-    def _fill_masks(self, matchers: list[llguidance.LLMatcher | None], bitmask: torch.Tensor | None) -> int:
-        """Bitmask rows: the grammar's next tokens for live rows, EOS alone for finished ones. Returns how many
-        rows are live."""
+    def _fill_masks(self, matchers: list[llguidance.LLMatcher | None], bitmask: torch.Tensor | None,
+                    step: int) -> tuple[int, int]:
+        """Bitmask rows for generated token `step`: the grammar's next tokens for live rows, EOS alone for finished
+        ones and, near max_new_tokens, for rows whose query may end here. Returns how many rows are live, and how
+        many of them are ended so."""
         assert bitmask is not None
         live = [(matcher, row) for row, matcher in enumerate(matchers) if matcher is not None]
         if live:
             llguidance.torch.fill_next_token_bitmask_par(self.constraint.executor, live, bitmask)
+        ending = [row for matcher, row in live if matcher.is_accepting()] \
+            if self.end_from is not None and step >= self.end_from else []
         eos = self.constraint.eos_token_id
-        for row, matcher in enumerate(matchers):
-            if matcher is None:
-                bitmask[row].zero_()
-                bitmask[row, eos // 32] = _bit(eos % 32)
-        return len(live)
+        for row in [*(row for row, matcher in enumerate(matchers) if matcher is None), *ending]:
+            bitmask[row].zero_()
+            bitmask[row, eos // 32] = _bit(eos % 32)
+        return len(live), len(ending)
 
     def _fill_masks_in_mode(self, inference_mode: bool, matchers: list[llguidance.LLMatcher | None],
-                            bitmask: torch.Tensor | None) -> int:
+                            bitmask: torch.Tensor | None, step: int) -> tuple[int, int]:
         """_fill_masks on the background thread, in generate's inference mode (thread-local in torch): the bitmask
         was made in it."""
         with torch.inference_mode(inference_mode):
-            return self._fill_masks(matchers, bitmask)
+            return self._fill_masks(matchers, bitmask, step)
 
     def _predict(self, scores: torch.Tensor) -> None:
         """Greedy: advance every live row by its best token now and fill the next step's masks in the background
@@ -397,22 +411,22 @@ class SchemaLogitsProcessor(LogitsProcessor):
         self.matchers = matchers
         self.history = torch.cat([self.history, tokens[:, None]], dim=1)
         before.masks = self.constraint.background.submit(self._fill_masks_in_mode, torch.is_inference_mode_enabled(),
-                                                         matchers, self.spare_bitmask)
+                                                         matchers, self.spare_bitmask, self.history.shape[1])
         self.pending = before
 
-    def _take_prediction(self, generated: torch.Tensor) -> int | None:
-        """The live row count of the masks filled in the background if every live row got its predicted token;
-        else None, with the rows rolled back to before the prediction (to be advanced as usual)."""
+    def _take_prediction(self, generated: torch.Tensor) -> tuple[int, int] | None:
+        """What `_fill_masks` returned for the masks filled in the background if every live row got its predicted
+        token; else None, with the rows rolled back to before the prediction (to be advanced as usual)."""
         pending, self.pending = self.pending, None
         assert pending is not None and pending.masks is not None
-        live = pending.masks.result()  # wait for the fill (and its error, if any) before touching the rows
+        filled = pending.masks.result()  # wait for the fill (and its error, if any) before touching the rows
         newest = generated[:, -1]
         rows = [row for row, matcher in enumerate(pending.matchers) if matcher is not None]
         if generated.shape == self.history.shape and bool((newest[rows] == pending.tokens[rows]).all()):
             self.bitmask, self.spare_bitmask = self.spare_bitmask, self.bitmask
             self.history = generated  # finished rows hold generate's padding, not the predicted token
             self.constraint.stats.overlapped_steps += 1
-            return live
+            return filled
         for row in pending.consumed:
             pending.matchers[row].rollback(1)
         self.constraint.stats.rejected_tokens -= pending.rejected

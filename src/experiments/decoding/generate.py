@@ -128,7 +128,7 @@ class Decoding:
             out.update(grammar_tokenizer_seconds=stats.tokenizer_seconds, grammar_compile_seconds=stats.compile_seconds,
                        grammars_compiled=stats.grammars, grammar_mask_seconds=stats.mask_seconds,
                        grammar_masked_tokens=stats.masked_tokens, grammar_rejected_tokens=stats.rejected_tokens,
-                       grammar_overlapped_steps=stats.overlapped_steps)
+                       grammar_overlapped_steps=stats.overlapped_steps, grammar_ended_near_cap=stats.ended_near_cap)
             if constraint_scoped(self.constraint):
                 out.update(scope_checks=stats.scope_checks, scope_rejected_tokens=stats.scope_rejected_tokens,
                            scope_dead_ends=stats.scope_dead_ends, scope_seconds=stats.scope_seconds)
@@ -206,7 +206,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
             options["num_beams"] = 1  # one row per prompt, whatever the model's generation config says
         if decoding.constraint is not None:
             options["logits_processor"] = decoding.constraint.logits_processor(
-                [schemas[i] for i in batch], greedy=decoding.overlap_grammar and k == 1 and inf.temperature <= 0)
+                [schemas[i] for i in batch], greedy=decoding.overlap_grammar and k == 1 and inf.temperature <= 0,
+                max_new_tokens=new_tokens_cap)
         with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device):
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                  max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
