@@ -237,7 +237,7 @@ def test_greedy_overlap_writes_and_masks_exactly_what_the_step_by_step_processor
                                                                                      max_new_tokens=40)])
         stats = constraint.stats
         runs[greedy] = (sequences, stats.masked_tokens, stats.scope_checks, stats.scope_rejected_tokens,
-                        stats.rejected_tokens, stats.steps, stats.ended_near_cap)
+                        stats.rejected_tokens, stats.steps, stats.forced_ends)
         assert (stats.overlapped_steps > 0) is greedy
     assert torch.equal(runs[True][0], runs[False][0])
     assert runs[True][1:] == runs[False][1:]
@@ -289,7 +289,7 @@ def test_a_query_still_open_near_the_token_cap_is_ended_where_it_can_end(tiny_mo
                                             eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
                                             do_sample=False, logits_processor=processors)
         rows = [generated_sql(tokenizer, row.tolist(), set(stop_ids))[:2] for row in sequences[:, input_ids.shape[1]:]]
-        runs[told] = (rows, constrained.stats.ended_near_cap)
+        runs[told] = (rows, constrained.stats.forced_ends)
     assert runs[False] == ([(sqls[0], True)] + [(mock, False) for mock, _ in runs[False][0][1:]], 0)
     rows, ended = runs[True]
     assert rows[0] == (sqls[0], True) and ended == len(databases) - 1
@@ -335,3 +335,26 @@ def test_the_models_best_token_is_masked_when_it_names_a_column_out_of_scope(tok
     assert bool(out[0, wrong] == float("-inf")) is check_scope
     assert constraint.stats.scope_rejected_tokens - rejected == (1 if check_scope else 0)
     assert constraint.stats.overlapped_steps < (len(ids) if greedy else 1)  # greedy: predictions were rolled back
+
+
+@pytest.mark.parametrize("greedy", [False, True], ids=["step_by_step", "greedy_overlap"])
+def test_near_the_cap_a_query_that_would_end_out_of_scope_goes_on(tokenizer, greedy):
+    """`SELECT T2.name FROM singer AS T1` is a query the grammar may end, but T2 is not bound yet: in the window
+    before max_new_tokens it is not made to end (a JOIN can still bind T2), while the same query with T1 is."""
+    from test_multi_table_grammar import CONCERTS
+
+    prompt = build_schema_prompt("Which singers?", CONCERTS, {}, 100_000).text
+    prompt_ids = encode_prompt(tokenizer, prompt)
+    for written, ends in (("SELECT T2.name FROM singer AS T1", False), ("SELECT T1.name FROM singer AS T1", True)):
+        constraint = SchemaConstraint(tokenizer, stop_token_ids=[tokenizer.eos_token_id], threads=1, multi_table=True)
+        ids = encode_target(tokenizer, prompt, written)
+        processor = constraint.logits_processor([CONCERTS], greedy=greedy, max_new_tokens=len(ids) + END_WINDOW)[0]
+        vocab = constraint.tokenizer_info.vocab_size
+        for step in range(len(ids) + 1):  # the model writes `written`, then prefers EOS a little
+            scores = torch.zeros(1, vocab)
+            scores[0, ids[step] if step < len(ids) else tokenizer.eos_token_id] = 5.0
+            out = processor(torch.tensor([prompt_ids + ids[:step]]), scores)
+        allowed = torch.isfinite(out[0]).nonzero().flatten().tolist()
+        assert (allowed == [tokenizer.eos_token_id]) is ends, written
+        assert (tokenizer.eos_token_id in allowed) is ends  # the scope check masks the end of the out-of-scope query
+        assert constraint.stats.forced_ends == (1 if ends else 0)

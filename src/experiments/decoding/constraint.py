@@ -29,9 +29,11 @@ Left padding needs nothing: every row's generated tokens start at the same posit
 Rows that reach `max_new_tokens` before the grammar is complete hold a valid prefix, not a query; the caller
 sees this as it always did (no stop token) and `SchemaConstraint.accepts` tells the two apart. Told the call's
 `max_new_tokens`, the processor makes that rarer: in its last END_WINDOW tokens, a row whose query may end where it
-stands is allowed only EOS (a model looping through conditions ends with a whole query, not a cut one; counted in
-`stats.ended_near_cap`). The cap is the longest training SQL plus a margin when training data exists
-(generate.new_tokens_cap), so only the longest queries the model ever learned can meet the window.
+stands (the grammar accepting it, and the scope check too) is allowed only EOS, so a model looping through
+conditions ends with a whole query, not a cut one (`stats.forced_ends`; a greedy or sampled row then ends there,
+while beam search may drop such a beam for a better one). The cap is the longest training SQL plus a margin when
+training data exists (generate.new_tokens_cap), so only the longest queries the model ever learned can meet the
+window.
 
 Greedy decoding overlaps the grammar with the model (`greedy=True`, one row per prompt, no sampling). The
 token generate will pick is the argmax of the scores the processor returns (custom processors run last, and greedy
@@ -106,7 +108,7 @@ class ConstraintStats:
     scope_dead_ends: int = 0  # rows left to the grammar alone (see the module docstring)
     scope_seconds: float = 0.0  # of mask_seconds: the scope check
     overlapped_steps: int = 0  # greedy steps whose masks were filled while the model ran (see the module docstring)
-    ended_near_cap: int = 0  # rows ended within END_WINDOW tokens of max_new_tokens where their query could end
+    forced_ends: int = 0  # rows allowed only EOS near max_new_tokens (a beam may be dropped instead of ending)
 
     @property
     def seconds_per_token(self) -> float | None:
@@ -277,7 +279,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
                 filled = self._take_prediction(generated)
             if filled is None:
                 self._advance(generated)
-        live, ended = filled or self._fill_masks(self.matchers, self.bitmask, self.history.shape[1])
+        live, forced = filled or self._fill_masks(self.matchers, self.bitmask, self.history.shape[1])
         scores = self._apply(scores)
         if any(self.scoped):
             scores = self._check_scope(scores)
@@ -287,7 +289,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
         stats.mask_seconds += time.perf_counter() - started
         stats.steps += 1
         stats.masked_tokens += live
-        stats.ended_near_cap += ended
+        stats.forced_ends += len(forced)
         return scores
 
     def _start(self, input_ids: torch.Tensor) -> None:
@@ -366,24 +368,33 @@ class SchemaLogitsProcessor(LogitsProcessor):
         return parents
 
     def _fill_masks(self, matchers: list[llguidance.LLMatcher | None], bitmask: torch.Tensor | None,
-                    step: int) -> tuple[int, int]:
+                    step: int) -> tuple[int, list[int]]:
         """Bitmask rows for generated token `step`: the grammar's next tokens for live rows, EOS alone for finished
-        ones and, near max_new_tokens, for rows whose query may end here. Returns how many rows are live, and how
-        many of them are ended so."""
+        ones and, near max_new_tokens, for rows whose query may end here (the scope check agreeing). Returns how
+        many rows are live, and those given EOS alone so."""
         assert bitmask is not None
         live = [(matcher, row) for row, matcher in enumerate(matchers) if matcher is not None]
         if live:
             llguidance.torch.fill_next_token_bitmask_par(self.constraint.executor, live, bitmask)
-        ending = [row for matcher, row in live if matcher.is_accepting()] \
+        ending = [row for matcher, row in live if matcher.is_accepting() and self._may_end(row)] \
             if self.end_from is not None and step >= self.end_from else []
         eos = self.constraint.eos_token_id
         for row in [*(row for row, matcher in enumerate(matchers) if matcher is None), *ending]:
             bitmask[row].zero_()
             bitmask[row, eos // 32] = _bit(eos % 32)
-        return len(live), len(ending)
+        return len(live), ending
+
+    def _may_end(self, row: int) -> bool:
+        """Whether the scope check lets the row's query end where it stands (always, for a row it does not follow):
+        a query that names a table it has not bound yet must go on, not be ended out of scope."""
+        if not self.scoped[row]:
+            return True
+        text = _row_text(self.texts[row])
+        reading = self.readings[row] or ScopeReading(self.prompt_scopes[row // self.rows_per_prompt], text)
+        return reading.violation(text, complete=True) is None
 
     def _fill_masks_in_mode(self, inference_mode: bool, matchers: list[llguidance.LLMatcher | None],
-                            bitmask: torch.Tensor | None, step: int) -> tuple[int, int]:
+                            bitmask: torch.Tensor | None, step: int) -> tuple[int, list[int]]:
         """_fill_masks on the background thread, in generate's inference mode (thread-local in torch): the bitmask
         was made in it."""
         with torch.inference_mode(inference_mode):
@@ -414,7 +425,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
                                                          matchers, self.spare_bitmask, self.history.shape[1])
         self.pending = before
 
-    def _take_prediction(self, generated: torch.Tensor) -> tuple[int, int] | None:
+    def _take_prediction(self, generated: torch.Tensor) -> tuple[int, list[int]] | None:
         """What `_fill_masks` returned for the masks filled in the background if every live row got its predicted
         token; else None, with the rows rolled back to before the prediction (to be advanced as usual)."""
         pending, self.pending = self.pending, None
