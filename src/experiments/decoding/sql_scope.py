@@ -147,16 +147,18 @@ class ScopeReading:
     the last LOOKAHEAD + 1 is the state a full read of any continuation reaches there. `violation` gives exactly
     what `scope_violation` gives (tested on every prefix and continuation of the sample's gold queries)."""
 
-    def __init__(self, schema: ScopeSchema, text: str, *, _reader: _Reader | None = None, _start: int = 0,
-                 _tokens_before: list[_Token] | None = None) -> None:
+    def __init__(self, schema: ScopeSchema, text: str) -> None:
+        tokens, starts = _tokens(text, False)
+        self._settle(schema, text, _Reader(schema, tokens, complete=False), tokens, starts, 0)
+
+    def _settle(self, schema: ScopeSchema, text: str, reader: _Reader, tokens: list[_Token], starts: list[int],
+                first: int) -> None:
+        """Read `tokens` (of `text`) from index `first`, where `reader` stands, up to the settled ones; `starts`
+        gives where each token from `first` on starts in `text`."""
         self.schema, self.text = schema, text
-        tokens, starts = _tokens(text, False, _start)
-        tokens = (_tokens_before or []) + tokens
-        starts = [0] * (len(tokens) - len(starts)) + starts
-        reader = _reader or _Reader(schema, tokens, complete=False)
         reader.tokens = tokens
         self.found: str | None = None  # a violation already in the settled tokens: every continuation has it
-        index = len(_tokens_before or [])
+        index = first
         try:
             while index < len(tokens) - 1 - LOOKAHEAD:
                 index = reader._step(index)
@@ -164,7 +166,7 @@ class ScopeReading:
             self.found = str(violation)
         self._reader, self._index = reader, index
         self._tokens = tokens[:index]
-        self._start = starts[index] if index < len(tokens) else len(text)
+        self._start = starts[index - first] if index < len(tokens) else len(text)
 
     def violation(self, text: str, complete: bool = False) -> str | None:
         """`scope_violation(schema, text, complete)`, reading only what follows the settled tokens when `text`
@@ -185,8 +187,11 @@ class ScopeReading:
         """The reading of `text`, a continuation of this one's text (else read afresh), from the settled state."""
         if not text.startswith(self.text) or self.found is not None:
             return ScopeReading(self.schema, text)
-        return ScopeReading(self.schema, text, _reader=self._reader.copy([], False), _start=self._start,
-                            _tokens_before=self._tokens)
+        tail, starts = _tokens(text, False, self._start)
+        reading = ScopeReading.__new__(ScopeReading)
+        reading._settle(self.schema, text, self._reader.copy([], False), self._tokens + tail, starts,
+                        len(self._tokens))
+        return reading
 
 
 def _tokens(text: str, complete: bool, start: int = 0) -> tuple[list[_Token], list[int]]:
