@@ -27,6 +27,7 @@ from experiments.data.schema import Database
 from experiments.decoding.constraint import SchemaConstraint
 from experiments.decoding.guided import CandidateRunner, DatabaseRunner, TableRunner, choose
 from experiments.decoding.token_bytes import SPECIAL_MARKER, token_bytes
+from experiments.model.decode_attention import packed_gqa_decoding
 from experiments.model.loading import attention_without_cudnn
 from experiments.model.tokenization import encode_prompt, encode_target
 
@@ -91,6 +92,7 @@ class Decoding:
     compile: bool = False
     batch_size: int | None = None  # the plan's prompts per batch (None: inference.batch_size)
     cudnn_attention: bool = False  # let SDPA pick cuDNN attention on a GPU (model.loading.attention_without_cudnn)
+    packed_gqa: bool = True  # decode steps on grouped KV heads without per-head copies (model.decode_attention)
     # greedy decoding fills the grammar's next masks while the model runs (decoding.constraint); false only to
     # measure what that buys (benchmarks/constrained_overhead.py)
     overlap_grammar: bool = True
@@ -208,7 +210,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
             options["logits_processor"] = decoding.constraint.logits_processor(
                 [schemas[i] for i in batch], greedy=decoding.overlap_grammar and k == 1 and inf.temperature <= 0,
                 max_new_tokens=new_tokens_cap)
-        with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device):
+        with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device), \
+                packed_gqa_decoding(model) if decoding.packed_gqa else contextlib.nullcontext():
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                  max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
                                  eos_token_id=stop_ids, pad_token_id=pad_id, **options)
