@@ -53,14 +53,19 @@ def prefill(model, encoded: list[list[int]], pad_id: int, device: torch.device) 
         model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=True, logits_to_keep=1)
 
 
+PARTS = ("prefill", "steps", "gqa", "static", "profile")  # prefill (and its chunks); prefill vs decode steps; the
+# decode attention on repeated vs packed KV heads; a static KV cache; torch.profiler tables
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="local Mistral directory (e.g. from make_random_mistral.py)")
     parser.add_argument("--preset", default="baseline")
     parser.add_argument("--prompts", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=40)
-    parser.add_argument("--chunks", type=int, nargs="+", default=[2, 4, 8], help="length-sorted prefill chunks")
+    parser.add_argument("--chunks", type=int, nargs="*", default=[2, 4, 8], help="length-sorted prefill chunks")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure")
     parser.add_argument("--dry-run", action="store_true", help="CPU + tiny model: exercise the code, not a result")
     parser.add_argument("--out", type=Path, default=Path("gen_profile.json"))
     args = parser.parse_args()
@@ -78,30 +83,59 @@ def main() -> None:
         model = generation_model(cfg, device, save_adapter(cfg, device, Path(tmp)), plan)
     pad_id = tokenizer.pad_token_id
     release()
-    report["prefill_seconds"] = timed(lambda: prefill(model, encoded, pad_id, device), args.repeats)
-    for chunks in args.chunks:
+    if "prefill" in args.parts:
+        report["prefill_seconds"] = timed(lambda: prefill(model, encoded, pad_id, device), args.repeats)
+    for chunks in args.chunks if "prefill" in args.parts else []:
         size = -(-len(encoded) // chunks)
         parts = [encoded[i:i + size] for i in range(0, len(encoded), size)]
         report[f"prefill_{chunks}_chunks_seconds"] = timed(
             lambda parts=parts: [prefill(model, part, pad_id, device) for part in parts], args.repeats)
         report[f"prefill_{chunks}_chunks_padded_tokens"] = sum(len(p) * len(p[0]) for p in parts)
     decoding = Decoding(batch_size=plan.batch_size)
-    for tokens in (1, args.tokens):
+    for tokens in (1, args.tokens) if "steps" in args.parts else []:
         report[f"generate_{tokens}_seconds"] = timed(lambda tokens=tokens: generate_sql(
             model, tokenizer, prompts, cfg, device, tokens, progress=False, min_new_tokens=tokens,
             decoding=decoding), args.repeats)
-    report["decode_step_ms"] = 1000 * (report[f"generate_{args.tokens}_seconds"] - report["generate_1_seconds"]) / \
-        max(1, args.tokens - 1)
+    if "steps" in args.parts:
+        report["decode_step_ms"] = 1000 * (report[f"generate_{args.tokens}_seconds"] -
+                                           report["generate_1_seconds"]) / max(1, args.tokens - 1)
+    texts = {}
+    # the decode attention on repeated KV heads (as transformers 5.17 runs it) vs packed (model/decode_attention.py)
+    for packed in (False, True) if "gqa" in args.parts else []:
+        run = Decoding(batch_size=plan.batch_size, packed_gqa=packed)
+        name = f"generate_{args.tokens}_{'packed' if packed else 'repeated'}_gqa_seconds"
+        report[name] = timed(lambda run=run, packed=packed: texts.__setitem__(packed, generate_sql(
+            model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
+            decoding=run)[0]), args.repeats)
+    if texts:
+        report["packed_gqa_same_sql"] = sum(a.sql == b.sql for a, b in zip(texts[False], texts[True], strict=True)) \
+            / len(prompts)
+    if "static" in args.parts:
+        static = Decoding(batch_size=plan.batch_size, static_cache=True)
+        report[f"generate_{args.tokens}_static_cache_seconds"] = timed(lambda: generate_sql(
+            model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
+            decoding=static), args.repeats)
+    if "profile" in args.parts:
+        profiles(report, model, tokenizer, prompts, encoded, cfg, device, decoding)
+    print(json.dumps({k: v for k, v in report.items() if not k.endswith("_profile")}, indent=1))
+    args.out.write_text(json.dumps(report, indent=2))
+
+
+def profiles(report: dict[str, Any], model, tokenizer, prompts: list[str], encoded: list[list[int]], cfg,
+             device: torch.device, decoding: Decoding) -> None:
+    """torch.profiler's top operators of one prefill, and of a prefill with 4 decode steps."""
+    pad_id = tokenizer.pad_token_id
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         prefill(model, encoded, pad_id, device)
         sync()
     sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    table = prof.key_averages().table(sort_by=sort, row_limit=15)
-    report["prefill_profile"] = table
-    print(table)
-    print(json.dumps({k: v for k, v in report.items() if k != "prefill_profile"}, indent=1))
-    args.out.write_text(json.dumps(report, indent=2))
+    report["prefill_profile"] = prof.key_averages().table(sort_by=sort, row_limit=15)
+    with profile(activities=activities) as prof:  # prefill + 4 decode steps: the decode steps' share is the rest
+        generate_sql(model, tokenizer, prompts, cfg, device, 5, progress=False, min_new_tokens=5, decoding=decoding)
+        sync()
+    report["generate_5_profile"] = prof.key_averages().table(sort_by=sort, row_limit=25)
+    print(report["prefill_profile"], report["generate_5_profile"], sep="\n")
 
 
 if __name__ == "__main__":
