@@ -145,6 +145,12 @@ AGGREGATE_MISUSE = [  # (query, the first prefix refused): each one SQLite refus
     ("SELECT country FROM singer GROUP BY avg(age)", "SELECT country FROM singer GROUP BY avg("),
     (f"SELECT T1.theme {JOIN} AND sum(T2.capacity) > 1", f"SELECT T1.theme {JOIN} AND sum("),
     ("SELECT name FROM singer WHERE age > 1 AND min(age) < 30", "SELECT name FROM singer WHERE age > 1 AND min(age)"),
+    # in ORDER BY of a query that does not aggregate (what a small model wrote for "the ... with the most ...")
+    ("SELECT name FROM singer ORDER BY count(*) DESC LIMIT 1", "SELECT name FROM singer ORDER BY count("),
+    ("SELECT name FROM singer ORDER BY max(sum(age)) DESC", "SELECT name FROM singer ORDER BY max(sum("),
+    ("SELECT name FROM singer ORDER BY max(age) DESC", "SELECT name FROM singer ORDER BY max(age)"),
+    ("SELECT (SELECT max(age) FROM singer) FROM singer ORDER BY avg(age)",
+     "SELECT (SELECT max(age) FROM singer) FROM singer ORDER BY avg("),  # the subquery's aggregate is its own
 ]
 
 
@@ -175,6 +181,11 @@ AGGREGATES_ALLOWED = [
     "SELECT country FROM singer GROUP BY country HAVING count(*) > 1 ORDER BY max(age)",
     "SELECT name FROM singer WHERE singer_id IN (SELECT singer_id FROM singer_in_concert GROUP BY singer_id "
     "HAVING count(*) > 1)",
+    "SELECT country FROM singer GROUP BY country ORDER BY count(*) DESC LIMIT 1",
+    "SELECT count(*) FROM singer ORDER BY max(age)",  # the select list aggregates
+    "SELECT name FROM singer ORDER BY max(age, song_release_year)",
+    "SELECT name FROM singer ORDER BY (SELECT count(*) FROM concert)",
+    "SELECT name FROM singer UNION SELECT name FROM stadium ORDER BY name",
 ]
 
 

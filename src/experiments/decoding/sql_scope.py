@@ -21,6 +21,8 @@ which names exist, not which table an alias stands for), run beside it on each r
 - Aggregates where SQLite refuses them ("misuse of aggregate", "not allowed in the GROUP BY clause"): COUNT, SUM,
   AVG, TOTAL or GROUP_CONCAT called in a WHERE, ON or GROUP BY of its own query (not of a subquery there) is refused
   at its '('; MIN or MAX there at its ')' when it took one argument (with two or more they are scalar functions).
+  The same in ORDER BY of a query that does not aggregate (no GROUP BY or HAVING, no aggregate in its select list;
+  `SELECT name FROM t ORDER BY count(*)`), unless the query is a core of a set operation.
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
   aggregate inside another.
@@ -94,6 +96,9 @@ class _Query:
     from_done: bool = False
     source: str = ""  # in FROM: "" (expecting a source), "table" (after a table), "alias" (after AS)
     pending: tuple[str, frozenset[str] | None] | None = None  # the last source, not yet bound (alias may follow)
+    # an aggregate may stand in its ORDER BY: it groups, aggregates in its select list or HAVING, or is a core of a
+    # set operation (whose ORDER BY is not checked)
+    aggregates: bool = False
 
 
 @dataclass
@@ -192,6 +197,11 @@ class ScopeReading:
         reading._settle(self.schema, text, self._reader.copy([], False), self._tokens + tail, starts,
                         len(self._tokens))
         return reading
+
+
+def _refuses_aggregates(query: _Query) -> bool:
+    """Whether SQLite refuses an aggregate of `query` in the clause being read ("misuse of aggregate")."""
+    return query.clause in NO_AGGREGATE_CLAUSES or (query.clause == "order" and not query.aggregates)
 
 
 def _tokens(text: str, complete: bool, start: int = 0) -> tuple[list[_Token], list[int]]:
@@ -309,9 +319,11 @@ class _Reader:
         if word in CLAUSE_WORDS and self._starts_clause(query, token):
             self._finish_from(query)
             if word in SET_OPERATIONS:
-                self.query = _Query(parent=query.parent)
+                self.query = _Query(parent=query.parent, aggregates=True)
+                query.aggregates = True
             else:
                 query.clause = word
+                query.aggregates |= word in ("group", "having")
             return i + 1
         if word == "from" and not token.open and query.clause == "select":
             query.clause, query.source = "from", ""
@@ -348,7 +360,7 @@ class _Reader:
         name = self._peek(i - 1)
         if name is None or name.kind != "word" or name.text.lower() not in MIN_MAX:
             return ""
-        return name.text.lower() if self.query is not None and self.query.clause in NO_AGGREGATE_CLAUSES else ""
+        return name.text.lower() if self.query is not None and _refuses_aggregates(self.query) else ""
 
     def _close(self) -> None:
         """')': end the subquery it closes (its FROM first) or a plain parenthesis."""
@@ -422,8 +434,10 @@ class _Reader:
         previous, after = self._peek(i - 1), self._peek(i + 1)
         dotted = after is not None and after.text == "."
         if after is not None and after.text == "(":
-            if word in AGGREGATES and query.clause in NO_AGGREGATE_CLAUSES:
+            if word in AGGREGATES and _refuses_aggregates(query):
                 raise ScopeViolation(f"aggregate {word}() in {self._clause_name()}")
+            if (word in AGGREGATES or word in MIN_MAX) and query.clause in ("select", "having"):
+                query.aggregates = True
             return i + 1  # a function
         if word in KEYWORDS and not dotted:
             return i + 1  # a keyword
@@ -449,7 +463,8 @@ class _Reader:
 
     def _clause_name(self) -> str:
         clause = self.query.clause if self.query is not None else ""
-        return {"on": "ON", "where": "WHERE", "group": "GROUP BY"}.get(clause, clause.upper())
+        return {"on": "ON", "where": "WHERE", "group": "GROUP BY",
+                "order": "ORDER BY of a query that does not aggregate"}.get(clause, clause.upper())
 
     def _reference(self, query: _Query, ref: _Ref) -> None:
         """Checks a reference now, or (in a select list before its FROM ends) keeps it for then."""
