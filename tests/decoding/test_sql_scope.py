@@ -151,6 +151,13 @@ AGGREGATE_MISUSE = [  # (query, the first prefix refused): each one SQLite refus
     ("SELECT name FROM singer ORDER BY max(age) DESC", "SELECT name FROM singer ORDER BY max(age)"),
     ("SELECT (SELECT max(age) FROM singer) FROM singer ORDER BY avg(age)",
      "SELECT (SELECT max(age) FROM singer) FROM singer ORDER BY avg("),  # the subquery's aggregate is its own
+    # in a subquery, over the enclosing query's columns only: the enclosing query's aggregate, in its WHERE / ON
+    ("SELECT name FROM singer WHERE age > (SELECT avg(age) FROM concert)",
+     "SELECT name FROM singer WHERE age > (SELECT avg(age) FROM concert)"),
+    ("SELECT T1.name FROM singer AS T1 WHERE T1.age > (SELECT max(T1.age) FROM concert AS T2 WHERE T2.year > 1)",
+     "SELECT T1.name FROM singer AS T1 WHERE T1.age > (SELECT max(T1.age) FROM concert AS T2 WH"),
+    (f"SELECT T1.theme {JOIN} AND T2.capacity > (SELECT sum(T2.capacity) FROM singer)",
+     f"SELECT T1.theme {JOIN} AND T2.capacity > (SELECT sum(T2.capacity) FROM singer)"),
 ]
 
 
@@ -186,6 +193,11 @@ AGGREGATES_ALLOWED = [
     "SELECT name FROM singer ORDER BY max(age, song_release_year)",
     "SELECT name FROM singer ORDER BY (SELECT count(*) FROM concert)",
     "SELECT name FROM singer UNION SELECT name FROM stadium ORDER BY name",
+    "SELECT name FROM singer WHERE age > (SELECT avg(age + year) FROM concert)",  # one of its own columns
+    "SELECT name, (SELECT avg(age) FROM concert) FROM singer",  # the enclosing select list may aggregate
+    "SELECT name FROM singer WHERE age > (SELECT max(age, year) FROM concert)",
+    "SELECT name FROM singer WHERE age > (SELECT count(*) FROM concert)",
+    "SELECT country FROM singer GROUP BY country HAVING avg(age) > (SELECT avg(age) FROM concert)",
 ]
 
 

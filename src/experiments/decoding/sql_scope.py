@@ -22,7 +22,10 @@ which names exist, not which table an alias stands for), run beside it on each r
   AVG, TOTAL or GROUP_CONCAT called in a WHERE, ON or GROUP BY of its own query (not of a subquery there) is refused
   at its '('; MIN or MAX there at its ')' when it took one argument (with two or more they are scalar functions).
   The same in ORDER BY of a query that does not aggregate (no GROUP BY or HAVING, no aggregate in its select list;
-  `SELECT name FROM t ORDER BY count(*)`), unless the query is a core of a set operation.
+  `SELECT name FROM t ORDER BY count(*)`), unless the query is a core of a set operation. And an aggregate in a
+  subquery's select list whose arguments name only the enclosing query's columns (SQLite makes it the enclosing
+  query's aggregate): refused when the subquery's FROM ends, if the enclosing query's clause refuses aggregates
+  (`WHERE age > (SELECT avg(age) FROM policy)` where policy has no age).
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
   aggregate inside another.
@@ -37,7 +40,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from experiments.data.schema import Database
 from experiments.decoding.multi_table_grammar import CAST_TYPES, FUNCTIONS
@@ -99,17 +102,22 @@ class _Query:
     # an aggregate may stand in its ORDER BY: it groups, aggregates in its select list or HAVING, or is a core of a
     # set operation (whose ORDER BY is not checked)
     aggregates: bool = False
+    # aggregates called in its select list (before FROM ended) and the column references of their arguments
+    aggregate_calls: list[tuple[str, list[_Ref]]] = field(default_factory=list)
 
 
 @dataclass
 class _Paren:
     """An open parenthesis: whether it opened a subquery, the query it was opened in, and, for MIN( or MAX( where
-    an aggregate is not allowed, its name and whether a second argument has been seen."""
+    an aggregate is not allowed, its name and whether a second argument has been seen; for an aggregate called in a
+    subquery's select list, its name and the references made in its arguments."""
 
     subquery: bool
     outer: _Query | None
     min_max: str = ""
     more_arguments: bool = False
+    aggregate: str = ""
+    refs: list[_Ref] = field(default_factory=list)
 
 
 class ScopeViolation(Exception):
@@ -199,6 +207,23 @@ class ScopeReading:
         return reading
 
 
+_CLAUSE_NAMES = {"on": "ON", "where": "WHERE", "group": "GROUP BY",
+                 "order": "ORDER BY of a query that does not aggregate"}
+
+
+def _enclosing_only(query: _Query, parent: _Query, ref: _Ref) -> bool:
+    """Whether `ref`, in `query`'s select list, can only name a column of `parent` (never a prefix still growing,
+    nor anything a derived table of `query` might hold)."""
+    if ref.open or query.unnamed_derived or any(columns is WILDCARD for columns in query.bindings.values()):
+        return False
+    if ref.qualifier is not None:
+        return ref.qualifier not in query.bindings and ref.qualifier in parent.bindings
+    if ref.column is None or ref.column in query.column_aliases or any(
+            columns is not None and ref.column in columns for columns in query.bindings.values()):
+        return False
+    return any(columns is not None and ref.column in columns for columns in parent.bindings.values())
+
+
 def _refuses_aggregates(query: _Query) -> bool:
     """Whether SQLite refuses an aggregate of `query` in the clause being read ("misuse of aggregate")."""
     return query.clause in NO_AGGREGATE_CLAUSES or (query.clause == "order" and not query.aggregates)
@@ -263,14 +288,13 @@ class _Reader:
                 twin = copy.copy(query)
                 twin.parent = copied(query.parent)
                 twin.bindings, twin.column_aliases = dict(query.bindings), set(query.column_aliases)
-                twin.waiting = list(query.waiting)
+                twin.waiting, twin.aggregate_calls = list(query.waiting), list(query.aggregate_calls)
                 copies[id(query)] = twin
             return copies[id(query)]
 
         reader = _Reader(self.schema, tokens, complete)
         reader.query = copied(self.query)
-        reader.stack = [_Paren(paren.subquery, copied(paren.outer), paren.min_max, paren.more_arguments)
-                        for paren in self.stack]
+        reader.stack = [replace(paren, outer=copied(paren.outer), refs=list(paren.refs)) for paren in self.stack]
         return reader
 
     def read(self, start: int = 0) -> None:
@@ -293,7 +317,8 @@ class _Reader:
             after = self._peek(i + 1)
             subquery = after is not None and after.kind == "word" and after.text.lower() == "select" \
                 and not after.open
-            self.stack.append(_Paren(subquery, self.query, self._min_max_call(i)))
+            self.stack.append(_Paren(subquery, self.query, self._min_max_call(i),
+                                     aggregate=self._subquery_aggregate(i)))
             if subquery:
                 self.query = _Query(parent=self.query)
                 return i + 2
@@ -301,7 +326,8 @@ class _Reader:
         if token.text == ")":
             self._close()
             return i + 1
-        if token.text == "," and self.stack and self.stack[-1].min_max and self.stack[-1].outer is self.query:
+        if token.text == "," and self.stack and (self.stack[-1].min_max or self.stack[-1].aggregate) and \
+                self.stack[-1].outer is self.query:
             self.stack[-1].more_arguments = True
         if word == "select" and not token.open:
             if self.query is None:
@@ -369,6 +395,8 @@ class _Reader:
         paren = self.stack.pop()
         if paren.min_max and not paren.more_arguments:
             raise ScopeViolation(f"aggregate {paren.min_max}() in {self._clause_name()}")
+        if paren.aggregate and paren.outer is not None and not (paren.aggregate in MIN_MAX and paren.more_arguments):
+            paren.outer.aggregate_calls.append((paren.aggregate, paren.refs))
         subquery, outer = paren.subquery, paren.outer
         if not subquery:
             return
@@ -463,13 +491,25 @@ class _Reader:
 
     def _clause_name(self) -> str:
         clause = self.query.clause if self.query is not None else ""
-        return {"on": "ON", "where": "WHERE", "group": "GROUP BY",
-                "order": "ORDER BY of a query that does not aggregate"}.get(clause, clause.upper())
+        return _CLAUSE_NAMES.get(clause, clause.upper())
+
+    def _subquery_aggregate(self, i: int) -> str:
+        """The aggregate's name when the '(' at `i` calls one in a subquery's select list before its FROM, else ''."""
+        name, query = self._peek(i - 1), self.query
+        if name is None or name.kind != "word" or name.open or query is None or query.parent is None:
+            return ""
+        word = name.text.lower()
+        if (word in AGGREGATES or word in MIN_MAX) and query.clause == "select" and not query.from_done:
+            return word
+        return ""
 
     def _reference(self, query: _Query, ref: _Ref) -> None:
         """Checks a reference now, or (in a select list before its FROM ends) keeps it for then."""
         if query.clause == "select" and not query.from_done:
             query.waiting.append(ref)
+            for paren in self.stack:
+                if paren.aggregate and paren.outer is query:
+                    paren.refs.append(ref)
             if ref.qualifier is not None:
                 bound = _lookup(query, ref.qualifier)
                 if bound is not _MISSING:
@@ -497,6 +537,14 @@ class _Reader:
         waiting, query.waiting = query.waiting, []
         for ref in waiting:
             self._resolve(query, ref)
+        calls, query.aggregate_calls = query.aggregate_calls, []
+        parent = query.parent
+        if parent is None or not _refuses_aggregates(parent):
+            return
+        for name, refs in calls:
+            if refs and all(_enclosing_only(query, parent, ref) for ref in refs):
+                raise ScopeViolation(f"aggregate {name}() over the enclosing query's columns in its "
+                                     f"{_CLAUSE_NAMES.get(parent.clause, parent.clause.upper())}")
 
 
 def _lookup(query: _Query | None, key: str):
