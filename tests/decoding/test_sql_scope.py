@@ -149,8 +149,6 @@ AGGREGATE_MISUSE = [  # (query, the first prefix refused): each one SQLite refus
     ("SELECT name FROM singer ORDER BY count(*) DESC LIMIT 1", "SELECT name FROM singer ORDER BY count("),
     ("SELECT name FROM singer ORDER BY max(sum(age)) DESC", "SELECT name FROM singer ORDER BY max(sum("),
     ("SELECT name FROM singer ORDER BY max(age) DESC", "SELECT name FROM singer ORDER BY max(age)"),
-    ("SELECT (SELECT max(age) FROM singer) FROM singer ORDER BY avg(age)",
-     "SELECT (SELECT max(age) FROM singer) FROM singer ORDER BY avg("),  # the subquery's aggregate is its own
     # in a subquery, over the enclosing query's columns only: the enclosing query's aggregate, in its WHERE / ON
     ("SELECT name FROM singer WHERE age > (SELECT avg(age) FROM concert)",
      "SELECT name FROM singer WHERE age > (SELECT avg(age) FROM concert)"),
@@ -198,6 +196,16 @@ AGGREGATES_ALLOWED = [
     "SELECT name FROM singer WHERE age > (SELECT max(age, year) FROM concert)",
     "SELECT name FROM singer WHERE age > (SELECT count(*) FROM concert)",
     "SELECT country FROM singer GROUP BY country HAVING avg(age) > (SELECT avg(age) FROM concert)",
+    # an aggregate over the outer query's column in a select-list subquery makes the outer query aggregate
+    "SELECT T1.name, (SELECT max(T1.age) FROM concert AS T2) FROM singer AS T1 ORDER BY count(*) DESC",
+    "SELECT (SELECT max(age) FROM concert) FROM singer ORDER BY (SELECT min(age) FROM concert)",
+    # a subquery in the aggregate's arguments refers to the subquery's own table
+    "SELECT name FROM singer WHERE age > (SELECT max(age + (SELECT count(*) FROM stadium WHERE capacity = year)) "
+    "FROM concert)",
+    # SQLite never computes an EXISTS subquery's select list or ORDER BY, and may drop a subquery's ORDER BY
+    "SELECT name FROM singer AS T1 WHERE EXISTS (SELECT count(T1.age) FROM concert AS T2 WHERE T2.year = 1)",
+    "SELECT name FROM singer WHERE NOT EXISTS (SELECT 1 FROM concert ORDER BY count(*))",
+    "SELECT T.name FROM (SELECT name FROM singer ORDER BY avg(age)) AS T JOIN stadium AS S ON T.name = S.name",
 ]
 
 

@@ -21,11 +21,14 @@ which names exist, not which table an alias stands for), run beside it on each r
 - Aggregates where SQLite refuses them ("misuse of aggregate", "not allowed in the GROUP BY clause"): COUNT, SUM,
   AVG, TOTAL or GROUP_CONCAT called in a WHERE, ON or GROUP BY of its own query (not of a subquery there) is refused
   at its '('; MIN or MAX there at its ')' when it took one argument (with two or more they are scalar functions).
-  The same in ORDER BY of a query that does not aggregate (no GROUP BY or HAVING, no aggregate in its select list;
-  `SELECT name FROM t ORDER BY count(*)`), unless the query is a core of a set operation. And an aggregate in a
-  subquery's select list whose arguments name only the enclosing query's columns (SQLite makes it the enclosing
-  query's aggregate): refused when the subquery's FROM ends, if the enclosing query's clause refuses aggregates
-  (`WHERE age > (SELECT avg(age) FROM policy)` where policy has no age).
+  The same in ORDER BY of the outermost query when it does not aggregate (no GROUP BY or HAVING, no aggregate in
+  its select list or in a subquery there; `SELECT name FROM t ORDER BY count(*)`), unless it is a set operation (a
+  subquery's ORDER BY may be dropped by SQLite's optimiser, and then it runs). And an aggregate in a subquery's
+  select list whose arguments name only the enclosing query's columns (SQLite makes it the enclosing query's
+  aggregate): refused when the subquery's FROM ends, if the enclosing query's clause refuses aggregates (`WHERE age
+  > (SELECT avg(age) FROM policy)` where policy has no age); not in an EXISTS subquery (SQLite never computes its
+  select list), nor when a subquery stands in the aggregate's arguments. SQLite raises these two while generating
+  code, so it still runs such a query when its optimiser drops the expression (`... OR 1`): refused anyway.
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
   aggregate inside another.
@@ -99,9 +102,10 @@ class _Query:
     from_done: bool = False
     source: str = ""  # in FROM: "" (expecting a source), "table" (after a table), "alias" (after AS)
     pending: tuple[str, frozenset[str] | None] | None = None  # the last source, not yet bound (alias may follow)
-    # an aggregate may stand in its ORDER BY: it groups, aggregates in its select list or HAVING, or is a core of a
-    # set operation (whose ORDER BY is not checked)
+    # an aggregate may stand in its ORDER BY: it groups, aggregates in its select list or HAVING (or in a subquery
+    # there), or is a core of a set operation (whose ORDER BY is not checked)
     aggregates: bool = False
+    exists: bool = False  # the subquery of an EXISTS: SQLite never computes its select list
     # aggregates called in its select list (before FROM ended) and the column references of their arguments
     aggregate_calls: list[tuple[str, list[_Ref]]] = field(default_factory=list)
 
@@ -207,6 +211,7 @@ class ScopeReading:
         return reading
 
 
+_OPAQUE = _Ref(None, None, True)  # stands for what a subquery in an aggregate's arguments refers to
 _CLAUSE_NAMES = {"on": "ON", "where": "WHERE", "group": "GROUP BY",
                  "order": "ORDER BY of a query that does not aggregate"}
 
@@ -226,7 +231,8 @@ def _enclosing_only(query: _Query, parent: _Query, ref: _Ref) -> bool:
 
 def _refuses_aggregates(query: _Query) -> bool:
     """Whether SQLite refuses an aggregate of `query` in the clause being read ("misuse of aggregate")."""
-    return query.clause in NO_AGGREGATE_CLAUSES or (query.clause == "order" and not query.aggregates)
+    return query.clause in NO_AGGREGATE_CLAUSES or (query.clause == "order" and not query.aggregates and
+                                                    query.parent is None)
 
 
 def _tokens(text: str, complete: bool, start: int = 0) -> tuple[list[_Token], list[int]]:
@@ -317,10 +323,16 @@ class _Reader:
             after = self._peek(i + 1)
             subquery = after is not None and after.kind == "word" and after.text.lower() == "select" \
                 and not after.open
+            if subquery:  # in an aggregate's arguments: the aggregate is no longer judged (see _finish_from)
+                for paren in self.stack:
+                    if paren.aggregate and paren.outer is self.query:
+                        paren.refs.append(_OPAQUE)
             self.stack.append(_Paren(subquery, self.query, self._min_max_call(i),
                                      aggregate=self._subquery_aggregate(i)))
             if subquery:
-                self.query = _Query(parent=self.query)
+                before = self._peek(i - 1)
+                exists = before is not None and before.kind == "word" and before.text.lower() == "exists"
+                self.query = _Query(parent=self.query, exists=exists)
                 return i + 2
             return i + 1
         if token.text == ")":
@@ -464,8 +476,11 @@ class _Reader:
         if after is not None and after.text == "(":
             if word in AGGREGATES and _refuses_aggregates(query):
                 raise ScopeViolation(f"aggregate {word}() in {self._clause_name()}")
-            if (word in AGGREGATES or word in MIN_MAX) and query.clause in ("select", "having"):
-                query.aggregates = True
+            scope: _Query | None = query
+            while (word in AGGREGATES or word in MIN_MAX) and scope is not None and \
+                    scope.clause in ("select", "having"):  # a subquery in a select list makes it aggregate too
+                scope.aggregates = True
+                scope = scope.parent
             return i + 1  # a function
         if word in KEYWORDS and not dotted:
             return i + 1  # a keyword
@@ -539,7 +554,7 @@ class _Reader:
             self._resolve(query, ref)
         calls, query.aggregate_calls = query.aggregate_calls, []
         parent = query.parent
-        if parent is None or not _refuses_aggregates(parent):
+        if parent is None or query.exists or not _refuses_aggregates(parent):
             return
         for name, refs in calls:
             if refs and all(_enclosing_only(query, parent, ref) for ref in refs):
