@@ -29,10 +29,9 @@ def packed_gqa_sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     Returns [batch, positions, heads, dim] as every transformers attention function does."""
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, positions, dim = query.shape
-    if positions != 1 or groups == 1 or torch.compiler.is_compiling() or kwargs.get("position_bias") is not None:
-        return sdpa_attention.sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                                     scaling=scaling, **kwargs)
-    if attention_mask is not None and attention_mask.shape[1] != 1:  # one mask per head cannot be shared by a group
+    per_head_mask = attention_mask is not None and attention_mask.shape[1] != 1  # a group cannot share it
+    if positions != 1 or groups == 1 or torch.compiler.is_compiling() or kwargs.get("position_bias") is not None \
+            or per_head_mask:
         return sdpa_attention.sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                                      scaling=scaling, **kwargs)
     packed = query.reshape(batch, heads // groups, groups, dim)  # a KV head's query heads as its query rows
