@@ -72,6 +72,7 @@ _TOKEN = re.compile(r"""
 WILDCARD: frozenset[str] | None = None  # a derived table's columns: not known, any is accepted
 AGGREGATES = frozenset({"count", "sum", "avg", "total", "group_concat"})  # aggregates whatever their arguments
 MIN_MAX = frozenset({"min", "max"})  # aggregates with one argument, scalar functions with more
+ANY_AGGREGATE = AGGREGATES | MIN_MAX
 NO_AGGREGATE_CLAUSES = frozenset({"where", "on", "group"})
 
 
@@ -214,6 +215,10 @@ class ScopeReading:
 _OPAQUE = _Ref(None, None, True)  # stands for what a subquery in an aggregate's arguments refers to
 _CLAUSE_NAMES = {"on": "ON", "where": "WHERE", "group": "GROUP BY",
                  "order": "ORDER BY of a query that does not aggregate"}
+
+
+def _clause_label(clause: str) -> str:
+    return _CLAUSE_NAMES.get(clause, clause.upper())
 
 
 def _enclosing_only(query: _Query, parent: _Query, ref: _Ref) -> bool:
@@ -477,7 +482,7 @@ class _Reader:
             if word in AGGREGATES and _refuses_aggregates(query):
                 raise ScopeViolation(f"aggregate {word}() in {self._clause_name()}")
             scope: _Query | None = query
-            while (word in AGGREGATES or word in MIN_MAX) and scope is not None and \
+            while word in ANY_AGGREGATE and scope is not None and \
                     scope.clause in ("select", "having"):  # a subquery in a select list makes it aggregate too
                 scope.aggregates = True
                 scope = scope.parent
@@ -506,7 +511,7 @@ class _Reader:
 
     def _clause_name(self) -> str:
         clause = self.query.clause if self.query is not None else ""
-        return _CLAUSE_NAMES.get(clause, clause.upper())
+        return _clause_label(clause)
 
     def _subquery_aggregate(self, i: int) -> str:
         """The aggregate's name when the '(' at `i` calls one in a subquery's select list before its FROM, else ''."""
@@ -514,7 +519,7 @@ class _Reader:
         if name is None or name.kind != "word" or name.open or query is None or query.parent is None:
             return ""
         word = name.text.lower()
-        if (word in AGGREGATES or word in MIN_MAX) and query.clause == "select" and not query.from_done:
+        if word in ANY_AGGREGATE and query.clause == "select" and not query.from_done:
             return word
         return ""
 
@@ -559,7 +564,7 @@ class _Reader:
         for name, refs in calls:
             if refs and all(_enclosing_only(query, parent, ref) for ref in refs):
                 raise ScopeViolation(f"aggregate {name}() over the enclosing query's columns in its "
-                                     f"{_CLAUSE_NAMES.get(parent.clause, parent.clause.upper())}")
+                                     f"{_clause_label(parent.clause)}")
 
 
 def _lookup(query: _Query | None, key: str):
