@@ -53,8 +53,9 @@ def prefill(model, encoded: list[list[int]], pad_id: int, device: torch.device) 
         model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=True, logits_to_keep=1)
 
 
-PARTS = ("prefill", "steps", "gqa", "static", "profile")  # prefill (and its chunks); prefill vs decode steps; the
-# decode attention on repeated vs packed KV heads; a static KV cache; torch.profiler tables
+PARTS = ("prefill", "steps", "gqa", "chunked", "static", "profile")  # prefill (and its chunks); prefill vs decode
+# steps; the decode attention on repeated vs packed KV heads; generate_sql with one prefill vs length-sorted slices
+# (decoding/prefill.py); a static KV cache; torch.profiler tables
 
 
 def main() -> None:
@@ -109,6 +110,17 @@ def main() -> None:
             decoding=run)[0]), args.repeats)
     if texts:
         report["packed_gqa_same_sql"] = sum(a.sql == b.sql for a, b in zip(texts[False], texts[True], strict=True)) \
+            / len(prompts)
+    sliced = {}
+    for rows in (0, Decoding.prefill_chunk_rows) if "chunked" in args.parts else []:
+        run = Decoding(batch_size=plan.batch_size, prefill_chunk_rows=rows)
+        name = f"generate_{args.tokens}_{'sliced' if rows else 'one'}_prefill_seconds"
+        report[name] = timed(lambda run=run, rows=rows: sliced.__setitem__(rows, generate_sql(
+            model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
+            decoding=run)[0]), args.repeats)
+        report[f"{name[:-8]}_batches_sliced"] = run.prefilled_in_chunks
+    if sliced:
+        report["sliced_prefill_same_sql"] = sum(a.sql == b.sql for a, b in zip(*sliced.values(), strict=True)) \
             / len(prompts)
     if "static" in args.parts:
         static = Decoding(batch_size=plan.batch_size, static_cache=True)

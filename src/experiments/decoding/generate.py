@@ -26,6 +26,7 @@ from experiments.data.records import Table
 from experiments.data.schema import Database
 from experiments.decoding.constraint import SchemaConstraint
 from experiments.decoding.guided import CandidateRunner, DatabaseRunner, TableRunner, choose
+from experiments.decoding.prefill import CACHE_ARGUMENT, chunked_prefill, prefill_chunk_count
 from experiments.decoding.token_bytes import SPECIAL_MARKER, token_bytes
 from experiments.model.decode_attention import packed_gqa_decoding
 from experiments.model.loading import attention_without_cudnn
@@ -93,6 +94,10 @@ class Decoding:
     batch_size: int | None = None  # the plan's prompts per batch (None: inference.batch_size)
     cudnn_attention: bool = False  # let SDPA pick cuDNN attention on a GPU (model.loading.attention_without_cudnn)
     packed_gqa: bool = True  # decode steps on grouped KV heads without per-head copies (model.decode_attention)
+    # a large batch of one-row-per-prompt decoding is prefilled in length-sorted slices of at least this many rows
+    # (decoding.prefill; 0: one prefill per batch); prefilled_in_chunks counts the batches that were
+    prefill_chunk_rows: int = 64
+    prefilled_in_chunks: int = 0
     # greedy decoding fills the grammar's next masks while the model runs (decoding.constraint); false only to
     # measure what that buys (benchmarks/constrained_overhead.py)
     overlap_grammar: bool = True
@@ -136,6 +141,8 @@ class Decoding:
                            scope_dead_ends=stats.scope_dead_ends, scope_seconds=stats.scope_seconds)
         if self.runner is not None:
             out["guidance_seconds"] = self.guidance_seconds
+        if self.prefilled_in_chunks:
+            out["prefilled_in_chunks"] = self.prefilled_in_chunks
         return out
 
 
@@ -210,11 +217,19 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
             options["logits_processor"] = decoding.constraint.logits_processor(
                 [schemas[i] for i in batch], greedy=decoding.overlap_grammar and k == 1 and inf.temperature <= 0,
                 max_new_tokens=new_tokens_cap)
+        # beams and k candidates expand the batch inside generate, a static cache is generate's own: one prefill
+        chunks = prefill_chunk_count(real, decoding.prefill_chunk_rows) if k == 1 and not decoding.static_cache else 1
         with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device), \
                 packed_gqa_decoding(model) if decoding.packed_gqa else contextlib.nullcontext():
-            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+            input_ids, attention = input_ids.to(device), attention.to(device)
+            prefilled = chunked_prefill(model, input_ids, attention, chunks) if chunks > 1 else None
+            if prefilled is not None:
+                options[CACHE_ARGUMENT] = prefilled
+                decoding.prefilled_in_chunks += 1
+            out = model.generate(input_ids=input_ids, attention_mask=attention,
                                  max_new_tokens=new_tokens_cap, min_new_tokens=min_new_tokens or None,
                                  eos_token_id=stop_ids, pad_token_id=pad_id, **options)
+            del prefilled, options  # the batch's KV cache goes before the next batch is prefilled
         sequences = out.sequences if hasattr(out, "sequences") else out
         new_tokens = sequences[:real * k, longest:].cpu()  # the filler rows of a padded last batch are dropped
         batch = batch[:real]

@@ -1,0 +1,104 @@
+"""The prefill of a large batch in length-sorted slices (decoding/prefill.py): generation that goes on from the joined
+cache gives the tokens and scores of one prefill, for full-attention, sliding-window and hybrid models, and through
+generate_sql; models whose cache cannot be joined keep the one prefill."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_mistral_config
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralForCausalLM
+
+from experiments.config import DataConfig, ModelConfig, load_config
+from experiments.data.prepared import PreparedExample
+from experiments.data.sources import load_source
+from experiments.decoding.generate import Decoding, generate_sql, left_padded
+from experiments.decoding.prefill import (
+    CACHE_ARGUMENT,
+    MAX_PREFILL_CHUNKS,
+    chunked_prefill,
+    joinable,
+    prefill_chunk_count,
+)
+from experiments.model.loading import load_tokenizer
+
+PROMPTS = [[5, 17, 99, 3, 42, 8, 250, 11, 12], [7, 7, 300, 4, 9, 81, 2], [1, 2, 3, 4, 5, 6], [9, 8, 7, 6, 5],
+           [30, 31, 32, 33], [44, 45, 46], [61, 62, 63], [70, 71]]  # longest first, as generate_sql sorts them
+
+
+def llama():
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3)
+    config._attn_implementation = "sdpa"
+    return LlamaForCausalLM(config)
+
+
+def gemma3():  # sliding-window and full-attention layers in one model
+    config = Gemma3TextConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=32,
+                              layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                              initializer_range=0.3)
+    config._attn_implementation = "sdpa"
+    return Gemma3ForCausalLM(config)
+
+
+MODELS = {"llama": llama, "mistral": lambda: MistralForCausalLM(tiny_mistral_config(vocab_size=512)),
+          "gemma3": gemma3}
+
+
+def generated(model, prefilled=None):
+    input_ids, attention = left_padded(PROMPTS, pad_id=0)
+    options = {CACHE_ARGUMENT: prefilled} if prefilled is not None else {}
+    return model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=10, do_sample=False,
+                          pad_token_id=0, output_scores=True, return_dict_in_generate=True, **options)
+
+
+@pytest.mark.parametrize("family", list(MODELS))
+@pytest.mark.parametrize("chunks", [2, 3, 8])
+def test_generation_from_the_joined_slices_is_the_generation_of_one_prefill(family, chunks):
+    torch.manual_seed(0)
+    model = MODELS[family]().eval()
+    plain = generated(model)
+    input_ids, attention = left_padded(PROMPTS, pad_id=0)
+    prefilled = chunked_prefill(model, input_ids, attention, chunks)
+    assert prefilled is not None and prefilled.get_seq_length() == input_ids.shape[1] - 1
+    chunked = generated(model, prefilled)
+    assert torch.equal(chunked.sequences, plain.sequences)
+    torch.testing.assert_close(torch.stack(chunked.scores), torch.stack(plain.scores), rtol=1e-4, atol=1e-4)
+
+
+def test_a_window_shorter_than_the_prompts_keeps_one_prefill():
+    model = MistralForCausalLM(tiny_mistral_config(vocab_size=512, sliding_window=4)).eval()
+    input_ids, attention = left_padded(PROMPTS, pad_id=0)
+    assert not joinable(model, input_ids.shape[1])
+    assert chunked_prefill(model, input_ids, attention, 4) is None
+    assert joinable(MistralForCausalLM(tiny_mistral_config(vocab_size=512, sliding_window=64)), input_ids.shape[1])
+
+
+def test_small_batches_keep_one_prefill_and_large_ones_are_split_in_bounded_slices():
+    assert prefill_chunk_count(100, 64) == 1
+    assert prefill_chunk_count(128, 64) == 2
+    assert prefill_chunk_count(1000, 64) == MAX_PREFILL_CHUNKS
+    assert prefill_chunk_count(1000, 0) == 1  # off
+
+
+@pytest.mark.parametrize("overrides", [pytest.param(["inference.constrain=none"], id="free"),
+                                       pytest.param(["inference.constrain=grammar"], id="grammar")])
+def test_generate_sql_prefills_large_batches_in_slices_with_the_same_sql(overrides):
+    cfg = load_config(["experiment=smoke", "tracking=none", "device=cpu", *overrides])
+    tokenizer = load_tokenizer(ModelConfig())
+    split = load_source(DataConfig())["test"]
+    examples = split.examples[:9]
+    prompts = [PreparedExample.build(e, split.tables[e.table_id]).prompt for e in examples]
+    tables = [split.tables[e.table_id] for e in examples]
+    torch.manual_seed(0)
+    model = MistralForCausalLM(tiny_mistral_config()).eval()
+    results = {}
+    for rows in (0, 3):
+        decoding = Decoding.for_run(cfg.inference, tokenizer, tables_sqlite=None)
+        decoding.batch_size, decoding.prefill_chunk_rows = 9, rows
+        results[rows] = generate_sql(model, tokenizer, prompts, cfg, torch.device("cpu"), 12, progress=False,
+                                     schemas=tables, decoding=decoding)
+        assert decoding.prefilled_in_chunks == (1 if rows else 0)
+        assert decoding.summary().get("prefilled_in_chunks", 0) == decoding.prefilled_in_chunks
+    assert results[3] == results[0]
