@@ -29,6 +29,12 @@ which names exist, not which table an alias stands for), run beside it on each r
   > (SELECT avg(age) FROM policy)` where policy has no age); not in an EXISTS subquery (SQLite never computes its
   select list), nor when a subquery stands in the aggregate's arguments. SQLite raises these two while generating
   code, so it still runs such a query when its optimiser drops the expression (`... OR 1`): refused anyway.
+- One convention beyond what SQLite refuses: aliases named T1, T2, ... (as Spider's and BIRD's queries name them)
+  are bound in their order when the select list used the next one. A source that takes such an alias by that order
+  must be a table with the columns used of it (`SELECT T2.name FROM client AS T1 JOIN account` is refused at
+  `account`, as soon as no table the word may still become has them), and an alias numbered past it is refused
+  (`... JOIN client AS T3` would leave T2 unbound; a model that skipped it went on joining to the token cap).
+  Not applied while an enclosing query's FROM is still to come (it may bind the alias), nor to other alias names.
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
   aggregate inside another.
@@ -74,6 +80,7 @@ AGGREGATES = frozenset({"count", "sum", "avg", "total", "group_concat"})  # aggr
 MIN_MAX = frozenset({"min", "max"})  # aggregates with one argument, scalar functions with more
 ANY_AGGREGATE = AGGREGATES | MIN_MAX
 NO_AGGREGATE_CLAUSES = frozenset({"where", "on", "group"})
+NUMBERED_ALIAS = re.compile(r"t([0-9]+)")  # a folded alias of the T1, T2, ... numbering
 
 
 @dataclass(frozen=True)
@@ -436,6 +443,8 @@ class _Reader:
         if query.clause == "on":
             return False
         if query.source == "":
+            if token.kind in ("word", "quoted"):
+                self._check_numbered_source(query, _name(token), _closed(token))
             if token.kind in ("word", "quoted") and _closed(token):
                 name = _name(token)
                 query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
@@ -444,7 +453,10 @@ class _Reader:
             query.source = "alias"
             return True
         if query.source in ("table", "alias") and token.kind in ("word", "quoted") and word not in KEYWORDS:
+            if query.source == "table" and token.open and any(k.startswith(word) for k in FROM_WORDS | CLAUSE_WORDS):
+                return True  # `A` may still become AS
             alias = _name(token)
+            _check_alias_number(query, alias, _closed(token))
             if _closed(token) or alias in query.bindings or any(ref.qualifier == alias for ref in query.waiting):
                 if query.pending is not None:
                     name, columns = query.pending
@@ -453,6 +465,19 @@ class _Reader:
                 query.source = "bound"
             return True
         return True
+
+    def _check_numbered_source(self, query: _Query, name: str, closed: bool) -> None:
+        """A source whose alias, by the query's numbering, is one its select list already used must be a table
+        with the columns it used: `SELECT T2.name FROM client AS T1 JOIN account` is refused at `account` (as soon
+        as no table the word may still become has them)."""
+        expected = _next_numbered_alias(query)
+        if expected is None:
+            return
+        alias, needed = expected
+        tables = [name] if closed else [table for table in self.schema.tables if table.startswith(name)]
+        if tables and not any(needed <= self.schema.tables.get(table, frozenset()) for table in tables):
+            raise ScopeViolation(f"the next source is {alias!r} by the query's numbering, and its select list "
+                                 f"wants {', '.join(sorted(needed))} of it")
 
     def _bind_pending(self, query: _Query) -> None:
         if query.pending is None:
@@ -565,6 +590,38 @@ class _Reader:
             if refs and all(_enclosing_only(query, parent, ref) for ref in refs):
                 raise ScopeViolation(f"aggregate {name}() over the enclosing query's columns in its "
                                      f"{_clause_label(parent.clause)}")
+
+
+def _next_numbered_alias(query: _Query) -> tuple[str, frozenset[str]] | None:
+    """The alias the query's next source takes when its aliases so far are numbered in order (`t1`, `t2`, ... as
+    Spider's and BIRD's queries number them; none yet: `t1`) and its select list used that alias before FROM bound
+    it, with the columns it used; None otherwise (another naming, or the alias not used)."""
+    if query.unnamed_derived or _unfinished(query.parent):  # an enclosing FROM to come may bind the alias
+        return None
+    numbers = []
+    for key in query.bindings:
+        numbered = NUMBERED_ALIAS.fullmatch(key)
+        if numbered is None:
+            return None
+        numbers.append(int(numbered.group(1)))
+    if numbers and sorted(numbers) != list(range(min(numbers), max(numbers) + 1)):
+        return None
+    alias = f"t{max(numbers) + 1 if numbers else 1}"
+    refs = [ref for ref in query.waiting if ref.qualifier == alias]
+    if not refs or _lookup(query, alias) is not _MISSING:
+        return None
+    return alias, frozenset(ref.column for ref in refs if ref.column is not None)
+
+
+def _check_alias_number(query: _Query, alias: str, closed: bool) -> None:
+    """An alias numbered past the one the query's numbering gives its source, while the select list used that one,
+    is refused (`SELECT T2.name FROM client AS T1 JOIN client AS T3` would leave T2 unbound), as soon as the digits
+    written can no longer become it."""
+    expected = _next_numbered_alias(query)
+    numbered = NUMBERED_ALIAS.fullmatch(alias) if expected is not None else None
+    if expected is None or numbered is None or alias == expected[0] or (not closed and expected[0].startswith(alias)):
+        return
+    raise ScopeViolation(f"alias {alias!r} skips {expected[0]!r}, which the select list uses")
 
 
 def _lookup(query: _Query | None, key: str):
