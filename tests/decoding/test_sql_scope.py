@@ -49,13 +49,12 @@ def test_every_prefix_of_the_probe_queries_is_in_scope(concerts, sql):
 SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refuses with "no such column" or the like
     ("SELECT b.song_name FROM concert AS a JOIN stadium AS b ON a.stadium_id = b.stadium_id",
      "SELECT b.song_name FROM concert AS a JOIN stadium AS b", "'b' has no column 'song_name'"),  # the alias
-    # numbered aliases (T1, T2, ... in FROM order, as Spider and BIRD number them): the source that takes T2 must
-    # have T2's columns, refused once no table the word may become has them (`s` may still be singer)
-    ("SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id",
-     "SELECT T2.song_name FROM concert AS T1 JOIN st", "the next source is 't2'"),
-    # ... and skipping the number the select list uses leaves it unbound
-    ("SELECT T2.name FROM concert AS T1 JOIN singer AS T3 ON T1.year = T3.age",
-     "SELECT T2.name FROM concert AS T1 JOIN singer AS T3", "skips 't2'"),
+    # numbered aliases (T1, T2, ... as Spider and BIRD name them): one source may come between, not a second
+    ("SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T3 ON T1.stadium_id = T3.stadium_id JOIN stadium AS T4",
+     "SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T3 ON T1.stadium_id = T3.stadium_id JOIN st",
+     "owes the select list 't2'"),
+    ("SELECT T1.name FROM concert AS T2 JOIN stadium AS T3 ON T2.stadium_id = T3.stadium_id",
+     "SELECT T1.name FROM concert AS T2 JOIN stadium AS T3", "leaves 't1'"),  # stadium has a name: T3 is refused
     (f"SELECT T2.name {JOIN} WHERE T2.theme = 'x'", f"SELECT T2.name {JOIN} WHERE T2.t", "no column starting 't'"),
     ("SELECT name FROM concert WHERE year > 2000", "SELECT name FROM concert WH",
      "no table in scope has a column 'name'"),  # a select-list column of no table read, known when FROM ends
@@ -98,26 +97,31 @@ def test_a_trailing_alias_already_referred_to_is_checked_as_written(concerts):
     assert scope_violation(concerts, select + "b") is not None
     assert scope_violation(concerts, select + "c") is None
     assert scope_violation(concerts, "SELECT T2.song_name FROM singer AS T2") is None
-    numbered = "SELECT T2.song_name FROM concert AS T1 JOIN singer AS "
+    numbered = "SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T3 ON T1.stadium_id = T3.stadium_id JOIN " \
+               "singer AS "
     assert scope_violation(concerts, numbered + "T") is None  # may become T2
     assert scope_violation(concerts, numbered + "T2") is None
-    assert scope_violation(concerts, numbered + "T3") is not None  # skips T2
+    assert scope_violation(concerts, numbered + "T4") is not None  # leaves T2 unbound
     assert scope_violation(concerts, "SELECT b.song_name FROM singer A") is None  # may become AS
 
 
-def test_numbered_aliases_are_bound_in_their_order(concerts):
-    """The one convention the check holds a query to beyond what SQLite refuses: aliases named T1, T2, ... are
-    bound in that order when the select list used the next one (every gold query of the sample does so), so a model
-    that wrote `SELECT T1.name` is not let start FROM with a table that has no name."""
-    sql = "SELECT T1.name FROM concert AS T2 JOIN singer AS T1 ON T1.singer_id = T2.concert_id"
+def test_numbered_aliases_used_in_the_select_list_are_bound_within_one_source(concerts):
+    """The one convention the check holds a query to beyond what SQLite refuses: an alias named T1, T2, ... that
+    the select list used is bound by the next source once FROM has numbered one past it (every gold query of the
+    sample binds them in order); one source may come between, the table a join goes through."""
+    sql = "SELECT T1.name FROM singer_in_concert AS T2 JOIN singer AS T1 ON T2.singer_id = T1.singer_id"
     conn = sqlite3.connect(":memory:")
     for table in CONCERTS.tables:
         conn.execute(f'CREATE TABLE "{table.name}" ({", ".join(repr(c.name) for c in table.columns)})')
-    conn.execute(sql)  # SQLite runs it
-    assert first_refused_prefix(concerts, sql) == "SELECT T1.name FROM c"  # only concert starts so
-    assert "the next source is 't1'" in scope_violation(concerts, "SELECT T1.name FROM c")
-    assert first_refused_prefix(concerts, "SELECT x.name FROM concert AS y JOIN singer AS x") is None  # unnumbered
-    assert scope_violation(concerts, "SELECT T1.name FROM s") is None  # may become singer
+    conn.execute(sql)  # SQLite runs it, and so does the check (one source between)
+    assert first_refused_prefix(concerts, sql) is None
+    two_between = "SELECT T1.name FROM concert AS T2 JOIN singer_in_concert AS T3 ON T2.concert_id = T3.concert_id " \
+                  "JOIN singer AS T1 ON T3.singer_id = T1.singer_id"
+    conn.execute(two_between)  # SQLite runs it too
+    assert first_refused_prefix(concerts, two_between) == "SELECT T1.name FROM concert AS T2 JOIN singer_"
+    assert scope_violation(concerts, "SELECT T1.name FROM concert AS T2 JOIN s") is None  # may become singer
+    unnumbered = two_between.replace("T1", "x")
+    assert first_refused_prefix(concerts, unnumbered) is None
 
 
 def test_a_word_still_being_written_may_become_a_keyword_a_qualifier_or_a_longer_name(concerts):

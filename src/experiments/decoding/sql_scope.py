@@ -30,11 +30,12 @@ which names exist, not which table an alias stands for), run beside it on each r
   select list), nor when a subquery stands in the aggregate's arguments. SQLite raises these two while generating
   code, so it still runs such a query when its optimiser drops the expression (`... OR 1`): refused anyway.
 - One convention beyond what SQLite refuses: aliases named T1, T2, ... (as Spider's and BIRD's queries name them)
-  are bound in their order when the select list used the next one. A source that takes such an alias by that order
-  must be a table with the columns used of it (`SELECT T2.name FROM client AS T1 JOIN account` is refused at
-  `account`, as soon as no table the word may still become has them), and an alias numbered past it is refused
-  (`... JOIN client AS T3` would leave T2 unbound; a model that skipped it went on joining to the token cap).
-  Not applied while an enclosing query's FROM is still to come (it may bind the alias), nor to other alias names.
+  that the select list used are bound before FROM goes far past them. Once a source has taken an alias numbered
+  past the lowest one the select list used and nothing binds (one source may come between: the table a join goes
+  through), the next source must be a table with the columns used of it (`SELECT T2.name FROM client AS T1 JOIN
+  account AS T3 JOIN account` is refused at the second `account`) and take that alias (`... AS T4` is refused):
+  a model that skipped the alias otherwise went on joining to the token cap. Not applied while an enclosing
+  query's FROM is still to come (it may bind the alias), nor to other alias names.
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
   aggregate inside another.
@@ -467,17 +468,17 @@ class _Reader:
         return True
 
     def _check_numbered_source(self, query: _Query, name: str, closed: bool) -> None:
-        """A source whose alias, by the query's numbering, is one its select list already used must be a table
-        with the columns it used: `SELECT T2.name FROM client AS T1 JOIN account` is refused at `account` (as soon
-        as no table the word may still become has them)."""
-        expected = _next_numbered_alias(query)
-        if expected is None:
+        """A source that owes the select list its numbered alias (`_owed_numbered_alias`) must be a table with the
+        columns used of it: after `SELECT T2.name FROM client AS T1 JOIN account AS T3`, `JOIN account` is refused
+        at `account` (as soon as no table the word may still become has them)."""
+        owed = _owed_numbered_alias(query)
+        if owed is None:
             return
-        alias, needed = expected
+        alias, needed = owed
         tables = [name] if closed else [table for table in self.schema.tables if table.startswith(name)]
         if tables and not any(needed <= self.schema.tables.get(table, frozenset()) for table in tables):
-            raise ScopeViolation(f"the next source is {alias!r} by the query's numbering, and its select list "
-                                 f"wants {', '.join(sorted(needed))} of it")
+            raise ScopeViolation(f"the next source owes the select list {alias!r}, which wants "
+                                 f"{', '.join(sorted(needed))}")
 
     def _bind_pending(self, query: _Query) -> None:
         if query.pending is None:
@@ -592,36 +593,36 @@ class _Reader:
                                      f"{_clause_label(parent.clause)}")
 
 
-def _next_numbered_alias(query: _Query) -> tuple[str, frozenset[str]] | None:
-    """The alias the query's next source takes when its aliases so far are numbered in order (`t1`, `t2`, ... as
-    Spider's and BIRD's queries number them; none yet: `t1`) and its select list used that alias before FROM bound
-    it, with the columns it used; None otherwise (another naming, or the alias not used)."""
-    if query.unnamed_derived or _unfinished(query.parent):  # an enclosing FROM to come may bind the alias
+def _owed_numbered_alias(query: _Query) -> tuple[str, frozenset[str]] | None:
+    """The numbered alias (`t1`, `t2`, ... as Spider's and BIRD's queries name them) the query's next source must
+    take, with the columns its select list used of it: the lowest one the select list used and nothing binds yet,
+    once FROM has already bound an alias numbered past it (one source may come between, a table the join goes
+    through; a second would let a model join on and on without ever binding it). None otherwise, and while an
+    enclosing query's FROM is still to come (it may bind the alias)."""
+    if query.unnamed_derived or _unfinished(query.parent):
         return None
-    numbers = []
-    for key in query.bindings:
-        numbered = NUMBERED_ALIAS.fullmatch(key)
-        if numbered is None:
-            return None
-        numbers.append(int(numbered.group(1)))
-    if numbers and sorted(numbers) != list(range(min(numbers), max(numbers) + 1)):
+    used = sorted({int(numbered.group(1)) for ref in query.waiting if ref.qualifier is not None
+                   and (numbered := NUMBERED_ALIAS.fullmatch(ref.qualifier)) is not None
+                   and _lookup(query, ref.qualifier) is _MISSING})
+    if not used:
         return None
-    alias = f"t{max(numbers) + 1 if numbers else 1}"
-    refs = [ref for ref in query.waiting if ref.qualifier == alias]
-    if not refs or _lookup(query, alias) is not _MISSING:
+    owed = used[0]
+    if not any((numbered := NUMBERED_ALIAS.fullmatch(key)) is not None and int(numbered.group(1)) > owed
+               for key in query.bindings):
         return None
-    return alias, frozenset(ref.column for ref in refs if ref.column is not None)
+    alias = f"t{owed}"
+    return alias, frozenset(ref.column for ref in query.waiting if ref.qualifier == alias and ref.column is not None)
 
 
 def _check_alias_number(query: _Query, alias: str, closed: bool) -> None:
-    """An alias numbered past the one the query's numbering gives its source, while the select list used that one,
-    is refused (`SELECT T2.name FROM client AS T1 JOIN client AS T3` would leave T2 unbound), as soon as the digits
-    written can no longer become it."""
-    expected = _next_numbered_alias(query)
-    numbered = NUMBERED_ALIAS.fullmatch(alias) if expected is not None else None
-    if expected is None or numbered is None or alias == expected[0] or (not closed and expected[0].startswith(alias)):
+    """A numbered alias other than the one the query owes its source (`_owed_numbered_alias`) is refused, as soon as
+    the digits written can no longer become it: after `SELECT T2.name FROM client AS T1 JOIN account AS T3`,
+    `JOIN client AS T4` would leave T2 unbound."""
+    owed = _owed_numbered_alias(query)
+    numbered = NUMBERED_ALIAS.fullmatch(alias) if owed is not None else None
+    if owed is None or numbered is None or alias == owed[0] or (not closed and owed[0].startswith(alias)):
         return
-    raise ScopeViolation(f"alias {alias!r} skips {expected[0]!r}, which the select list uses")
+    raise ScopeViolation(f"alias {alias!r} leaves {owed[0]!r}, which the select list uses, unbound")
 
 
 def _lookup(query: _Query | None, key: str):
