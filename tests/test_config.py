@@ -225,3 +225,14 @@ def test_a_test_suite_is_refused_on_wikisql_and_where_its_directory_is_missing(t
         load_config(["experiment=spider_smoke", f"eval.test_suite_path={tmp_path / 'nowhere'}"])
     assert load_config(["experiment=spider_smoke", f"eval.test_suite_path={tmp_path}"]).eval.test_suite_path \
         == str(tmp_path)
+
+
+@pytest.mark.parametrize("preset", ["smoke", "spider_smoke", "quickstart"])
+def test_a_preset_note_is_printed_only_for_the_model_it_speaks_of(preset):
+    from experiments.pipeline import preset_note
+
+    own = load_config([f"experiment={preset}"])
+    assert preset_note(own) == own.preset_note and own.preset_note
+    other = "smollm2_135m" if own.model.name != "smollm2_135m" else "tiny_mistral"
+    assert preset_note(load_config([f"experiment={preset}", f"model={other}"])) is None
+    assert preset_note(load_config([f"experiment={preset}", "training.max_steps=3"])) == own.preset_note

@@ -322,6 +322,7 @@ class ExperimentConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     preset: str = "custom"  # set by experiment/ presets; names the MLflow run
     preset_note: str | None = None  # printed at the end of the preset's runs: what it shows, what to run next
+    preset_note_model: str | None = None  # the model (model.name) the note speaks of: for another, it is not printed
     stages: list[Stage] = field(default_factory=lambda: list(STAGE_ORDER))
     adapter: str | None = None  # infer: a saved adapter dir; null = this run's adapter/, or zero-shot without one
     zero_shot: bool = False  # infer with the base model alone, even when an adapter exists

@@ -77,7 +77,7 @@ def run_pipeline(cfg: ExperimentConfig, run_dir: Path, *, overrides: tuple[str, 
     finally:
         directory.release()
     if ctx.is_main:
-        for line in headline_lines(summary, files, summary.get("tracking_uri"), cfg.preset_note):
+        for line in headline_lines(summary, files, summary.get("tracking_uri"), preset_note(cfg)):
             log.info(line)
     return summary
 
@@ -207,6 +207,12 @@ def run_description(cfg: ExperimentConfig, overrides: Sequence[str], files: RunF
     alone, as when the run opens), the stages and the command."""
     return (f"{facts_markdown(run_facts(cfg, files))}\n- **stages**: {', '.join(s.value for s in cfg.stages)}"
             f"\n\n`experiments {' '.join(overrides)}`")
+
+
+def preset_note(cfg: ExperimentConfig) -> str | None:
+    """The preset's closing note, unless the run swapped the model the note speaks of (its figures and advice are
+    that model's: `experiment=spider_smoke model=smollm2_135m` is not a random tiny model)."""
+    return cfg.preset_note if cfg.preset_note_model in (None, cfg.model.name) else None
 
 
 def headline_lines(summary: dict[str, Any], files: RunFiles, tracking_uri: str | None,
