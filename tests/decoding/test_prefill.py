@@ -75,6 +75,15 @@ def test_a_window_shorter_than_the_prompts_keeps_one_prefill():
     assert joinable(MistralForCausalLM(tiny_mistral_config(vocab_size=512, sliding_window=64)), input_ids.shape[1])
 
 
+def test_a_rotary_embedding_scaled_by_the_batch_length_keeps_one_prefill():
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=6,
+                         rope_parameters={"rope_type": "dynamic", "factor": 4.0, "rope_theta": 10000.0})
+    input_ids, attention = left_padded(PROMPTS, pad_id=0)
+    assert chunked_prefill(LlamaForCausalLM(config).eval(), input_ids, attention, 4) is None
+    assert joinable(llama(), input_ids.shape[1])
+
+
 def test_small_batches_keep_one_prefill_and_large_ones_are_split_in_bounded_slices():
     assert prefill_chunk_count(100, 64) == 1
     assert prefill_chunk_count(128, 64) == 2

@@ -49,6 +49,10 @@ def test_every_prefix_of_the_probe_queries_is_in_scope(concerts, sql):
 SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refuses with "no such column" or the like
     ("SELECT b.song_name FROM concert AS a JOIN stadium AS b ON a.stadium_id = b.stadium_id",
      "SELECT b.song_name FROM concert AS a JOIN stadium AS b", "'b' has no column 'song_name'"),  # the alias
+    # a subquery standing for a value returns one column (SQLite: "sub-select returns 2 columns - expected 1")
+    ("SELECT name FROM singer WHERE age IN (SELECT 2022, 2023)", "SELECT name FROM singer WHERE age IN (SELECT 2022,",
+     "one column"),
+    ("SELECT name, (SELECT year, theme FROM concert) FROM singer", "SELECT name, (SELECT year,", "one column"),
     # numbered aliases (T1, T2, ... as Spider and BIRD name them): one source may come between, not a second
     ("SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T3 ON T1.stadium_id = T3.stadium_id JOIN stadium AS T4",
      "SELECT T2.song_name FROM concert AS T1 JOIN stadium AS T3 ON T1.stadium_id = T3.stadium_id JOIN st",
@@ -82,7 +86,7 @@ def test_a_column_out_of_scope_is_refused_where_the_text_first_shows_it(concerts
     for table in CONCERTS.tables:
         columns = ", ".join('"' + c.name.replace('"', '""') + '"' for c in table.columns)
         conn.execute(f'CREATE TABLE "{table.name}" ({columns})')
-    with pytest.raises(sqlite3.OperationalError, match="no such column|ambiguous"):
+    with pytest.raises(sqlite3.OperationalError, match="no such column|ambiguous|sub-select returns"):
         conn.execute(sql)
     conn.close()
     refused = first_refused_prefix(concerts, sql)
@@ -120,6 +124,8 @@ def test_numbered_aliases_used_in_the_select_list_are_bound_within_one_source(co
     conn.execute(two_between)  # SQLite runs it too
     assert first_refused_prefix(concerts, two_between) == "SELECT T1.name FROM concert AS T2 JOIN singer_"
     assert scope_violation(concerts, "SELECT T1.name FROM concert AS T2 JOIN s") is None  # may become singer
+    assert first_refused_prefix(concerts, "SELECT T1.name FROM concert AS T2 LEFT OUTER JOIN singer AS T1") is None
+    assert first_refused_prefix(concerts, two_between.replace("T1", "T01").replace("T2", "T02")) is None  # not T1
     unnumbered = two_between.replace("T1", "x")
     assert first_refused_prefix(concerts, unnumbered) is None
 
@@ -297,3 +303,17 @@ def test_a_reading_of_another_text_reads_afresh(concerts):
     assert reading.violation("SELECT name FROM concert WHERE") == "no table in scope has a column 'name'"
     other = "SELECT name FROM stadium WHERE"
     assert reading.extended(other).violation(other + " capacity > 1", complete=True) is None
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT T.name FROM (SELECT name, age FROM singer) AS T",  # a derived table
+    "SELECT name FROM singer AS S WHERE EXISTS (SELECT singer_id, concert_id FROM singer_in_concert)",
+    "SELECT name FROM singer WHERE age IN (SELECT max(age, 30) FROM singer)",  # a comma inside a call
+    "SELECT name FROM singer WHERE age IN (SELECT age FROM singer GROUP BY country, age ORDER BY age, country)",
+])
+def test_only_a_subquery_standing_for_a_value_is_held_to_one_column(concerts, sql):
+    conn = sqlite3.connect(":memory:")
+    for table in CONCERTS.tables:
+        conn.execute(f'CREATE TABLE "{table.name}" ({", ".join(repr(c.name) for c in table.columns)})')
+    conn.execute(sql)
+    assert first_refused_prefix(concerts, sql) is None

@@ -34,9 +34,10 @@ def prefill_chunk_count(rows: int, min_rows: int) -> int:
 
 def joinable(model, longest: int) -> bool:
     """Whether the model's dynamic cache can be joined from slices: only full-attention layers, and sliding-window
-    layers whose window holds the whole prompt (a window that dropped keys would need each row's own count)."""
+    layers whose window holds the whole prompt (a window that dropped keys would need each row's own count), and a
+    rotary embedding that does not depend on the batch's length."""
     config = getattr(model, "config", None)
-    if config is None:
+    if config is None or _length_scaled_rope(config):
         return False
     for layer in DynamicCache(config=config).layers:
         if type(layer) is DynamicSlidingWindowLayer:
@@ -45,6 +46,16 @@ def joinable(model, longest: int) -> bool:
         elif type(layer) is not DynamicLayer:
             return False
     return True
+
+
+def _length_scaled_rope(config) -> bool:
+    """Whether the model's rotary embedding rescales with the longest position of a forward pass ("dynamic" NTK,
+    "longrope"): a slice's keys would then differ from the whole batch's."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    found = [getattr(text, "rope_parameters", None), getattr(text, "rope_scaling", None)]
+    parameters = [p for p in found if isinstance(p, dict)]
+    parameters += [value for p in parameters for value in p.values() if isinstance(value, dict)]  # per layer type
+    return any(p.get("rope_type", p.get("type")) in ("dynamic", "longrope") for p in parameters)
 
 
 @torch.inference_mode()

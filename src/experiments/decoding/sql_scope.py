@@ -33,9 +33,11 @@ which names exist, not which table an alias stands for), run beside it on each r
   that the select list used are bound before FROM goes far past them. Once a source has taken an alias numbered
   past the lowest one the select list used and nothing binds (one source may come between: the table a join goes
   through), the next source must be a table with the columns used of it (`SELECT T2.name FROM client AS T1 JOIN
-  account AS T3 JOIN account` is refused at the second `account`) and take that alias (`... AS T4` is refused):
-  a model that skipped the alias otherwise went on joining to the token cap. Not applied while an enclosing
-  query's FROM is still to come (it may bind the alias), nor to other alias names.
+  account AS T3 JOIN account` is refused at the second `account`), and no other numbered alias (`... AS T4` is
+  refused): a model that skipped the alias otherwise went on joining to the token cap. Not applied while an
+  enclosing query's FROM is still to come (it may bind the alias), nor to other alias names (`T01`, `a`).
+- A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
+  after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
   aggregate inside another.
@@ -81,7 +83,7 @@ AGGREGATES = frozenset({"count", "sum", "avg", "total", "group_concat"})  # aggr
 MIN_MAX = frozenset({"min", "max"})  # aggregates with one argument, scalar functions with more
 ANY_AGGREGATE = AGGREGATES | MIN_MAX
 NO_AGGREGATE_CLAUSES = frozenset({"where", "on", "group"})
-NUMBERED_ALIAS = re.compile(r"t([0-9]+)")  # a folded alias of the T1, T2, ... numbering
+NUMBERED_ALIAS = re.compile(r"t([1-9][0-9]*)")  # a folded alias of the T1, T2, ... numbering
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class _Paren:
 
     subquery: bool
     outer: _Query | None
+    one_column: bool = False  # a subquery standing for a value (not in FROM, not EXISTS): one result column
     min_max: str = ""
     more_arguments: bool = False
     aggregate: str = ""
@@ -340,11 +343,12 @@ class _Reader:
                 for paren in self.stack:
                     if paren.aggregate and paren.outer is self.query:
                         paren.refs.append(_OPAQUE)
-            self.stack.append(_Paren(subquery, self.query, self._min_max_call(i),
+            before = self._peek(i - 1)
+            exists = subquery and before is not None and before.kind == "word" and before.text.lower() == "exists"
+            one_column = subquery and not exists and self.query is not None and self.query.clause != "from"
+            self.stack.append(_Paren(subquery, self.query, one_column, self._min_max_call(i),
                                      aggregate=self._subquery_aggregate(i)))
             if subquery:
-                before = self._peek(i - 1)
-                exists = before is not None and before.kind == "word" and before.text.lower() == "exists"
                 self.query = _Query(parent=self.query, exists=exists)
                 return i + 2
             return i + 1
@@ -354,6 +358,9 @@ class _Reader:
         if token.text == "," and self.stack and (self.stack[-1].min_max or self.stack[-1].aggregate) and \
                 self.stack[-1].outer is self.query:
             self.stack[-1].more_arguments = True
+        if token.text == "," and self.stack and self.stack[-1].one_column and self.query is not None and \
+                self.query.clause == "select" and not self.query.from_done:
+            raise ScopeViolation("a subquery standing for a value returns one column")
         if word == "select" and not token.open:
             if self.query is None:
                 self.query = _Query(parent=None)
@@ -472,8 +479,8 @@ class _Reader:
         columns used of it: after `SELECT T2.name FROM client AS T1 JOIN account AS T3`, `JOIN account` is refused
         at `account` (as soon as no table the word may still become has them)."""
         owed = _owed_numbered_alias(query)
-        if owed is None:
-            return
+        if owed is None or (not closed and any(word.startswith(name) for word in JOIN_WORDS)):
+            return  # (`LEFT O` may still become LEFT OUTER JOIN)
         alias, needed = owed
         tables = [name] if closed else [table for table in self.schema.tables if table.startswith(name)]
         if tables and not any(needed <= self.schema.tables.get(table, frozenset()) for table in tables):
