@@ -81,11 +81,7 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
 @pytest.mark.parametrize("sql,first_refused,reason", SCOPE_ERRORS)
 def test_a_column_out_of_scope_is_refused_where_the_text_first_shows_it(concerts, sql, first_refused, reason,
                                                                       tmp_path):
-    database = tmp_path / "concerts.sqlite"
-    conn = sqlite3.connect(database)
-    for table in CONCERTS.tables:
-        columns = ", ".join('"' + c.name.replace('"', '""') + '"' for c in table.columns)
-        conn.execute(f'CREATE TABLE "{table.name}" ({columns})')
+    conn = concerts_database(tmp_path / "concerts.sqlite")
     with pytest.raises(sqlite3.OperationalError, match="no such column|ambiguous|sub-select returns"):
         conn.execute(sql)
     conn.close()
@@ -114,9 +110,7 @@ def test_numbered_aliases_used_in_the_select_list_are_bound_within_one_source(co
     the select list used is bound by the next source once FROM has numbered one past it (every gold query of the
     sample binds them in order); one source may come between, the table a join goes through."""
     sql = "SELECT T1.name FROM singer_in_concert AS T2 JOIN singer AS T1 ON T2.singer_id = T1.singer_id"
-    conn = sqlite3.connect(":memory:")
-    for table in CONCERTS.tables:
-        conn.execute(f'CREATE TABLE "{table.name}" ({", ".join(repr(c.name) for c in table.columns)})')
+    conn = concerts_database(":memory:")
     conn.execute(sql)  # SQLite runs it, and so does the check (one source between)
     assert first_refused_prefix(concerts, sql) is None
     two_between = "SELECT T1.name FROM concert AS T2 JOIN singer_in_concert AS T3 ON T2.concert_id = T3.concert_id " \
@@ -312,8 +306,6 @@ def test_a_reading_of_another_text_reads_afresh(concerts):
     "SELECT name FROM singer WHERE age IN (SELECT age FROM singer GROUP BY country, age ORDER BY age, country)",
 ])
 def test_only_a_subquery_standing_for_a_value_is_held_to_one_column(concerts, sql):
-    conn = sqlite3.connect(":memory:")
-    for table in CONCERTS.tables:
-        conn.execute(f'CREATE TABLE "{table.name}" ({", ".join(repr(c.name) for c in table.columns)})')
+    conn = concerts_database(":memory:")
     conn.execute(sql)
     assert first_refused_prefix(concerts, sql) is None
