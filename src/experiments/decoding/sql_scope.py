@@ -452,10 +452,10 @@ class _Reader:
             return False
         if query.source == "":
             if token.kind in ("word", "quoted"):
-                self._check_numbered_source(query, _name(token), _closed(token))
-            if token.kind in ("word", "quoted") and _closed(token):
                 name = _name(token)
-                query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
+                self._check_numbered_source(query, name, _closed(token))
+                if _closed(token):
+                    query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
             return True  # a table name (or one still being written)
         if query.source == "table" and word == "as" and not token.open:
             query.source = "alias"
