@@ -53,6 +53,11 @@ def prefill(model, encoded: list[list[int]], pad_id: int, device: torch.device) 
         model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=True, logits_to_keep=1)
 
 
+def same_sql(first, second) -> float:
+    """The share of prompts two runs of generate_sql gave the same SQL."""
+    return sum(a.sql == b.sql for a, b in zip(first, second, strict=True)) / len(first)
+
+
 PARTS = ("prefill", "steps", "gqa", "chunked", "static", "profile")  # prefill (and its chunks); prefill vs decode
 # steps; the decode attention on repeated vs packed KV heads; generate_sql with one prefill vs length-sorted slices
 # (decoding/prefill.py); a static KV cache; torch.profiler tables
@@ -109,8 +114,7 @@ def main() -> None:
             model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
             decoding=run)[0]), args.repeats)
     if texts:
-        report["packed_gqa_same_sql"] = sum(a.sql == b.sql for a, b in zip(texts[False], texts[True], strict=True)) \
-            / len(prompts)
+        report["packed_gqa_same_sql"] = same_sql(texts[False], texts[True])
     sliced = {}
     for rows in (0, Decoding.prefill_chunk_rows) if "chunked" in args.parts else []:
         run = Decoding(batch_size=plan.batch_size, prefill_chunk_rows=rows)
@@ -120,8 +124,7 @@ def main() -> None:
             decoding=run)[0]), args.repeats)
         report[f"{name[:-8]}_batches_sliced"] = run.prefilled_in_chunks
     if sliced:
-        report["sliced_prefill_same_sql"] = sum(a.sql == b.sql for a, b in zip(*sliced.values(), strict=True)) \
-            / len(prompts)
+        report["sliced_prefill_same_sql"] = same_sql(*sliced.values())
     if "static" in args.parts:
         static = Decoding(batch_size=plan.batch_size, static_cache=True)
         report[f"generate_{args.tokens}_static_cache_seconds"] = timed(lambda: generate_sql(
