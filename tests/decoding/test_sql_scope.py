@@ -73,6 +73,9 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
     (f"SELECT count(*) {JOIN} WHERE capacity > 1 AND T1.location = 'x'",
      f"SELECT count(*) {JOIN} WHERE capacity > 1 AND T1.l", "'t1' has no column starting 'l'"),
     (f"SELECT count(*) {JOIN} ORDER BY T2.year", f"SELECT count(*) {JOIN} ORDER BY T2.y", "starting 'y'"),
+    # a double-quoted word before '.' names a table or alias (SQLite never reads it as a string there)
+    (f'SELECT T1.year {JOIN} WHERE "T2".song_name = 1', f'SELECT T1.year {JOIN} WHERE "T2".so',
+     "'t2' has no column starting 'so'"),
     # each core of a set operation has its own FROM
     ("SELECT name FROM stadium UNION SELECT name FROM concert", None, "no table in scope has a column 'name'"),
 ]
@@ -88,6 +91,15 @@ def test_a_column_out_of_scope_is_refused_where_the_text_first_shows_it(concerts
     refused = first_refused_prefix(concerts, sql)
     assert refused == (first_refused or sql)
     assert reason in scope_violation(concerts, refused, complete=refused == sql)
+
+
+def test_a_double_quoted_qualifier_picks_its_table(concerts, tmp_path):
+    """`"T2".name` is stadium's name, though singer has one too: not an ambiguous bare `name`."""
+    sql = 'SELECT "T1".name FROM singer AS T1 JOIN stadium AS T2 ON T1.singer_id = T2.stadium_id WHERE "T2".name = 1'
+    conn = concerts_database(tmp_path / "concerts.sqlite")
+    conn.execute(sql)
+    conn.close()
+    assert first_refused_prefix(concerts, sql) is None
 
 
 def test_a_trailing_alias_already_referred_to_is_checked_as_written(concerts):

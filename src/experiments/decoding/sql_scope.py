@@ -39,8 +39,8 @@ which names exist, not which table an alias stands for), run beside it on each r
 - A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
   after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
-  alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string), types, an
-  aggregate inside another.
+  alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string; one before a
+  '.' qualifies a column and is checked as a name), types, an aggregate inside another.
 
 The check reads the text with a small lexer and a stack of open queries and parentheses; it is linear in the text's
 length (the generated SQL only, never the prompt). `ScopeReading` keeps that state over a text's settled start, so
@@ -507,10 +507,12 @@ class _Reader:
 
     def _expression(self, query: _Query, token: _Token, word: str, i: int) -> int:
         """Reads a token of an expression: a column reference (bare or qualified), a column alias, anything else."""
-        if token.kind not in ("word", "quoted") or token.text.startswith('"'):
-            return i + 1  # a double-quoted word in an expression may be a string
+        if token.kind not in ("word", "quoted"):
+            return i + 1
         previous, after = self._peek(i - 1), self._peek(i + 1)
         dotted = after is not None and after.text == "."
+        if token.text.startswith('"') and not dotted:
+            return i + 1  # a double-quoted word in an expression may be a string, unless it qualifies a column
         if after is not None and after.text == "(":
             if word in AGGREGATES and _refuses_aggregates(query):
                 raise ScopeViolation(f"aggregate {word}() in {self._clause_name()}")
