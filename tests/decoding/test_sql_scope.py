@@ -115,6 +115,9 @@ def test_a_trailing_alias_already_referred_to_is_checked_as_written(concerts):
     assert scope_violation(concerts, numbered + "T2") is None
     assert scope_violation(concerts, numbered + "T4") is not None  # leaves T2 unbound
     assert scope_violation(concerts, "SELECT b.song_name FROM singer A") is None  # may become AS
+    eleven = "SELECT T1.name, T11.year FROM singer AS T1 JOIN concert AS T1"
+    assert scope_violation(concerts, eleven) is None  # may still become T11
+    assert scope_violation(concerts, eleven + " ") is not None  # T1 bound twice
 
 
 def test_numbered_aliases_used_in_the_select_list_are_bound_within_one_source(concerts):

@@ -15,7 +15,8 @@ which names exist, not which table an alias stands for), run beside it on each r
 - The text's last word may still grow (`T2.na` can become `T2.name`): it is checked as a prefix, unless `complete`
   (the candidate token ends the query). A trailing alias is taken as written when it is one already referred to
   (`... JOIN account AS T2` after `SELECT T2.name`) or one already bound (an alias or table name bound twice in one
-  FROM makes every reference to it ambiguous), so a model is stopped at the alias, not one word later. A clause
+  FROM makes every reference to it ambiguous), so a model is stopped at the alias, not one word later; not when the
+  select list refers to a longer alias it may still become (`T1` of `T11`). A clause
   word still being written where nothing else could stand (` GR` after a FROM source) ends the FROM clause at once,
   while a JOIN can still bring a missing table.
 - Aggregates where SQLite refuses them ("misuse of aggregate", "not allowed in the GROUP BY clause"): COUNT, SUM,
@@ -465,7 +466,7 @@ class _Reader:
                 return True  # `A` may still become AS
             alias = _name(token)
             _check_alias_number(query, alias, _closed(token))
-            if _closed(token) or alias in query.bindings or any(ref.qualifier == alias for ref in query.waiting):
+            if _closed(token) or _taken_as_written(query, alias):
                 if query.pending is not None:
                     name, columns = query.pending
                     query.pending = None
@@ -621,6 +622,15 @@ def _owed_numbered_alias(query: _Query) -> tuple[str, frozenset[str]] | None:
         return None
     alias = f"t{owed}"
     return alias, frozenset(ref.column for ref in query.waiting if ref.qualifier == alias and ref.column is not None)
+
+
+def _taken_as_written(query: _Query, alias: str) -> bool:
+    """Whether a trailing alias still being written is checked as it stands: one already bound or referred to, unless
+    the select list refers to a longer one it may still become (`T1` of `T11`)."""
+    waiting = {ref.qualifier for ref in query.waiting if ref.qualifier is not None}
+    if any(name != alias and name.startswith(alias) for name in waiting):
+        return False
+    return alias in query.bindings or alias in waiting
 
 
 def _check_alias_number(query: _Query, alias: str, closed: bool) -> None:
