@@ -15,6 +15,7 @@ from experiments.data.spider import load_spider
 from experiments.decoding.sql_scope import ScopeReading, ScopeSchema, scope_violation
 
 JOIN = "FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id"
+OWES_T2 = "SELECT T2.name FROM concert AS T1 JOIN singer_in_concert AS T3 ON T1.concert_id = T3.concert_id"
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,10 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
      "owes the select list 't2'"),
     ("SELECT T1.name FROM concert AS T2 JOIN stadium AS T3 ON T2.stadium_id = T3.stadium_id",
      "SELECT T1.name FROM concert AS T2 JOIN stadium AS T3", "leaves 't1'"),  # stadium has a name: T3 is refused
+    # ...and the source that owes the alias takes no other alias, nor none (a model otherwise joins on and on)
+    (f"{OWES_T2} JOIN singer AS s ON T3.singer_id = s.singer_id", f"{OWES_T2} JOIN singer AS s", "alias 's' leaves"),
+    (f"{OWES_T2} JOIN singer ON T3.singer_id = singer.singer_id", f"{OWES_T2} JOIN singer ON ",
+     "singer takes no alias"),
     (f"SELECT T2.name {JOIN} WHERE T2.theme = 'x'", f"SELECT T2.name {JOIN} WHERE T2.t", "no column starting 't'"),
     ("SELECT name FROM concert WHERE year > 2000", "SELECT name FROM concert WH",
      "no table in scope has a column 'name'"),  # a select-list column of no table read, known when FROM ends

@@ -34,8 +34,9 @@ which names exist, not which table an alias stands for), run beside it on each r
   that the select list used are bound before FROM goes far past them. Once a source has taken an alias numbered
   past the lowest one the select list used and nothing binds (one source may come between: the table a join goes
   through), the next source must be a table with the columns used of it (`SELECT T2.name FROM client AS T1 JOIN
-  account AS T3 JOIN account` is refused at the second `account`), and no other numbered alias (`... AS T4` is
-  refused): a model that skipped the alias otherwise went on joining to the token cap. Not applied while an
+  account AS T3 JOIN account` is refused at the second `account`), and that alias: another (`... AS T4`, `AS a`)
+  is refused, and so is none (at the JOIN, ON or clause after it): a model that skipped the alias otherwise went on
+  joining to the token cap. Not applied while an
   enclosing query's FROM is still to come (it may bind the alias), nor to other alias names (`T01`, `a`).
 - A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
   after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
@@ -493,6 +494,10 @@ class _Reader:
             return
         name, columns = query.pending
         query.pending = None
+        owed = _owed_numbered_alias(query)
+        if owed is not None and name != owed[0]:  # the source that owes the alias took none
+            raise ScopeViolation(f"{name or 'a subquery'} takes no alias, leaving {owed[0]!r}, which the select list "
+                                 "uses, unbound")
         if name:
             self._bind(query, name, columns)
         else:
@@ -634,12 +639,11 @@ def _taken_as_written(query: _Query, alias: str) -> bool:
 
 
 def _check_alias_number(query: _Query, alias: str, closed: bool) -> None:
-    """A numbered alias other than the one the query owes its source (`_owed_numbered_alias`) is refused, as soon as
-    the digits written can no longer become it: after `SELECT T2.name FROM client AS T1 JOIN account AS T3`,
-    `JOIN client AS T4` would leave T2 unbound."""
+    """An alias other than the one the query owes its source (`_owed_numbered_alias`) is refused, as soon as what
+    is written can no longer become it: after `SELECT T2.name FROM client AS T1 JOIN account AS T3`,
+    `JOIN client AS T4` (or `AS c`) would leave T2 unbound."""
     owed = _owed_numbered_alias(query)
-    numbered = NUMBERED_ALIAS.fullmatch(alias) if owed is not None else None
-    if owed is None or numbered is None or alias == owed[0] or (not closed and owed[0].startswith(alias)):
+    if owed is None or alias == owed[0] or (not closed and owed[0].startswith(alias)):
         return
     raise ScopeViolation(f"alias {alias!r} leaves {owed[0]!r}, which the select list uses, unbound")
 
