@@ -81,6 +81,9 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
     # a double-quoted word before '.' names a table or alias (SQLite never reads it as a string there)
     (f'SELECT T1.year {JOIN} WHERE "T2".song_name = 1', f'SELECT T1.year {JOIN} WHERE "T2".so',
      "'t2' has no column starting 'so'"),
+    # a bare column still being written is refused once every column it may become is ambiguous
+    ("SELECT T1.age FROM singer AS T1 JOIN stadium AS T2 ON name = 'x'",
+     "SELECT T1.age FROM singer AS T1 JOIN stadium AS T2 ON nam", "every column starting 'nam' is ambiguous"),
     # each core of a set operation has its own FROM
     ("SELECT name FROM stadium UNION SELECT name FROM concert", None, "no table in scope has a column 'name'"),
 ]
@@ -96,6 +99,24 @@ def test_a_column_out_of_scope_is_refused_where_the_text_first_shows_it(concerts
     refused = first_refused_prefix(concerts, sql)
     assert refused == (first_refused or sql)
     assert reason in scope_violation(concerts, refused, complete=refused == sql)
+
+
+def test_a_query_repeating_itself_is_refused_where_the_repeat_is_complete(concerts, tmp_path):
+    """A model that starts to loop writes the same span again and again to the token cap (`OR X OR X OR ...`, a
+    subquery nested in a copy of itself); SQLite would run it, but no gold query of the sample repeats even one token
+    span back to back (test_every_prefix_of_every_gold_query_of_the_sample_is_in_scope), so the check refuses the
+    last token of a span of REPEAT_TOKENS or more that repeats the span just before it."""
+    condition = "T1.singer_id = T2.stadium_id"
+    looping = f"SELECT T1.name FROM singer AS T1 JOIN stadium AS T2 ON {condition} OR {condition} OR {condition}"
+    conn = concerts_database(tmp_path / "concerts.sqlite")
+    conn.execute(looping)
+    conn.close()
+    refused = f"SELECT T1.name FROM singer AS T1 JOIN stadium AS T2 ON {condition} OR {condition} OR"
+    assert first_refused_prefix(concerts, looping) == refused  # `X OR` twice
+    assert "repeat" in scope_violation(concerts, refused)
+    nested = "SELECT name FROM singer WHERE age = (SELECT max(age) FROM singer WHERE age = (SELECT max(age)"
+    assert first_refused_prefix(concerts, nested + " FROM singer))") == nested  # `FROM ... max(age)` twice
+    assert first_refused_prefix(concerts, "SELECT name, name, age, age FROM singer") is None  # short repeats pass
 
 
 def test_a_double_quoted_qualifier_picks_its_table(concerts, tmp_path):
@@ -193,12 +214,14 @@ def test_an_alias_bound_twice_in_one_from_is_refused_at_the_alias(concerts):
 AGGREGATE_MISUSE = [  # (query, the first prefix refused): each one SQLite refuses
     ("SELECT name FROM singer WHERE count(*) > 1", "SELECT name FROM singer WHERE count("),
     ("SELECT name FROM singer WHERE age = max(age)", "SELECT name FROM singer WHERE age = max(age)"),
-    ("SELECT country FROM singer GROUP BY avg(age)", "SELECT country FROM singer GROUP BY avg("),
-    (f"SELECT T1.theme {JOIN} AND sum(T2.capacity) > 1", f"SELECT T1.theme {JOIN} AND sum("),
+    ("SELECT country FROM singer GROUP BY avg(age)", "SELECT country FROM singer GROUP BY avg"),  # no name but avg
+    (f"SELECT T1.theme {JOIN} AND sum(T2.capacity) > 1", f"SELECT T1.theme {JOIN} AND sum"),
     ("SELECT name FROM singer WHERE age > 1 AND min(age) < 30", "SELECT name FROM singer WHERE age > 1 AND min(age)"),
     # in ORDER BY of a query that does not aggregate (what a small model wrote for "the ... with the most ...")
-    ("SELECT name FROM singer ORDER BY count(*) DESC LIMIT 1", "SELECT name FROM singer ORDER BY count("),
-    ("SELECT name FROM singer ORDER BY max(sum(age)) DESC", "SELECT name FROM singer ORDER BY max(sum("),
+    ("SELECT name FROM singer ORDER BY count(*) DESC LIMIT 1",  # `count` may still become `country`
+     "SELECT name FROM singer ORDER BY count("),
+    ("SELECT name FROM stadium ORDER BY count   (*)", "SELECT name FROM stadium ORDER BY count "),
+    ("SELECT name FROM singer ORDER BY max(sum(age)) DESC", "SELECT name FROM singer ORDER BY max(sum"),
     ("SELECT name FROM singer ORDER BY max(age) DESC", "SELECT name FROM singer ORDER BY max(age)"),
     # in a subquery, over the enclosing query's columns only: the enclosing query's aggregate, in its WHERE / ON
     ("SELECT name FROM singer WHERE age > (SELECT avg(age) FROM concert)",

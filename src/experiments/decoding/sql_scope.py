@@ -40,6 +40,13 @@ which names exist, not which table an alias stands for), run beside it on each r
   enclosing query's FROM is still to come (it may bind the alias), nor to other alias names (`T01`, `a`).
 - A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
   after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
+- As early as the text is certain to break a rule, so that the model is not led into a word only a refused token
+  could follow (a dead end, after which the row is left to the grammar): an aggregate's name where aggregates are
+  refused once it can be no other name (`ORDER BY cou` when no column starts so), and a bare column still being
+  written once every column it may become is ambiguous (`ON trainer_` where two tables have trainer_id).
+- A text that ends by repeating the span just before it, token for token (REPEAT_TOKENS or more): `... OR T1.id =
+  T2.id OR T1.id = T2.id OR`, a subquery nested in a copy of itself. SQLite runs it, but no gold query of the
+  sample repeats a span back to back, and a model that loops this way otherwise goes on to the token cap.
 - Not checked (accepted): the columns of a subquery in FROM (any column of a derived table is accepted), a column
   alias reused later, double-quoted words in expressions (SQLite reads an unknown one as a string; one before a
   '.' qualifies a column and is checked as a name), types, an aggregate inside another.
@@ -325,6 +332,7 @@ class _Reader:
         i = start
         while i < len(self.tokens):
             i = self._step(i)
+        _check_repeat(self.tokens)
         if self.complete:
             while self.stack:
                 self._close()
@@ -528,6 +536,9 @@ class _Reader:
                 scope.aggregates = True
                 scope = scope.parent
             return i + 1  # a function
+        aggregate = self._only_aggregate(query, token, word) if word and after is None else ""
+        if aggregate and _refuses_aggregates(query):
+            raise ScopeViolation(f"aggregate {aggregate}() in {self._clause_name()}")  # its '(' would be refused
         if word in KEYWORDS and not dotted:
             return i + 1  # a keyword
         if previous is not None and previous.kind == "word" and previous.text.lower() == "as":
@@ -549,6 +560,19 @@ class _Reader:
             return i + 1  # a qualifier whose '.' is still to come (`"order"` of `"order".x`)
         self._reference(query, _Ref(None, _name(token), not _closed(token)))
         return i + 1
+
+    def _only_aggregate(self, query: _Query, token: _Token, word: str) -> str:
+        """The aggregate (COUNT, SUM, AVG, TOTAL, GROUP_CONCAT) that the text's last word can only become, never a
+        table, column or column alias (still being written: every keyword it may become is that one), else '':
+        refusing it there spares the model a name that only a refused '(' could follow."""
+        if token.open:
+            keywords = [keyword for keyword in KEYWORDS if keyword.startswith(word)]
+            if len(keywords) != 1 or keywords[0] not in AGGREGATES or self.schema.names_start(word) or any(
+                    alias.startswith(word) for alias in query.column_aliases):
+                return ""
+            return keywords[0]
+        only = word in AGGREGATES and word not in self.schema.names and word not in query.column_aliases
+        return word if only else ""
 
     def _clause_name(self) -> str:
         clause = self.query.clause if self.query is not None else ""
@@ -690,14 +714,18 @@ def _resolve_bare(query: _Query, ref: _Ref) -> None:
     written may also become a qualifier (`T1` of `T1.name`)."""
     column = ref.column or ""
     scope: _Query | None = query
+    decided: set[str] = set()  # completions an inner query already resolves (or finds ambiguous)
     while scope is not None:
         if scope.unnamed_derived or any(columns is WILDCARD for columns in scope.bindings.values()):
             return
         if ref.open:
-            if any(name.startswith(column) for name in (*scope.column_aliases, *scope.bindings)) or any(
-                    any(c.startswith(column) for c in columns) for columns in scope.bindings.values()
-                    if columns is not None):
+            if any(name.startswith(column) for name in (*scope.column_aliases, *scope.bindings)):
                 return
+            tables = [columns for columns in scope.bindings.values() if columns is not None]
+            completions = {c for columns in tables for c in columns if c.startswith(column)} - decided
+            if any(sum(c in columns for columns in tables) == 1 for c in completions):
+                return
+            decided |= completions
         else:
             if column in scope.column_aliases:
                 return
@@ -710,8 +738,31 @@ def _resolve_bare(query: _Query, ref: _Ref) -> None:
             return
         scope = scope.parent
     if ref.open:
+        if decided:
+            raise ScopeViolation(f"every column starting {column!r} is ambiguous: {', '.join(sorted(decided))}")
         raise ScopeViolation(f"no table in scope has a column starting {column!r}")
     raise ScopeViolation(f"no table in scope has a column {column!r}")
+
+
+REPEAT_TOKENS = 4  # the shortest span whose immediate repeat is refused
+
+
+def _check_repeat(tokens: list[_Token]) -> None:
+    """Refuses a text that ends by repeating, token for token, the span just before it (at least REPEAT_TOKENS
+    tokens; the last token as written so far): `... ON T1.id = T2.id OR T1.id = T2.id`, or a subquery nested in a
+    copy of itself. SQLite runs such a query, but no gold query of the sample repeats even one token so, and a
+    model that starts to loop this way otherwise repeats itself to the token cap."""
+    count = len(tokens)
+    if count < 2 * REPEAT_TOKENS:
+        return
+    texts = [token.text.lower() for token in tokens]
+    last = texts[-1]
+    for start in range(count - 1 - REPEAT_TOKENS, count // 2 - 2, -1):
+        if texts[start] != last:
+            continue
+        span = count - 1 - start
+        if texts[count - span:] == texts[count - 2 * span:count - span]:
+            raise ScopeViolation(f"the last {span} tokens repeat the {span} before them")
 
 
 _MISSING = object()
