@@ -16,6 +16,7 @@ from experiments.decoding.generate import Decoding, generate_sql, left_padded
 from experiments.decoding.prefill import (
     CACHE_ARGUMENT,
     MAX_PREFILL_CHUNKS,
+    PreallocatedLayer,
     chunked_prefill,
     joinable,
     prefill_chunk_count,
@@ -24,6 +25,7 @@ from experiments.model.loading import load_tokenizer
 
 PROMPTS = [[5, 17, 99, 3, 42, 8, 250, 11, 12], [7, 7, 300, 4, 9, 81, 2], [1, 2, 3, 4, 5, 6], [9, 8, 7, 6, 5],
            [30, 31, 32, 33], [44, 45, 46], [61, 62, 63], [70, 71]]  # longest first, as generate_sql sorts them
+NEW_TOKENS = 10
 
 
 def llama():
@@ -49,19 +51,36 @@ MODELS = {"llama": llama, "mistral": lambda: MistralForCausalLM(tiny_mistral_con
 def generated(model, prefilled=None):
     input_ids, attention = left_padded(PROMPTS, pad_id=0)
     options = {CACHE_ARGUMENT: prefilled} if prefilled is not None else {}
-    return model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=10, do_sample=False,
+    return model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=NEW_TOKENS, do_sample=False,
                           pad_token_id=0, output_scores=True, return_dict_in_generate=True, **options)
 
 
 @pytest.mark.parametrize("family", list(MODELS))
 @pytest.mark.parametrize("chunks", [2, 3, 8])
-def test_generation_from_the_joined_slices_is_the_generation_of_one_prefill(family, chunks):
+@pytest.mark.parametrize("room", [pytest.param(NEW_TOKENS, id="room-for-all"),
+                                  pytest.param(2, id="room-runs-out")])
+def test_generation_from_the_joined_slices_is_the_generation_of_one_prefill(family, chunks, room):
     torch.manual_seed(0)
     model = MODELS[family]().eval()
     plain = generated(model)
     input_ids, attention = left_padded(PROMPTS, pad_id=0)
-    prefilled = chunked_prefill(model, input_ids, attention, chunks)
+    prefilled = chunked_prefill(model, input_ids, attention, chunks, new_tokens=room)
     assert prefilled is not None and prefilled.get_seq_length() == input_ids.shape[1] - 1
+    chunked = generated(model, prefilled)
+    assert torch.equal(chunked.sequences, plain.sequences)
+    torch.testing.assert_close(torch.stack(chunked.scores), torch.stack(plain.scores), rtol=1e-4, atol=1e-4)
+    written_in_place = [layer.buffers is not None and layer.keys.data_ptr() == layer.buffers[0].data_ptr()
+                        for layer in prefilled.layers if isinstance(layer, PreallocatedLayer)]
+    assert written_in_place and all(written_in_place) == (room >= NEW_TOKENS)  # else the layers fell back to cat
+
+
+def test_a_window_that_drops_keys_during_generation_keeps_its_sliding_layers():
+    torch.manual_seed(0)
+    model = MistralForCausalLM(tiny_mistral_config(vocab_size=512, sliding_window=12)).eval()  # prompts 9, +10 new
+    plain = generated(model)
+    input_ids, attention = left_padded(PROMPTS, pad_id=0)
+    prefilled = chunked_prefill(model, input_ids, attention, 3, new_tokens=NEW_TOKENS)
+    assert not any(isinstance(layer, PreallocatedLayer) for layer in prefilled.layers)
     chunked = generated(model, prefilled)
     assert torch.equal(chunked.sequences, plain.sequences)
     torch.testing.assert_close(torch.stack(chunked.scores), torch.stack(plain.scores), rtol=1e-4, atol=1e-4)

@@ -222,7 +222,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
         with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device), \
                 packed_gqa_decoding(model) if decoding.packed_gqa else contextlib.nullcontext():
             input_ids, attention = input_ids.to(device), attention.to(device)
-            prefilled = chunked_prefill(model, input_ids, attention, chunks) if chunks > 1 else None
+            prefilled = chunked_prefill(model, input_ids, attention, chunks, new_tokens_cap) if chunks > 1 \
+                else None
             if prefilled is not None:
                 options[CACHE_ARGUMENT] = prefilled
                 decoding.prefilled_in_chunks += 1

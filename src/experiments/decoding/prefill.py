@@ -7,6 +7,11 @@ prompt but its last token and the positions generate() gives it (counted from ea
 and values are padded on the left to the batch's longest prompt and joined layer by layer, each layer freed as it is
 joined. generate() then runs every row's last prompt token and decodes as it would have. The pad positions hold zeros
 rather than the keys of pad tokens: the attention mask gives them no weight either way.
+
+The joined layers that keep every key (full attention, or a window longer than prompt and answer: Mistral-7B v0.1's
+4,096) are `PreallocatedLayer`s: their keys and values are views of buffers sized once for the prompt and every token
+generate() may add, so a decode step writes its position in place, where transformers' DynamicLayer concatenates,
+copying the whole cache every step (1,000 Mistral prompts of ~150 positions: ~20 GB read and again written a step).
 """
 
 from __future__ import annotations
@@ -58,11 +63,45 @@ def _length_scaled_rope(config) -> bool:
     return any(p.get("rope_type", p.get("type")) in ("dynamic", "longrope") for p in parameters)
 
 
+class PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are views of [rows, heads, capacity, dim] buffers of which the first
+    `length` positions are filled: `update` writes the new positions in place and returns the grown views, instead of
+    DynamicLayer's torch.cat of the whole cache. Anything beyond the buffers (more tokens than their capacity, or
+    keys replaced by another cache operation: beam reordering, cropping, row selection) falls back to DynamicLayer."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        super().__init__()
+        self.buffers: tuple[torch.Tensor, torch.Tensor] | None = (keys, values)
+        self.dtype, self.device = keys.dtype, keys.device
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args,
+               **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        length = self.keys.shape[-2]
+        end = length + key_states.shape[-2]
+        if self.buffers is None or not self._views_of_buffers() or end > self.buffers[0].shape[-2]:
+            self.buffers = None
+            return super().update(key_states, value_states, *args, **kwargs)
+        keys, values = self.buffers
+        keys[:, :, length:end] = key_states
+        values[:, :, length:end] = value_states
+        self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+        return self.keys, self.values
+
+    def _views_of_buffers(self) -> bool:
+        keys, values = self.buffers
+        return self.keys.data_ptr() == keys.data_ptr() and self.values.data_ptr() == values.data_ptr() and \
+            self.keys.shape[:2] == keys.shape[:2] and self.keys.stride() == keys.stride()
+
+
 @torch.inference_mode()
-def chunked_prefill(model, input_ids: torch.Tensor, attention: torch.Tensor, chunks: int) -> DynamicCache | None:
+def chunked_prefill(model, input_ids: torch.Tensor, attention: torch.Tensor, chunks: int,
+                    new_tokens: int = 0) -> DynamicCache | None:
     """The KV cache of every row's prompt but its last token, prefilled in `chunks` contiguous slices of the
     left-padded batch (`input_ids` and `attention`, as generate gets them; rows sorted longest first pad least), for
-    generate(**{CACHE_ARGUMENT: ...}). None where one prefill is as good or the cache cannot be joined (`joinable`)."""
+    generate(**{CACHE_ARGUMENT: ...}), with room for the last prompt token and `new_tokens` more in its full-attention
+    layers (PreallocatedLayer). None where one prefill is as good or the cache cannot be joined (`joinable`)."""
     rows, longest = input_ids.shape
     size = -(-rows // max(1, chunks))
     slices = [(start, min(rows, start + size)) for start in range(0, rows, size)]
@@ -81,21 +120,39 @@ def chunked_prefill(model, input_ids: torch.Tensor, attention: torch.Tensor, chu
         caches.append(cache)
     joined = DynamicCache(config=model.config)
     for index in range(len(caches[0].layers)):
-        keys = _left_padded_rows([cache.layers[index].keys for cache in caches], longest - 1)
-        values = _left_padded_rows([cache.layers[index].values for cache in caches], longest - 1)
+        preallocated = _never_drops(joined.layers[index], longest + new_tokens)
+        capacity = longest - 1 + (1 + new_tokens if preallocated else 0)
+        keys = _left_padded_rows([cache.layers[index].keys for cache in caches], longest - 1, capacity)
+        values = _left_padded_rows([cache.layers[index].values for cache in caches], longest - 1, capacity)
         for cache in caches:  # this layer's slices are joined: free them before the next layer is built
             cache.layers[index].keys = cache.layers[index].values = None
-        joined.update(keys, values, index)
+        if preallocated:
+            sliding = joined.layers[index].is_sliding
+            joined.layers[index] = PreallocatedLayer(keys, values, longest - 1)
+            joined.layers[index].is_sliding = sliding  # the mask of a sliding layer is still built with its window
+        else:
+            joined.update(keys, values, index)
         del keys, values
     return joined
 
 
-def _left_padded_rows(parts: list[torch.Tensor], length: int) -> torch.Tensor:
-    """[rows, heads, positions, dim] slices, each padded with zeros on the left to `length`, stacked by rows."""
+def _never_drops(layer, positions: int) -> bool:
+    """Whether a joined cache layer keeps every one of `positions` keys: a full-attention layer, or a sliding-window
+    layer whose window is longer (Mistral-7B v0.1's 4,096). Such a layer can be a PreallocatedLayer: its mask sizes
+    are DynamicLayer's, and the sliding mask still applies the window by position."""
+    if type(layer) is DynamicSlidingWindowLayer:
+        return layer.sliding_window > positions
+    return type(layer) is DynamicLayer
+
+
+def _left_padded_rows(parts: list[torch.Tensor], length: int, capacity: int) -> torch.Tensor:
+    """[rows, heads, positions, dim] slices, each padded with zeros on the left to `length`, stacked by rows, in a
+    buffer of `capacity` >= `length` positions (the rest for the positions still to come)."""
     first = parts[0]
-    out = first.new_zeros((sum(part.shape[0] for part in parts), first.shape[1], length, first.shape[3]))
+    with torch.inference_mode(False):  # a normal tensor: PreallocatedLayer writes into it, in inference mode or not
+        out = first.new_zeros((sum(part.shape[0] for part in parts), first.shape[1], capacity, first.shape[3]))
     row = 0
     for part in parts:
-        out[row:row + part.shape[0], :, length - part.shape[2]:] = part
+        out[row:row + part.shape[0], :, length - part.shape[2]:length] = part
         row += part.shape[0]
     return out
