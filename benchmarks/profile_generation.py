@@ -58,9 +58,10 @@ def same_sql(first, second) -> float:
     return sum(a.sql == b.sql for a, b in zip(first, second, strict=True)) / len(first)
 
 
-PARTS = ("prefill", "steps", "gqa", "chunked", "static", "profile")  # prefill (and its chunks); prefill vs decode
-# steps; the decode attention on repeated vs packed KV heads; generate_sql with one prefill vs length-sorted slices
-# (decoding/prefill.py); a static KV cache; torch.profiler tables
+PARTS = ("prefill", "steps", "gqa", "chunked", "prealloc", "static", "profile")  # prefill (and its chunks); prefill
+# vs decode steps; the decode attention on repeated vs packed KV heads; generate_sql with one prefill vs length-sorted
+# slices (decoding/prefill.py); the sliced prefill's cache concatenated vs preallocated; a static KV cache;
+# torch.profiler tables
 
 
 def main() -> None:
@@ -125,6 +126,15 @@ def main() -> None:
         report[f"{name[:-8]}_batches_sliced"] = run.prefilled_in_chunks
     if sliced:
         report["sliced_prefill_same_sql"] = same_sql(*sliced.values())
+    written = {}
+    for preallocated in (False, True) if "prealloc" in args.parts else []:
+        run = Decoding(batch_size=plan.batch_size, preallocated_cache=preallocated)
+        name = f"generate_{args.tokens}_{'preallocated' if preallocated else 'concatenated'}_cache_seconds"
+        report[name] = timed(lambda run=run, preallocated=preallocated: written.__setitem__(preallocated, generate_sql(
+            model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
+            decoding=run)[0]), args.repeats)
+    if written:
+        report["preallocated_cache_same_sql"] = same_sql(written[False], written[True])
     if "static" in args.parts:
         static = Decoding(batch_size=plan.batch_size, static_cache=True)
         report[f"generate_{args.tokens}_static_cache_seconds"] = timed(lambda: generate_sql(

@@ -98,6 +98,9 @@ class Decoding:
     # (decoding.prefill; 0: one prefill per batch); prefilled_in_chunks counts the batches that were
     prefill_chunk_rows: int = 64
     prefilled_in_chunks: int = 0
+    # the sliced prefill's cache has room for the answer, written in place (decoding.prefill.PreallocatedLayer); false
+    # only to measure what that buys (benchmarks/profile_generation.py)
+    preallocated_cache: bool = True
     # greedy decoding fills the grammar's next masks while the model runs (decoding.constraint); false only to
     # measure what that buys (benchmarks/constrained_overhead.py)
     overlap_grammar: bool = True
@@ -222,8 +225,8 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
         with contextlib.nullcontext() if decoding.cudnn_attention else attention_without_cudnn(device), \
                 packed_gqa_decoding(model) if decoding.packed_gqa else contextlib.nullcontext():
             input_ids, attention = input_ids.to(device), attention.to(device)
-            prefilled = chunked_prefill(model, input_ids, attention, chunks, new_tokens_cap) if chunks > 1 \
-                else None
+            room = new_tokens_cap if decoding.preallocated_cache else None
+            prefilled = chunked_prefill(model, input_ids, attention, chunks, room) if chunks > 1 else None
             if prefilled is not None:
                 options[CACHE_ARGUMENT] = prefilled
                 decoding.prefilled_in_chunks += 1

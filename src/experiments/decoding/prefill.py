@@ -97,11 +97,12 @@ class PreallocatedLayer(DynamicLayer):
 
 @torch.inference_mode()
 def chunked_prefill(model, input_ids: torch.Tensor, attention: torch.Tensor, chunks: int,
-                    new_tokens: int = 0) -> DynamicCache | None:
+                    new_tokens: int | None = 0) -> DynamicCache | None:
     """The KV cache of every row's prompt but its last token, prefilled in `chunks` contiguous slices of the
     left-padded batch (`input_ids` and `attention`, as generate gets them; rows sorted longest first pad least), for
-    generate(**{CACHE_ARGUMENT: ...}), with room for the last prompt token and `new_tokens` more in its full-attention
-    layers (PreallocatedLayer). None where one prefill is as good or the cache cannot be joined (`joinable`)."""
+    generate(**{CACHE_ARGUMENT: ...}), with room for the last prompt token and `new_tokens` more in the layers that keep
+    every key (PreallocatedLayer; None: DynamicLayers, which concatenate). None where one prefill is as good or the
+    cache cannot be joined (`joinable`)."""
     rows, longest = input_ids.shape
     size = -(-rows // max(1, chunks))
     slices = [(start, min(rows, start + size)) for start in range(0, rows, size)]
@@ -120,7 +121,7 @@ def chunked_prefill(model, input_ids: torch.Tensor, attention: torch.Tensor, chu
         caches.append(cache)
     joined = DynamicCache(config=model.config)
     for index in range(len(caches[0].layers)):
-        preallocated = _never_drops(joined.layers[index], longest + new_tokens)
+        preallocated = new_tokens is not None and _never_drops(joined.layers[index], longest + new_tokens)
         capacity = longest - 1 + (1 + new_tokens if preallocated else 0)
         keys = _left_padded_rows([cache.layers[index].keys for cache in caches], longest - 1, capacity)
         values = _left_padded_rows([cache.layers[index].values for cache in caches], longest - 1, capacity)
