@@ -62,8 +62,19 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
      "SELECT T1.name FROM concert AS T2 JOIN stadium AS T3", "leaves 't1'"),  # stadium has a name: T3 is refused
     # ...and the source that owes the alias takes no other alias, nor none (a model otherwise joins on and on)
     (f"{OWES_T2} JOIN singer AS s ON T3.singer_id = s.singer_id", f"{OWES_T2} JOIN singer AS s", "alias 's' leaves"),
-    (f"{OWES_T2} JOIN singer ON T3.singer_id = singer.singer_id", f"{OWES_T2} JOIN singer ON ",
-     "singer takes no alias"),
+    (f"{OWES_T2} JOIN singer ON T3.singer_id = singer.singer_id", f"{OWES_T2} JOIN singer ON",
+     "singer takes no alias"),  # at `ON`: no alias is two letters long
+    # a bare select-list column is ambiguous once two tables read have it, whatever the FROM goes on to join
+    ("SELECT name FROM singer AS T1 JOIN stadium AS T2 ON T1.age = T2.capacity",
+     "SELECT name FROM singer AS T1 JOIN stadium AS T2 ", "column 'name' is ambiguous"),
+    ("SELECT name FROM singer JOIN stadium ON singer.age = stadium.capacity", "SELECT name FROM singer JOIN stadium ON",
+     "column 'name' is ambiguous"),
+    # where an operand is expected, a word that may become no keyword starting one must become a name in scope
+    ("SELECT name FROM singer ORDER BY max(b.age, 1)", "SELECT name FROM singer ORDER BY max(b",
+     "no table in scope has a column starting 'b'"),  # not BETWEEN or BY after '('
+    ("SELECT name FROM singer WHERE age = ending", "SELECT name FROM singer WHERE age = en",
+     "no table in scope has a column starting 'en'"),  # not END after '='
+
     (f"SELECT T2.name {JOIN} WHERE T2.theme = 'x'", f"SELECT T2.name {JOIN} WHERE T2.t", "no column starting 't'"),
     ("SELECT name FROM concert WHERE year > 2000", "SELECT name FROM concert WH",
      "no table in scope has a column 'name'"),  # a select-list column of no table read, known when FROM ends
@@ -83,7 +94,7 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
      "'t2' has no column starting 'so'"),
     # a bare column still being written is refused once every column it may become is ambiguous
     ("SELECT T1.age FROM singer AS T1 JOIN stadium AS T2 ON name = 'x'",
-     "SELECT T1.age FROM singer AS T1 JOIN stadium AS T2 ON nam", "every column starting 'nam' is ambiguous"),
+     "SELECT T1.age FROM singer AS T1 JOIN stadium AS T2 ON na", "every column starting 'na' is ambiguous"),
     # each core of a set operation has its own FROM
     ("SELECT name FROM stadium UNION SELECT name FROM concert", None, "no table in scope has a column 'name'"),
 ]

@@ -42,8 +42,13 @@ which names exist, not which table an alias stands for), run beside it on each r
   after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
 - As early as the text is certain to break a rule, so that the model is not led into a word only a refused token
   could follow (a dead end, after which the row is left to the grammar): an aggregate's name where aggregates are
-  refused once it can be no other name (`ORDER BY cou` when no column starts so), and a bare column still being
-  written once every column it may become is ambiguous (`ON trainer_` where two tables have trainer_id).
+  refused once it can be no other name (`ORDER BY cou` when no column starts so); a bare column still being
+  written once every column it may become is ambiguous (`ON trainer_` where two tables have trainer_id); a bare
+  select-list column once a second table with it is bound (`SELECT name FROM policyholder AS T1 JOIN agent AS
+  T2`: no later source makes it unambiguous); a word after a FROM source that no alias of the grammar's shape
+  (ALIAS_PATTERN: a letter and two digits at most) can be, so a keyword (`JOIN trainer ON` ends the source there);
+  and, where an operand is expected (after '(', a comparison, WHERE, AND, ...), a word that may become no keyword
+  starting one (CASE, NOT, a function, ...) is read as a name (`max(b`, `= en` are not BETWEEN or END).
 - A text that ends by repeating the span just before it, token for token (REPEAT_TOKENS or more): `... OR T1.id =
   T2.id OR T1.id = T2.id OR`, a subquery nested in a copy of itself. SQLite runs it, but no gold query of the
   sample repeats a span back to back, and a model that loops this way otherwise goes on to the token cap.
@@ -64,7 +69,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from experiments.data.schema import Database
-from experiments.decoding.multi_table_grammar import CAST_TYPES, FUNCTIONS
+from experiments.decoding.multi_table_grammar import ALIAS_PATTERN, CAST_TYPES, FUNCTIONS
 from experiments.sql.sqlite_sandbox import fold_identifier
 
 # Words that end a FROM clause (or a query's core) when they start a clause at the query's own level
@@ -93,6 +98,13 @@ MIN_MAX = frozenset({"min", "max"})  # aggregates with one argument, scalar func
 ANY_AGGREGATE = AGGREGATES | MIN_MAX
 NO_AGGREGATE_CLAUSES = frozenset({"where", "on", "group"})
 NUMBERED_ALIAS = re.compile(r"t([1-9][0-9]*)")  # a folded alias of the T1, T2, ... numbering
+ALIAS = re.compile(ALIAS_PATTERN)  # the grammar's table aliases: a longer word after a source is a keyword
+# The keywords that may start an operand, where one is expected (after '(', ',', an operator, WHERE, AND, ...): a
+# word being written there that may become no other keyword must become a name
+OPERAND_KEYWORDS = frozenset({"case", "cast", "not", "exists", "null", "true", "false", "distinct", "all", "select",
+                              *(name.lower() for name in FUNCTIONS)})
+OPERAND_AFTER = frozenset({"(", ",", "=", "==", "<", ">", "<=", ">=", "!=", "<>", "+", "-", "/", "%", "||", "where",
+                           "having", "on", "and", "or", "when", "then", "else", "by", "select", "distinct"})
 
 
 @dataclass(frozen=True)
@@ -292,8 +304,17 @@ def _closed(token: _Token) -> bool:
     return not token.open
 
 
-def _is_keyword_prefix(word: str) -> bool:
-    return any(keyword.startswith(word) for keyword in KEYWORDS)
+def _is_keyword_prefix(word: str, operand: bool = False) -> bool:
+    """Whether a word being written may become a keyword (where an operand is expected: one that starts one)."""
+    return any(keyword.startswith(word) for keyword in (OPERAND_KEYWORDS if operand else KEYWORDS))
+
+
+def _expects_operand(previous: _Token | None) -> bool:
+    """Whether the token before a word leaves an operand to come (`max(b`, `= en`, `WHERE x`), not an infix or a
+    clause keyword (`x O` may become OR or ORDER)."""
+    if previous is None or previous.open or previous.kind not in ("punct", "word"):
+        return False
+    return previous.text.lower() in OPERAND_AFTER
 
 
 class _Reader:
@@ -460,6 +481,10 @@ class _Reader:
             return True
         if query.clause == "on":
             return False
+        if query.source == "table" and token.open and token.kind == "word" and not ALIAS.fullmatch(word) and \
+                not "as".startswith(word):
+            self._bind_pending(query)  # no alias is this long: a keyword (ON, JOIN, WHERE, ...) ends the source
+            return True
         if query.source == "":
             if token.kind in ("word", "quoted"):
                 name = _name(token)
@@ -518,6 +543,10 @@ class _Reader:
         for ref in query.waiting:
             if ref.qualifier == key:
                 _check_column(key, columns, ref)
+            elif ref.qualifier is None and ref.column and not ref.open and columns is not None and \
+                    ref.column in columns:
+                _check_ambiguous(query, ref.column)  # a second table with the column: no later source changes that
+
 
     def _expression(self, query: _Query, token: _Token, word: str, i: int) -> int:
         """Reads a token of an expression: a column reference (bare or qualified), a column alias, anything else."""
@@ -554,7 +583,7 @@ class _Reader:
             elif column.kind in ("word", "quoted"):
                 self._reference(query, _Ref(qualifier, _name(column), not _closed(column)))
             return i + 3
-        if token.open and token.kind == "word" and _is_keyword_prefix(word):
+        if token.open and token.kind == "word" and _is_keyword_prefix(word, _expects_operand(previous)):
             return i + 1  # may still become a keyword or a function
         if after is None and not self.complete and _lookup(query, _name(token)) is not _MISSING:
             return i + 1  # a qualifier whose '.' is still to come (`"order"` of `"order".x`)
@@ -716,6 +745,8 @@ def _resolve_bare(query: _Query, ref: _Ref) -> None:
     scope: _Query | None = query
     decided: set[str] = set()  # completions an inner query already resolves (or finds ambiguous)
     while scope is not None:
+        if not ref.open and (column in scope.column_aliases or _check_ambiguous(scope, column)):
+            return  # a column alias, or a column of one table (of two: refused), whatever else the FROM reads
         if scope.unnamed_derived or any(columns is WILDCARD for columns in scope.bindings.values()):
             return
         if ref.open:
@@ -726,14 +757,6 @@ def _resolve_bare(query: _Query, ref: _Ref) -> None:
             if any(sum(c in columns for columns in tables) == 1 for c in completions):
                 return
             decided |= completions
-        else:
-            if column in scope.column_aliases:
-                return
-            having = sorted(key for key, columns in scope.bindings.items() if columns is not None and column in columns)
-            if len(having) > 1:
-                raise ScopeViolation(f"column {column!r} is ambiguous: in {', '.join(having)}")
-            if having:
-                return
         if scope is not query and not scope.from_done:
             return
         scope = scope.parent
@@ -742,6 +765,17 @@ def _resolve_bare(query: _Query, ref: _Ref) -> None:
             raise ScopeViolation(f"every column starting {column!r} is ambiguous: {', '.join(sorted(decided))}")
         raise ScopeViolation(f"no table in scope has a column starting {column!r}")
     raise ScopeViolation(f"no table in scope has a column {column!r}")
+
+
+def _check_ambiguous(query: _Query, column: str) -> bool:
+    """Whether one table the query reads has the bare column (a select-list column alias of that name aside);
+    refused where two do, whatever else the FROM reads."""
+    if column in query.column_aliases:
+        return False
+    having = sorted(key for key, columns in query.bindings.items() if columns is not None and column in columns)
+    if len(having) > 1:
+        raise ScopeViolation(f"column {column!r} is ambiguous: in {', '.join(having)}")
+    return bool(having)
 
 
 REPEAT_TOKENS = 4  # the shortest span whose immediate repeat is refused
