@@ -8,6 +8,8 @@ measures that split directly, on the same model, adapter and prompts.
 
     python benchmarks/profile_generation.py --model /tmp/m7b --out gen_profile.json    # on the GPU
     python benchmarks/profile_generation.py --dry-run --prompts 16                      # CPU, tiny model
+    python benchmarks/profile_generation.py --set model=smollm2_135m model.gguf_file=F --parts chunked prealloc
+                                                      # real weights: do the sliced prefill's tokens agree?
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="local Mistral directory (e.g. from make_random_mistral.py)")
     parser.add_argument("--preset", default="baseline")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. model=smollm2_135m model.gguf_file=F (real weights)")
     parser.add_argument("--prompts", type=int, default=1000)
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--chunks", type=int, nargs="*", default=[2, 4, 8], help="length-sorted prefill chunks")
@@ -77,7 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("gen_profile.json"))
     args = parser.parse_args()
     device = resolve_device("cpu" if args.dry_run else "auto")
-    cfg = preset_config(args.preset, args.model, args.dry_run, [])
+    cfg = preset_config(args.preset, args.model, args.dry_run, args.set)
     tokenizer = load_tokenizer(cfg.model)
     prompts = [p.prompt for p in bench_examples(args.prompts)]
     encoded = sorted((encode_prompt(tokenizer, p) for p in prompts), key=len, reverse=True)
