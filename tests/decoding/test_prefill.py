@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import tiny_mistral_config
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, MistralForCausalLM
+from transformers.cache_utils import DynamicLayer
 
 from experiments.config import DataConfig, ModelConfig, load_config
 from experiments.data.prepared import PreparedExample
@@ -130,3 +131,19 @@ def test_generate_sql_prefills_large_batches_in_slices_with_the_same_sql(overrid
         assert decoding.prefilled_in_chunks == (1 if rows else 0)
         assert decoding.summary().get("prefilled_in_chunks", 0) == decoding.prefilled_in_chunks
     assert results[3] == results[0]
+
+
+@pytest.mark.parametrize("change", ["reset", "crop"])
+def test_a_preallocated_layer_changed_by_a_cache_operation_keeps_exact_keys(change):
+    """reset() (transformers 5.2x drops the keys, 5.17 zeroes them) and crop() leave the buffers behind or reuse
+    them: the next update must give the keys a DynamicLayer would hold."""
+    keys = torch.zeros(2, 1, 6, 4)
+    keys[:, :, :3] = torch.arange(24.0).reshape(2, 1, 3, 4)
+    layer = PreallocatedLayer(keys, keys.clone(), 3)
+    plain = DynamicLayer()
+    plain.update(keys[:, :, :3].clone(), keys[:, :, :3].clone())
+    new = torch.full((2, 1, 1, 4), 7.0)
+    for cache_layer in (layer, plain):
+        getattr(cache_layer, change)(*(() if change == "reset" else (-1,)))
+        cache_layer.update(new, new)
+    assert torch.equal(layer.keys, plain.keys) and torch.equal(layer.values, plain.values)

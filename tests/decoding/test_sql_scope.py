@@ -215,6 +215,18 @@ def test_a_word_that_may_be_another_keyword_is_not_read_as_a_clause(concerts):
     assert scope_violation(concerts, "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON GR") is None  # an operand
 
 
+@pytest.mark.parametrize("sql", [
+    "SELECT T1.name FROM singer AS T1 JOIN stadium AS T2 ON T1.age = max(T2.lowest, T2.highest)",
+    "SELECT singer.name FROM singer JOIN singer_in_concert ON singer.singer_id IN (singer_in_concert.singer_id, "
+    "singer_in_concert.concert_id)",
+])
+def test_a_comma_between_arguments_in_a_join_condition_is_no_comma_join(concerts, sql, tmp_path):
+    conn = concerts_database(tmp_path / "concerts.sqlite")
+    conn.execute(sql)
+    conn.close()
+    assert first_refused_prefix(concerts, sql) is None
+
+
 def test_an_alias_bound_twice_in_one_from_is_refused_at_the_alias(concerts):
     """SQLite then calls every T1.x ambiguous; a self-join with two aliases stays allowed."""
     assert scope_violation(concerts, "SELECT count(*) FROM singer AS T1 JOIN singer_in_concert AS T1") is not None

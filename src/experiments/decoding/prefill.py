@@ -78,19 +78,26 @@ class PreallocatedLayer(DynamicLayer):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args,
                **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        length = self.keys.shape[-2]
-        end = length + key_states.shape[-2]
-        if self.buffers is None or not self._views_of_buffers() or end > self.buffers[0].shape[-2]:
+        if self.buffers is None or not self._views_of_buffers() or \
+                self.keys.shape[-2] + key_states.shape[-2] > self.buffers[0].shape[-2]:
             self.buffers = None
             return super().update(key_states, value_states, *args, **kwargs)
         keys, values = self.buffers
+        length = self.keys.shape[-2]
+        end = length + key_states.shape[-2]
         keys[:, :, length:end] = key_states
         values[:, :, length:end] = value_states
         self.keys, self.values = keys[:, :, :end], values[:, :, :end]
         return self.keys, self.values
 
+    def reset(self) -> None:
+        self.buffers = None  # transformers 5.2x drops the keys here; 5.17 zeroes them
+        super().reset()
+
     def _views_of_buffers(self) -> bool:
         keys, values = self.buffers
+        if not self.is_initialized or self.keys is None or self.values is None:
+            return False
         return self.keys.data_ptr() == keys.data_ptr() and self.values.data_ptr() == values.data_ptr() and \
             self.keys.shape[:2] == keys.shape[:2] and self.keys.stride() == keys.stride()
 

@@ -471,7 +471,8 @@ class _Reader:
 
     def _in_from(self, query: _Query, token: _Token, word: str) -> bool:
         """Reads a token of the FROM clause's sources (tables, aliases, joins); False for one of an ON expression."""
-        if (word in JOIN_WORDS and not token.open) or token.text == ",":
+        in_call = bool(self.stack) and not self.stack[-1].subquery and self.stack[-1].outer is query
+        if (word in JOIN_WORDS and not token.open) or (token.text == "," and not in_call):  # not max(a, b) in ON
             self._bind_pending(query)
             query.clause, query.source = "from", ""
             return True
