@@ -55,6 +55,19 @@ def prefill(model, encoded: list[list[int]], pad_id: int, device: torch.device) 
         model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=True, logits_to_keep=1)
 
 
+def lever(report: dict[str, Any], generated, repeats: int, prefix: str, what: str,
+          settings: list[tuple[str, Decoding]]) -> None:
+    """Times `generated(decoding)` without and with a lever (`settings`: label and Decoding of each), with the
+    batches prefilled in slices and the share of prompts both give the same SQL."""
+    texts: dict[str, list] = {}  # each setting's SQL of its last timed run
+    for label, run in settings:
+        name = f"{prefix}_{label}_{what}"
+        report[f"{name}_seconds"] = timed(lambda run=run, label=label: texts.__setitem__(label, generated(run)),
+                                          repeats)
+        report[f"{name}_batches_sliced"] = run.prefilled_in_chunks
+    report[f"{settings[1][0]}_{what}_same_sql"] = same_sql(*texts.values())
+
+
 def same_sql(first, second) -> float:
     """The share of prompts two runs of generate_sql gave the same SQL."""
     return sum(a.sql == b.sql for a, b in zip(first, second, strict=True)) / len(first)
@@ -110,35 +123,22 @@ def main() -> None:
     if "steps" in args.parts:
         report["decode_step_ms"] = 1000 * (report[f"generate_{args.tokens}_seconds"] -
                                            report["generate_1_seconds"]) / max(1, args.tokens - 1)
-    texts = {}
-    # the decode attention on repeated KV heads (as transformers 5.17 runs it) vs packed (model/decode_attention.py)
-    for packed in (False, True) if "gqa" in args.parts else []:
-        run = Decoding(batch_size=plan.batch_size, packed_gqa=packed)
-        name = f"generate_{args.tokens}_{'packed' if packed else 'repeated'}_gqa_seconds"
-        report[name] = timed(lambda run=run, packed=packed: texts.__setitem__(packed, generate_sql(
-            model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
-            decoding=run)[0]), args.repeats)
-    if texts:
-        report["packed_gqa_same_sql"] = same_sql(texts[False], texts[True])
-    sliced = {}
-    for rows in (0, Decoding.prefill_chunk_rows) if "chunked" in args.parts else []:
-        run = Decoding(batch_size=plan.batch_size, prefill_chunk_rows=rows)
-        name = f"generate_{args.tokens}_{'sliced' if rows else 'one'}_prefill_seconds"
-        report[name] = timed(lambda run=run, rows=rows: sliced.__setitem__(rows, generate_sql(
-            model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
-            decoding=run)[0]), args.repeats)
-        report[f"{name[:-8]}_batches_sliced"] = run.prefilled_in_chunks
-    if sliced:
-        report["sliced_prefill_same_sql"] = same_sql(*sliced.values())
-    written = {}
-    for preallocated in (False, True) if "prealloc" in args.parts else []:
-        run = Decoding(batch_size=plan.batch_size, preallocated_cache=preallocated)
-        name = f"generate_{args.tokens}_{'preallocated' if preallocated else 'concatenated'}_cache_seconds"
-        report[name] = timed(lambda run=run, preallocated=preallocated: written.__setitem__(preallocated, generate_sql(
-            model, tokenizer, prompts, cfg, device, args.tokens, progress=False, min_new_tokens=args.tokens,
-            decoding=run)[0]), args.repeats)
-    if written:
-        report["preallocated_cache_same_sql"] = same_sql(written[False], written[True])
+    def generated(run: Decoding) -> list:
+        return generate_sql(model, tokenizer, prompts, cfg, device, args.tokens, progress=False,
+                            min_new_tokens=args.tokens, decoding=run)[0]
+
+    levers = {  # part: (what is timed, (label, Decoding) without the lever, then with it)
+        # the decode attention on repeated KV heads (as transformers 5.17 runs it) vs packed (model/decode_attention.py)
+        "gqa": ("gqa", ("repeated", Decoding(batch_size=plan.batch_size, packed_gqa=False)),
+                ("packed", Decoding(batch_size=plan.batch_size, packed_gqa=True))),
+        "chunked": ("prefill", ("one", Decoding(batch_size=plan.batch_size, prefill_chunk_rows=0)),
+                    ("sliced", Decoding(batch_size=plan.batch_size))),
+        "prealloc": ("cache", ("concatenated", Decoding(batch_size=plan.batch_size, preallocated_cache=False)),
+                     ("preallocated", Decoding(batch_size=plan.batch_size))),
+    }
+    for part, (what, *settings) in levers.items():
+        if part in args.parts:
+            lever(report, generated, args.repeats, f"generate_{args.tokens}", what, settings)
     if "static" in args.parts:
         static = Decoding(batch_size=plan.batch_size, static_cache=True)
         report[f"generate_{args.tokens}_static_cache_seconds"] = timed(lambda: generate_sql(
