@@ -471,8 +471,7 @@ class _Reader:
 
     def _in_from(self, query: _Query, token: _Token, word: str) -> bool:
         """Reads a token of the FROM clause's sources (tables, aliases, joins); False for one of an ON expression."""
-        in_call = bool(self.stack) and not self.stack[-1].subquery and self.stack[-1].outer is query
-        if (word in JOIN_WORDS and not token.open) or (token.text == "," and not in_call):  # not max(a, b) in ON
+        if (word in JOIN_WORDS and not token.open) or (token.text == "," and not self._in_call(query)):
             self._bind_pending(query)
             query.clause, query.source = "from", ""
             return True
@@ -510,6 +509,10 @@ class _Reader:
             return True
         return True
 
+    def _in_call(self, query: _Query) -> bool:
+        """Whether a plain parenthesis of the query is open: a comma there parts arguments (`max(a, b)` in ON)."""
+        return bool(self.stack) and not self.stack[-1].subquery and self.stack[-1].outer is query
+
     def _check_numbered_source(self, query: _Query, name: str, closed: bool) -> None:
         """A source that owes the select list its numbered alias (`_owed_numbered_alias`) must be a table with the
         columns used of it: after `SELECT T2.name FROM client AS T1 JOIN account AS T3`, `JOIN account` is refused
@@ -546,8 +549,7 @@ class _Reader:
                 _check_column(key, columns, ref)
             elif ref.qualifier is None and ref.column and not ref.open and columns is not None and \
                     ref.column in columns:
-                _check_ambiguous(query, ref.column)  # a second table with the column: no later source changes that
-
+                _resolves_bare(query, ref.column)  # a second table with the column: no later source changes that
 
     def _expression(self, query: _Query, token: _Token, word: str, i: int) -> int:
         """Reads a token of an expression: a column reference (bare or qualified), a column alias, anything else."""
@@ -746,8 +748,8 @@ def _resolve_bare(query: _Query, ref: _Ref) -> None:
     scope: _Query | None = query
     decided: set[str] = set()  # completions an inner query already resolves (or finds ambiguous)
     while scope is not None:
-        if not ref.open and (column in scope.column_aliases or _check_ambiguous(scope, column)):
-            return  # a column alias, or a column of one table (of two: refused), whatever else the FROM reads
+        if not ref.open and _resolves_bare(scope, column):
+            return
         if scope.unnamed_derived or any(columns is WILDCARD for columns in scope.bindings.values()):
             return
         if ref.open:
@@ -768,11 +770,11 @@ def _resolve_bare(query: _Query, ref: _Ref) -> None:
     raise ScopeViolation(f"no table in scope has a column {column!r}")
 
 
-def _check_ambiguous(query: _Query, column: str) -> bool:
-    """Whether one table the query reads has the bare column (a select-list column alias of that name aside);
-    refused where two do, whatever else the FROM reads."""
+def _resolves_bare(query: _Query, column: str) -> bool:
+    """Whether the query resolves the bare column: a column alias of it, or a column of one table it reads; refused
+    where two tables have it, whatever else the FROM reads."""
     if column in query.column_aliases:
-        return False
+        return True
     having = sorted(key for key, columns in query.bindings.items() if columns is not None and column in columns)
     if len(having) > 1:
         raise ScopeViolation(f"column {column!r} is ambiguous: in {', '.join(having)}")
