@@ -78,8 +78,7 @@ class PreallocatedLayer(DynamicLayer):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args,
                **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.buffers is None or not self._views_of_buffers() or \
-                self.keys.shape[-2] + key_states.shape[-2] > self.buffers[0].shape[-2]:
+        if not self._views_of_buffers() or self.keys.shape[-2] + key_states.shape[-2] > self.buffers[0].shape[-2]:
             self.buffers = None
             return super().update(key_states, value_states, *args, **kwargs)
         keys, values = self.buffers
@@ -95,9 +94,9 @@ class PreallocatedLayer(DynamicLayer):
         super().reset()
 
     def _views_of_buffers(self) -> bool:
-        keys, values = self.buffers
-        if not self.is_initialized or self.keys is None or self.values is None:
+        if self.buffers is None or not self.is_initialized or self.keys is None or self.values is None:
             return False
+        keys, values = self.buffers
         return self.keys.data_ptr() == keys.data_ptr() and self.values.data_ptr() == values.data_ptr() and \
             self.keys.shape[:2] == keys.shape[:2] and self.keys.stride() == keys.stride()
 
