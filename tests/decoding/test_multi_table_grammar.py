@@ -21,12 +21,14 @@ from experiments.decoding.multi_table_grammar import (
     MAX_CONDITIONS,
     MAX_DEPTH,
     MAX_JOINS,
+    MAX_ON_CONDITIONS,
     MAX_SELECT_ITEMS,
     MAX_SET_OPERATIONS,
     MAX_SPACES,
     MAX_STRING_CHARS,
     RESERVED,
     database_grammar,
+    join_limit,
 )
 from experiments.decoding.token_bytes import llguidance_tokenizer
 from experiments.model.loading import load_tokenizer
@@ -289,8 +291,20 @@ def test_grammar_makes_a_looping_model_end_its_query(concerts, info):
         return "SELECT T0.name FROM singer AS T0" + "".join(
             f" JOIN singer AS T{n} ON T{n}.age = T0.age" for n in range(1, count + 1))
 
-    assert accepts_text(concerts, info, joins(MAX_JOINS))
-    assert not accepts_text(concerts, info, joins(MAX_JOINS + 1))
+    assert join_limit(CONCERTS) == len(CONCERTS.tables) < MAX_JOINS
+    many = Database(id="many", tables=tuple(_table(f"t{n}", "a") for n in range(MAX_JOINS + 3)), foreign_keys=(),
+                    path=Path("many.sqlite"))
+    assert join_limit(many) == MAX_JOINS  # a database of many tables keeps the grammar's own bound
+    assert accepts_text(concerts, info, joins(len(CONCERTS.tables)))  # one join per table, self-joins included
+    assert not accepts_text(concerts, info, joins(len(CONCERTS.tables) + 1))
+
+    def on(conditions: int, joiner: str) -> str:  # JOIN's ON has one predicate; then `conditions - 1` more
+        return "SELECT T1.theme " + JOIN + "".join(f"{joiner}T2.lowest = {n}" for n in range(1, conditions))
+
+    assert accepts_text(concerts, info, on(MAX_ON_CONDITIONS, " OR "))
+    assert accepts_text(concerts, info, on(MAX_ON_CONDITIONS, " AND "))
+    assert not accepts_text(concerts, info, on(MAX_ON_CONDITIONS + 1, " OR "))
+    assert not accepts_text(concerts, info, on(MAX_ON_CONDITIONS + 1, " AND "))
 
     def compound(operations: int) -> str:
         return " UNION ".join(["SELECT name FROM singer"] * (operations + 1))

@@ -23,7 +23,9 @@ optional `;`, an optional newline (inference stops at one), then EOS. No other s
 ATTACH, no comment, no WITH, no window function. Spaces between words are 1 to MAX_SPACES spaces or tabs.
 
 Bounded, so that a model caught in a loop must end its query (as the WikiSQL grammar is): every list has a
-maximum length (MAX_* below), string literals at most `max_string_chars` characters, numbers at most 30 digits, and
+maximum length (MAX_* below), an ON condition at most MAX_ON_CONDITIONS predicates and a FROM at most one join per
+table of the database (`join_limit`: the loops a small model fell into were ON ... OR ... chains and repeated joins,
+which gold queries never have), string literals at most `max_string_chars` characters, numbers at most 30 digits, and
 nesting at most MAX_DEPTH deep, where every parenthesis opens a level: a subquery, a function call, CAST, a
 parenthesised expression, an IN list, and CASE. Each level is its own copy of the expression and query rules, so
 the grammar is finite.
@@ -38,7 +40,8 @@ from experiments.data.schema import Database
 MAX_DEPTH = 6  # nested parentheses of any kind (see the module docstring); 0 is the top level
 MAX_SELECT_ITEMS = 12
 MAX_CONDITIONS = 8  # predicates in one AND chain, and AND chains in one OR chain
-MAX_JOINS = 7  # tables after the first in one FROM
+MAX_ON_CONDITIONS = 4  # predicates, AND and OR together, in one ON (Spider dev's gold have at most 2)
+MAX_JOINS = 7  # tables after the first in one FROM, and at most as many as the database has tables
 MAX_SET_OPERATIONS = 3  # UNION / INTERSECT / EXCEPT in one query
 MAX_GROUP_ITEMS = 6
 MAX_ORDER_ITEMS = 6
@@ -109,21 +112,29 @@ def _repeat(item: str, separator: str, most: int) -> str:
     return f"{item} ({separator} {item}){{0,{most - 1}}}" if most > 1 else item
 
 
-def _level_rules(level: int) -> list[str]:
+def join_limit(database: Database) -> int:
+    """How many sources may follow a FROM's first: one per table of the database (a self-join binds one table
+    twice), at most MAX_JOINS. Spider dev's gold queries never bind more; a model repeating a join must stop."""
+    return min(MAX_JOINS, len(database.tables))
+
+
+def _level_rules(level: int, max_joins: int) -> list[str]:
     """The query and expression rules at nesting `level`: what opens a parenthesis uses level + 1, and the
     deepest level has none."""
     n, deeper = level, level + 1
     inner = level < MAX_DEPTH
     arith = "WS? ARITH WS?"
     comma, word_or, word_and = 'WS? "," WS?', 'WS "OR"i WS', 'WS "AND"i WS'
+    word_and_or = 'WS ("AND"i | "OR"i) WS'
     rules = [
         f"query{n}: core{n} (WS setop WS core{n}){{0,{MAX_SET_OPERATIONS}}} order{n}? limit?",
         f'core{n}: "SELECT"i WS ("DISTINCT"i WS | "ALL"i WS)? {_repeat(f"item{n}", comma, MAX_SELECT_ITEMS)} '
         f'from{n}? (WS "WHERE"i WS bool{n})? '
         f'(WS "GROUP"i WS "BY"i WS {_repeat(f"expr{n}", comma, MAX_GROUP_ITEMS)} (WS "HAVING"i WS bool{n})?)?',
         f'item{n}: "*" | QUALIFIER "." "*" | bool{n} (WS "AS"i WS COLUMN_ALIAS)?',
-        f'from{n}: WS "FROM"i WS source{n} join{n}{{0,{MAX_JOINS}}}',
-        f'join{n}: {comma} source{n} | WS join WS source{n} (WS "ON"i WS bool{n})?',
+        f'from{n}: WS "FROM"i WS source{n} join{n}{{0,{max_joins}}}',
+        f'join{n}: {comma} source{n} | WS join WS source{n} (WS "ON"i WS on{n})?',
+        f'on{n}: {_repeat(f"pred{n}", word_and_or, MAX_ON_CONDITIONS)}',
         f"source{n}: TABLE (WS (\"AS\"i WS)? ALIAS)?"
         + (f' | "(" WS? query{deeper} WS? ")" (WS? ("AS"i WS)? ALIAS)?' if inner else ""),
         f'order{n}: WS "ORDER"i WS "BY"i WS {_repeat(f"ordered{n}", comma, MAX_ORDER_ITEMS)}',
@@ -159,7 +170,7 @@ def database_grammar(database: Database, max_string_chars: int = MAX_STRING_CHAR
         raise ValueError(f"database {database.id!r} has no tables or no columns: no SQL can be generated for it")
     rules = ['start: " "? query0 (WS? ";")? "\\n"?']
     for level in range(MAX_DEPTH + 1):
-        rules.extend(_level_rules(level))
+        rules.extend(_level_rules(level, join_limit(database)))
     string, space = f"{{0,{max_string_chars}}}", f"[ \\t]{{1,{MAX_SPACES}}}"
     rules += [
         'column: COLUMN | QUALIFIER "." COLUMN',
