@@ -489,6 +489,7 @@ class _Reader:
             if token.kind in ("word", "quoted"):
                 name = _name(token)
                 self._check_numbered_source(query, name, _closed(token))
+                self._check_source_ambiguity(query, name, _closed(token))
                 if _closed(token):
                     query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
             return True  # a table name (or one still being written)
@@ -525,6 +526,24 @@ class _Reader:
         if tables and not any(needed <= self.schema.tables.get(table, frozenset()) for table in tables):
             raise ScopeViolation(f"the next source owes the select list {alias!r}, which wants "
                                  f"{', '.join(sorted(needed))}")
+
+    def _check_source_ambiguity(self, query: _Query, name: str, closed: bool) -> None:
+        """A bare select-list column that a bound table has becomes ambiguous when a second table with it is bound,
+        whatever alias that table takes: refused at the table's name, once every table the word may still become
+        has one (`SELECT name FROM fitness_class JOIN trainer`), not at the alias, where every continuation binds it.
+        """
+        if not closed and any(word.startswith(name) for word in JOIN_WORDS):
+            return  # (`LEFT O` may still become LEFT OUTER JOIN)
+        bound = [columns for columns in query.bindings.values() if columns is not None]
+        clashing = {ref.column for ref in query.waiting
+                    if ref.qualifier is None and ref.column and not ref.open and ref.column not in query.column_aliases
+                    and any(ref.column in columns for columns in bound)}
+        if not clashing:
+            return
+        tables = [name] if closed else [table for table in self.schema.tables if table.startswith(name)]
+        if tables and all(clashing & self.schema.tables.get(table, frozenset()) for table in tables):
+            raise ScopeViolation(f"column {', '.join(sorted(clashing))!r} would be ambiguous: every table "
+                                 f"{name!r} may become has it too")
 
     def _bind_pending(self, query: _Query) -> None:
         if query.pending is None:
