@@ -44,8 +44,8 @@ which names exist, not which table an alias stands for), run beside it on each r
   could follow (a dead end, after which the row is left to the grammar): an aggregate's name where aggregates are
   refused once it can be no other name (`ORDER BY cou` when no column starts so); a bare column still being
   written once every column it may become is ambiguous (`ON trainer_` where two tables have trainer_id); a bare
-  select-list column once a second table with it is bound (`SELECT name FROM policyholder AS T1 JOIN agent AS
-  T2`: no later source makes it unambiguous); a word after a FROM source that no alias of the grammar's shape
+  select-list column at the name of a second table with it (`SELECT name FROM policyholder AS T1 JOIN ag`: no
+  alias or later source makes it unambiguous); a word after a FROM source that no alias of the grammar's shape
   (ALIAS_PATTERN: a letter and two digits at most) can be, so a keyword (`JOIN trainer ON` ends the source there);
   and, where an operand is expected (after '(', a comparison, WHERE, AND, ...), a word that may become no keyword
   starting one (CASE, NOT, a function, ...) is read as a name (`max(b`, `= en` are not BETWEEN or END).
