@@ -18,8 +18,11 @@ from experiments.data.sources import spider_sample_dir
 from experiments.data.spider import load_spider
 from experiments.decoding.generate import newline_token_ids
 from experiments.decoding.multi_table_grammar import (
+    FUNCTION_ARITIES,
+    FUNCTIONS,
     MAX_CONDITIONS,
     MAX_DEPTH,
+    MAX_FUNCTION_ARGS,
     MAX_JOINS,
     MAX_ON_CONDITIONS,
     MAX_SELECT_ITEMS,
@@ -311,6 +314,31 @@ def test_grammar_makes_a_looping_model_end_its_query(concerts, info):
 
     assert accepts_text(concerts, info, compound(MAX_SET_OPERATIONS))
     assert not accepts_text(concerts, info, compound(MAX_SET_OPERATIONS + 1))
+
+
+def test_each_function_takes_the_number_of_arguments_sqlite_accepts(concerts, info):
+    """`abs(a, b)` or `length(x, y)` is no SQL SQLite runs ("wrong number of arguments"): the grammar offers each
+    function with the counts SQLite accepts, up to MAX_FUNCTION_ARGS; `*` only in count, DISTINCT before one."""
+    assert sorted(FUNCTIONS) == sorted(name for names in FUNCTION_ARITIES.values() for name in names)
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE singer (name, age)")
+
+    def runs(sql: str) -> bool:
+        try:
+            conn.execute(sql)
+        except sqlite3.OperationalError:
+            return False
+        return True
+
+    for function in FUNCTIONS:
+        for count in range(MAX_FUNCTION_ARGS + 2):
+            sql = f"SELECT {function}({', '.join(['age'] * count)}) FROM singer"
+            assert accepts_text(concerts, info, sql) == (runs(sql) and count <= MAX_FUNCTION_ARGS), sql
+    for sql, accepted in [("SELECT count(*) FROM singer", True), ("SELECT count(DISTINCT age) FROM singer", True),
+                          ("SELECT sum(*) FROM singer", False), ("SELECT abs(*) FROM singer", False)]:
+        assert runs(sql) == accepted
+        assert accepts_text(concerts, info, sql) == accepted, sql
+    conn.close()
 
 
 def test_grammar_refuses_a_database_without_columns():

@@ -3,9 +3,10 @@
 `database_grammar(database)` is the SQLite SELECT language their gold queries use: joins (`,`, `JOIN`, `INNER` /
 `LEFT [OUTER]` / `CROSS JOIN`, `ON`), table aliases, subqueries in FROM, WHERE, HAVING and the select list, `EXISTS`,
 GROUP BY, HAVING, ORDER BY ... ASC/DESC, LIMIT [OFFSET], UNION [ALL] / INTERSECT / EXCEPT, aggregates (with
-DISTINCT, `count(*)`) and SQLite's scalar functions (FUNCTIONS), CASE, CAST, arithmetic and `||`, comparisons,
-[NOT] LIKE / BETWEEN / IN (a list or a subquery), IS [NOT] NULL, NOT, AND / OR, SELECT DISTINCT, column aliases
-(`AS name`), string and number literals. Keywords and function names are case-insensitive.
+DISTINCT, `count(*)`) and SQLite's scalar functions (FUNCTIONS, each with the numbers of arguments SQLite accepts),
+CASE, CAST, arithmetic and `||`, comparisons, [NOT] LIKE / BETWEEN / IN (a list or a subquery), IS [NOT] NULL,
+NOT, AND / OR, SELECT DISTINCT, column aliases (`AS name`), string and number literals. Keywords and function
+names are case-insensitive.
 
 Names. Every table name is one of the database's, every column name one of its columns, compared as SQLite does
 (ASCII case-insensitively): bare where SQLite allows the name bare (an identifier that is not in RESERVED), and
@@ -66,6 +67,20 @@ FUNCTIONS: tuple[str, ...] = (  # aggregates first; SQLite's core scalar and dat
     "abs", "char", "coalesce", "date", "datetime", "hex", "ifnull", "iif", "instr", "julianday", "length", "lower",
     "ltrim", "nullif", "printf", "replace", "round", "rtrim", "sign", "strftime", "substr", "substring", "time",
     "trim", "typeof", "unicode", "upper")
+# How many arguments each function takes, as SQLite 3.40 accepts them (min, max; tried for each): a small model
+# otherwise writes `abs(a, b)` or `length(x, y)`, which SQLite refuses ("wrong number of arguments"). Only count
+# takes `*`; DISTINCT stands before a single argument.
+FUNCTION_ARITIES: dict[tuple[int, int], tuple[str, ...]] = {
+    (0, 1): ("count",),
+    (1, 1): ("sum", "avg", "total", "abs", "hex", "length", "lower", "sign", "typeof", "unicode", "upper"),
+    (1, 2): ("group_concat", "ltrim", "rtrim", "trim", "round"),
+    (1, MAX_FUNCTION_ARGS): ("min", "max"),  # one argument: the aggregate; more: the scalar function
+    (2, 2): ("ifnull", "instr", "nullif"),
+    (2, 3): ("substr", "substring"),
+    (2, MAX_FUNCTION_ARGS): ("coalesce",),
+    (3, 3): ("iif", "replace"),
+    (0, MAX_FUNCTION_ARGS): ("char", "date", "datetime", "julianday", "printf", "strftime", "time"),
+}
 CAST_TYPES: tuple[str, ...] = ("REAL", "INTEGER", "INT", "TEXT", "NUMERIC", "FLOAT", "DOUBLE", "DECIMAL", "BLOB",
                                "DATE", "DATETIME", "VARCHAR", "BIGINT")
 BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -118,6 +133,18 @@ def join_limit(database: Database) -> int:
     return min(MAX_JOINS, len(database.tables))
 
 
+def _arguments(item: str, separator: str, arity: tuple[int, int]) -> str:
+    """A call's arguments, `arity` = (fewest, most): `*` for count's (0, 1), DISTINCT before a single one."""
+    fewest, most = arity
+    listed = f"{item} ({separator} {item}){{{max(fewest - 1, 0)},{most - 1}}}" if most > 1 else item
+    alternatives = [f"({listed})?" if fewest == 0 else listed]
+    if fewest <= 1:
+        alternatives.append(f'"DISTINCT"i WS {item}')
+    if arity == (0, 1):
+        alternatives.append('"*"')
+    return "(" + " | ".join(alternatives) + ")"
+
+
 def _level_rules(level: int, max_joins: int) -> list[str]:
     """The query and expression rules at nesting `level`: what opens a parenthesis uses level + 1, and the
     deepest level has none."""
@@ -151,9 +178,9 @@ def _level_rules(level: int, max_joins: int) -> list[str]:
            f'{_repeat(f"expr{deeper}", comma, MAX_IN_VALUES)}) WS? ")"' if inner else ""),
         f"expr{n}: {_repeat(f'term{n}', arith, MAX_ARITHMETIC + 1)}",
         f"term{n}: column | literal" + (
-            f' | FUNCTION WS? "(" WS? ("*" | ("DISTINCT"i WS)? {_repeat(f"bool{deeper}", comma, MAX_FUNCTION_ARGS)})'
-            ' WS? ")"'
-            f' | "(" WS? bool{deeper} WS? ")" | "(" WS? query{deeper} WS? ")"'
+            "".join(f' | FUNCTION{group} WS? "(" WS? {_arguments(f"bool{deeper}", comma, arity)} WS? ")"'
+                    for group, arity in enumerate(FUNCTION_ARITIES))
+            + f' | "(" WS? bool{deeper} WS? ")" | "(" WS? query{deeper} WS? ")"'
             f' | "CAST"i WS? "(" WS? expr{deeper} WS "AS"i WS CAST_TYPE WS? ")"'
             f' | "CASE"i WS (expr{deeper} WS)? ("WHEN"i WS bool{deeper} WS "THEN"i WS expr{deeper} WS)'
             f'{{1,{MAX_WHENS}}} ("ELSE"i WS expr{deeper} WS)? "END"i' if inner else ""),
@@ -180,7 +207,8 @@ def database_grammar(database: Database, max_string_chars: int = MAX_STRING_CHAR
         'join: (("INNER"i | "CROSS"i | "LEFT"i (WS "OUTER"i)?) WS)? "JOIN"i',
         'literal: NUMBER | STRING | "NULL"i | "TRUE"i | "FALSE"i',
         'limit: WS "LIMIT"i WS INTEGER (WS? "," WS? INTEGER | WS "OFFSET"i WS INTEGER)?',
-        f"FUNCTION: /({'|'.join(_spelled(f) for f in FUNCTIONS)})/",
+        *(f"FUNCTION{group}: /({'|'.join(_spelled(f) for f in names)})/"
+          for group, names in enumerate(FUNCTION_ARITIES.values())),
         f"CAST_TYPE: /({'|'.join(_spelled(t) for t in CAST_TYPES)})/",
         f"TABLE: /{names_pattern(tables)}/",
         f"COLUMN: /{names_pattern(columns)}/",
