@@ -12,6 +12,7 @@ from test_multi_table_grammar import CONCERTS, PROBES
 
 from experiments.data.sources import spider_sample_dir
 from experiments.data.spider import load_spider
+from experiments.decoding.multi_table_grammar import MAX_ON_CONDITIONS
 from experiments.decoding.sql_scope import ScopeReading, ScopeSchema, scope_violation
 
 JOIN = "FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id"
@@ -201,14 +202,33 @@ def test_correlated_subqueries_see_the_enclosing_querys_tables(concerts):
     "SELECT name FROM concert OR",  # -> ORDER (OR cannot stand after a FROM source)
     "SELECT name FROM concert WH",
     "SELECT name FROM concert EX",
-    f"SELECT T3.name {JOIN} GR",  # after a join condition's complete operand
-    f"SELECT T3.name {JOIN} WH",
 ])
 def test_a_clause_word_still_being_written_ends_the_from_clause_at_once(concerts, text):
     """A model that writes ` GR` 'OUP' must be stopped at ` GR`, while a JOIN can still bring the missing table:
     one token later nothing but BY could follow."""
     assert scope_violation(concerts, text) is not None
     assert scope_violation(concerts, text[:-1]) is None  # one letter may be an alias (or JOIN, ON, ...)
+
+
+def test_after_a_join_conditions_operand_a_clause_word_ends_the_from_clause_at_its_first_letter(concerts):
+    """After a complete operand of ON no alias can follow: ` W` can only be WHERE, and ` O` only ORDER once the
+    condition holds the grammar's most predicates (MAX_ON_CONDITIONS; an AND or OR could otherwise follow). Else
+    the model is let into a word every continuation of which is refused, and the row is left to the grammar."""
+    for text in (f"SELECT T3.name {JOIN} GR", f"SELECT T3.name {JOIN} W", f"SELECT T3.name {JOIN} U"):
+        assert "'t3' is not a table" in scope_violation(concerts, text)
+    for text in (f"SELECT T3.name {JOIN} O", f"SELECT T3.name {JOIN} J", f"SELECT T3.name {JOIN} L"):
+        assert scope_violation(concerts, text) is None  # OR, a JOIN, LEFT JOIN or LIKE may follow
+
+    def on(predicates: int, last: str = "T2.capacity > 1") -> str:
+        return f"SELECT T3.name {JOIN}" + " AND T2.capacity > 1" * (predicates - 2) + f" OR {last}"
+
+    assert scope_violation(concerts, on(MAX_ON_CONDITIONS - 1) + " O") is None
+    assert "'t3' is not a table" in scope_violation(concerts, on(MAX_ON_CONDITIONS) + " O")
+    # BETWEEN's AND and a CASE's words start no predicate
+    assert scope_violation(concerts, on(MAX_ON_CONDITIONS - 1, "T2.capacity BETWEEN 1 AND 2") + " O") is None
+    case = "CASE WHEN T2.capacity > 1 AND T2.lowest > 1 OR T2.highest > 1 THEN 1 END = 1"
+    assert scope_violation(concerts, on(MAX_ON_CONDITIONS - 1, case) + " O") is None
+    assert "'t3' is not a table" in scope_violation(concerts, on(MAX_ON_CONDITIONS, case) + " O")
 
 
 def test_a_word_that_may_be_another_keyword_is_not_read_as_a_clause(concerts):

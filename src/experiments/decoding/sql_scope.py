@@ -17,8 +17,9 @@ which names exist, not which table an alias stands for), run beside it on each r
   (`... JOIN account AS T2` after `SELECT T2.name`) or one already bound (an alias or table name bound twice in one
   FROM makes every reference to it ambiguous), so a model is stopped at the alias, not one word later; not when the
   select list refers to a longer alias it may still become (`T1` of `T11`). A clause
-  word still being written where nothing else could stand (` GR` after a FROM source) ends the FROM clause at once,
-  while a JOIN can still bring a missing table.
+  word still being written where nothing else could stand (` GR` after a FROM source; ` W` after a join condition's
+  operand, and ` O` there once the condition holds the grammar's MAX_ON_CONDITIONS predicates) ends the FROM clause
+  at once, while a JOIN can still bring a missing table.
 - Aggregates where SQLite refuses them ("misuse of aggregate", "not allowed in the GROUP BY clause"): COUNT, SUM,
   AVG, TOTAL or GROUP_CONCAT called in a WHERE, ON or GROUP BY of its own query (not of a subquery there) is refused
   at its '('; MIN or MAX there at its ')' when it took one argument (with two or more they are scalar functions).
@@ -69,7 +70,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from experiments.data.schema import Database
-from experiments.decoding.multi_table_grammar import ALIAS_PATTERN, CAST_TYPES, FUNCTIONS
+from experiments.decoding.multi_table_grammar import ALIAS_PATTERN, CAST_TYPES, FUNCTIONS, MAX_ON_CONDITIONS
 from experiments.sql.sqlite_sandbox import fold_identifier
 
 # Words that end a FROM clause (or a query's core) when they start a clause at the query's own level
@@ -140,6 +141,12 @@ class _Query:
     exists: bool = False  # the subquery of an EXISTS: SQLite never computes its select list
     # aggregates called in its select list (before FROM ended) and the column references of their arguments
     aggregate_calls: list[tuple[str, list[_Ref]]] = field(default_factory=list)
+    # the join condition being read: its predicates (the grammar allows MAX_ON_CONDITIONS, joined by AND or OR),
+    # the parentheses open where it began, and a BETWEEN awaiting its AND and CASEs open in it at that depth
+    on_predicates: int = 0
+    on_depth: int = 0
+    on_between: bool = False
+    on_cases: int = 0
 
 
 @dataclass
@@ -435,13 +442,15 @@ class _Reader:
         is checked before the model is committed to the clause: after a FROM source (where only an alias, one
         letter and digits, or a keyword may follow) no other keyword of FROM starts with it; in a join condition,
         after a complete operand, no infix keyword (AND, OR, IN, ...) or further join does."""
-        if query.from_done or len(word) < 2 or word in CLAUSE_WORDS or \
-                not any(clause.startswith(word) for clause in CLAUSE_WORDS):
+        if query.from_done or word in CLAUSE_WORDS or not any(clause.startswith(word) for clause in CLAUSE_WORDS):
             return False
         if query.clause == "from" and query.source in ("table", "bound"):  # after a source: no name can follow
-            return not any(other.startswith(word) for other in FROM_WORDS)
+            return len(word) > 1 and not any(other.startswith(word) for other in FROM_WORDS)  # `T` is an alias
         if query.clause == "on" and previous is not None and _ends_operand(previous):
-            return not any(other.startswith(word) for other in INFIX_WORDS)
+            # once the condition holds the grammar's most predicates, no AND or OR can follow (` O` is ORDER)
+            # (OUTER only follows LEFT)
+            infix = INFIX_WORDS - {"outer"} - ({"and", "or"} if query.on_predicates >= MAX_ON_CONDITIONS else set())
+            return not any(other.startswith(word) for other in infix)
         return False
 
     def _min_max_call(self, i: int) -> str:
@@ -478,8 +487,11 @@ class _Reader:
         if word == "on" and not token.open:
             self._bind_pending(query)
             query.clause, query.source = "on", "bound"
+            query.on_predicates, query.on_depth, query.on_between, query.on_cases = 1, len(self.stack), False, 0
             return True
         if query.clause == "on":
+            if word and not token.open and len(self.stack) == query.on_depth:
+                self._count_on_predicates(query, word)
             return False
         if query.source == "table" and token.open and token.kind == "word" and not ALIAS.fullmatch(word) and \
                 not "as".startswith(word):
@@ -509,6 +521,23 @@ class _Reader:
                 query.source = "bound"
             return True
         return True
+
+    @staticmethod
+    def _count_on_predicates(query: _Query, word: str) -> None:
+        """Counts the join condition's predicates at its own depth: an AND or OR starts one, but BETWEEN's AND and
+        the words of a CASE do not."""
+        if word == "case":
+            query.on_cases += 1
+        elif word == "end" and query.on_cases:
+            query.on_cases -= 1
+        elif query.on_cases:
+            return
+        elif word == "between":
+            query.on_between = True
+        elif word == "and" and query.on_between:
+            query.on_between = False
+        elif word in ("and", "or"):
+            query.on_predicates += 1
 
     def _in_call(self, query: _Query) -> bool:
         """Whether a plain parenthesis of the query is open: a comma there parts arguments (`max(a, b)` in ON)."""
