@@ -113,6 +113,17 @@ PROBES = [  # Spider's SQL features (and BIRD's habits), each a query SQLite acc
     "(SELECT concert_id FROM concert WHERE stadium_id IN (SELECT stadium_id FROM stadium WHERE capacity > 1)))",
     "SELECT name FROM singer;",
     " SELECT name FROM singer\n",  # SentencePiece's '▁SE' start and the newline inference stops at
+    # a join condition with parentheses, CASE or a call once it holds the most predicates (OR stays allowed there)
+    "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id AND T1.year > 1 AND "
+    "T2.capacity > 1 AND (T1.year = 2 OR T2.capacity = 3) JOIN singer AS T3 ON T3.age = T1.year",
+    "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id AND T1.year > 1 AND "
+    "T2.capacity > 1 AND CASE WHEN T1.year = 2 OR T2.capacity = 3 THEN 1 ELSE 0 END JOIN singer AS T3 ON T3.age = 1",
+    "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id AND T1.year > 1 AND "
+    "T2.capacity > 1 AND iif(T1.year = 2 OR T2.capacity = 3, 1, 0) JOIN singer AS T3 ON T3.age = T1.year",
+    "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON CASE WHEN T1.year > 2000 THEN T1.stadium_id WHEN "
+    "T1.year > 1990 THEN T1.concert_id ELSE 0 END = T2.stadium_id JOIN singer AS T3 ON T3.age = T1.year",
+    "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id AND CASE T1.year WHEN 1 "
+    "THEN 1 ELSE 0 END JOIN singer AS T3 ON T3.age = T1.year",
 ]
 REJECTED = [
     "SELECT name FROM singers",  # unknown table

@@ -78,6 +78,7 @@ CLAUSE_WORDS = frozenset({"where", "group", "having", "order", "limit", "union",
 SET_OPERATIONS = frozenset({"union", "intersect", "except"})
 JOIN_WORDS = frozenset({"join", "inner", "left", "outer", "cross", "natural"})
 INFIX_WORDS = frozenset({"and", "or", "not", "in", "is", "like", "glob", "between", "collate", "escape", *JOIN_WORDS})
+CASE_WORDS = frozenset({"when", "then", "else", "end"})  # the words that may follow an operand inside a CASE
 FROM_WORDS = frozenset({"as", "on", *JOIN_WORDS})  # the keywords that may follow a source in FROM, but clause words
 # Every word the grammar writes that is not a name: never read as a column or an alias
 KEYWORDS = frozenset({
@@ -447,10 +448,14 @@ class _Reader:
         if query.clause == "from" and query.source in ("table", "bound"):  # after a source: no name can follow
             return len(word) > 1 and not any(other.startswith(word) for other in FROM_WORDS)  # `T` is an alias
         if query.clause == "on" and previous is not None and _ends_operand(previous):
-            # once the condition holds the grammar's most predicates, no AND or OR can follow (` O` is ORDER)
-            # (OUTER only follows LEFT)
-            infix = INFIX_WORDS - {"outer"} - ({"and", "or"} if query.on_predicates >= MAX_ON_CONDITIONS else set())
-            return not any(other.startswith(word) for other in infix)
+            if len(self.stack) != query.on_depth:
+                return False  # in a parenthesis of the condition no clause starts
+            followers = INFIX_WORDS - {"outer"}  # (OUTER only follows LEFT)
+            if query.on_cases:
+                followers |= CASE_WORDS  # ` W` may be WHEN
+            elif query.on_predicates >= MAX_ON_CONDITIONS:
+                followers -= {"and", "or"}  # the grammar's most predicates: ` O` can only be ORDER
+            return not any(other.startswith(word) for other in followers)
         return False
 
     def _min_max_call(self, i: int) -> str:
