@@ -62,14 +62,9 @@ RESERVED: frozenset[str] = frozenset({
     "INSERT", "INTERSECT", "INTO", "IS", "ISNULL", "JOIN", "LIMIT", "NOT", "NOTHING", "NOTNULL", "NULL", "ON", "OR",
     "ORDER", "PRIMARY", "RAISE", "REFERENCES", "RETURNING", "SELECT", "SET", "TABLE", "THEN", "TO", "TRANSACTION",
     "UNION", "UNIQUE", "UPDATE", "USING", "VALUES", "WHEN", "WHERE"})
-FUNCTIONS: tuple[str, ...] = (  # aggregates first; SQLite's core scalar and date functions
-    "count", "sum", "avg", "min", "max", "total", "group_concat",
-    "abs", "char", "coalesce", "date", "datetime", "hex", "ifnull", "iif", "instr", "julianday", "length", "lower",
-    "ltrim", "nullif", "printf", "replace", "round", "rtrim", "sign", "strftime", "substr", "substring", "time",
-    "trim", "typeof", "unicode", "upper")
-# How many arguments each function takes, as SQLite 3.40 accepts them (min, max; tried for each): a small model
-# otherwise writes `abs(a, b)` or `length(x, y)`, which SQLite refuses ("wrong number of arguments"). Only count
-# takes `*`; DISTINCT stands before a single argument.
+# SQLite's aggregates and core scalar and date functions, by how many arguments each takes as SQLite 3.40 accepts
+# them (min, max; tried for each): a small model otherwise writes `abs(a, b)` or `length(x, y)`, which SQLite
+# refuses ("wrong number of arguments"). Only count takes `*`; DISTINCT stands before a single argument.
 FUNCTION_ARITIES: dict[tuple[int, int], tuple[str, ...]] = {
     (0, 1): ("count",),
     (1, 1): ("sum", "avg", "total", "abs", "hex", "length", "lower", "sign", "typeof", "unicode", "upper"),
@@ -81,6 +76,7 @@ FUNCTION_ARITIES: dict[tuple[int, int], tuple[str, ...]] = {
     (3, 3): ("iif", "replace"),
     (0, MAX_FUNCTION_ARGS): ("char", "date", "datetime", "julianday", "printf", "strftime", "time"),
 }
+FUNCTIONS: tuple[str, ...] = tuple(name for names in FUNCTION_ARITIES.values() for name in names)
 CAST_TYPES: tuple[str, ...] = ("REAL", "INTEGER", "INT", "TEXT", "NUMERIC", "FLOAT", "DOUBLE", "DECIMAL", "BLOB",
                                "DATE", "DATETIME", "VARCHAR", "BIGINT")
 BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -505,8 +505,9 @@ class _Reader:
         if query.source == "":
             if token.kind in ("word", "quoted"):
                 name = _name(token)
-                self._check_numbered_source(query, name, _closed(token))
-                self._check_source_ambiguity(query, name, _closed(token))
+                tables = self._tables_it_may_become(name, _closed(token))
+                self._check_numbered_source(query, tables)
+                self._check_source_ambiguity(query, name, tables)
                 if _closed(token):
                     query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
             return True  # a table name (or one still being written)
@@ -548,33 +549,38 @@ class _Reader:
         """Whether a plain parenthesis of the query is open: a comma there parts arguments (`max(a, b)` in ON)."""
         return bool(self.stack) and not self.stack[-1].subquery and self.stack[-1].outer is query
 
-    def _check_numbered_source(self, query: _Query, name: str, closed: bool) -> None:
+    def _tables_it_may_become(self, name: str, closed: bool) -> list[str]:
+        """The tables a source's name being written may still become (the name itself once closed); none while
+        it may still be a join word (`LEFT O` may become LEFT OUTER JOIN)."""
+        if closed:
+            return [name]
+        if any(word.startswith(name) for word in JOIN_WORDS):
+            return []
+        return [table for table in self.schema.tables if table.startswith(name)]
+
+    def _check_numbered_source(self, query: _Query, tables: list[str]) -> None:
         """A source that owes the select list its numbered alias (`_owed_numbered_alias`) must be a table with the
         columns used of it: after `SELECT T2.name FROM client AS T1 JOIN account AS T3`, `JOIN account` is refused
-        at `account` (as soon as no table the word may still become has them)."""
+        at `account` (as soon as none of the `tables` the word may still become has them)."""
         owed = _owed_numbered_alias(query)
-        if owed is None or (not closed and any(word.startswith(name) for word in JOIN_WORDS)):
-            return  # (`LEFT O` may still become LEFT OUTER JOIN)
+        if owed is None:
+            return
         alias, needed = owed
-        tables = [name] if closed else [table for table in self.schema.tables if table.startswith(name)]
         if tables and not any(needed <= self.schema.tables.get(table, frozenset()) for table in tables):
             raise ScopeViolation(f"the next source owes the select list {alias!r}, which wants "
                                  f"{', '.join(sorted(needed))}")
 
-    def _check_source_ambiguity(self, query: _Query, name: str, closed: bool) -> None:
+    def _check_source_ambiguity(self, query: _Query, name: str, tables: list[str]) -> None:
         """A bare select-list column that a bound table has becomes ambiguous when a second table with it is bound,
-        whatever alias that table takes: refused at the table's name, once every table the word may still become
-        has one (`SELECT name FROM fitness_class JOIN trainer`), not at the alias, where every continuation binds it.
-        """
-        if not closed and any(word.startswith(name) for word in JOIN_WORDS):
-            return  # (`LEFT O` may still become LEFT OUTER JOIN)
+        whatever alias that table takes: refused at the table's name `name`, once all the `tables` it may still
+        become have one (`SELECT name FROM fitness_class JOIN trainer`), not at the alias, where every continuation
+        binds it."""
         bound = [columns for columns in query.bindings.values() if columns is not None]
         clashing = {ref.column for ref in query.waiting
                     if ref.qualifier is None and ref.column and not ref.open and ref.column not in query.column_aliases
                     and any(ref.column in columns for columns in bound)}
         if not clashing:
             return
-        tables = [name] if closed else [table for table in self.schema.tables if table.startswith(name)]
         if tables and all(clashing & self.schema.tables.get(table, frozenset()) for table in tables):
             raise ScopeViolation(f"column {', '.join(sorted(clashing))!r} would be ambiguous: every table "
                                  f"{name!r} may become has it too")
