@@ -358,3 +358,44 @@ def test_near_the_cap_a_query_that_would_end_out_of_scope_goes_on(tokenizer, gre
         assert (allowed == [tokenizer.eos_token_id]) is ends, written
         assert (tokenizer.eos_token_id in allowed) is ends  # the scope check masks the end of the out-of-scope query
         assert constraint.stats.forced_ends == (1 if ends else 0)
+
+
+LOOPS = {  # a model that never stops: the digits of one number, subqueries nested in near-copies, a string
+    "number": "SELECT {c} FROM {t} ORDER BY abs(1" + "0" * 400,
+    "subqueries": "".join(f"SELECT {{c}} FROM {{t}} WHERE {{c}} > {n} AND {{c}} IN (" for n in range(40)),
+    "string": "SELECT {c} FROM {t} WHERE {c} = 'a" + " b" * 200,
+}
+
+
+@pytest.mark.parametrize("greedy", [False, True], ids=["step_by_step", "greedy_overlap"])
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_looping_query_is_steered_to_close_what_it_opened_and_end_before_the_cap(tiny_model, tokenizer, constraint,
+                                                                                   questions, greedy, loop):
+    """A model looping inside a bracket or a string is cut at max_new_tokens with it open (SQLite: incomplete
+    input); told the cap, the processor offers such a row only closing tokens in the last END_WINDOW tokens, so it
+    closes what it opened and ends: a query its database runs, the model's own up to the window."""
+    prompts, databases = [p for p, _ in questions], [d for _, d in questions]
+    sqls = [LOOPS[loop].format(t=d.tables[0].name, c=d.tables[0].columns[0].name) for d in databases]
+    scripts = [encode_target(tokenizer, p, sql) for p, sql in zip(prompts, sqls, strict=True)]
+    cap = 60
+    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
+    stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
+    runs = {}
+    for told in (False, True):
+        constrained = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=True)
+        processors = [Scripted(scripts, input_ids.shape[1]),
+                      *constrained.logits_processor(databases, greedy=greedy, max_new_tokens=cap if told else None)]
+        with torch.inference_mode():
+            sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=cap,
+                                            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                                            do_sample=False, logits_processor=processors)
+        rows = [generated_sql(tokenizer, row.tolist(), set(stop_ids))[:2] for row in sequences[:, input_ids.shape[1]:]]
+        runs[told] = (rows, constrained.stats)
+    cut, stats = runs[False]
+    assert all(not stopped for _, stopped in cut) and stats.closing_steers == 0, cut
+    rows, stats = runs[True]
+    assert stats.closing_steers >= len(databases) and stats.scope_dead_ends == 0
+    for database, script, (sql, stopped) in zip(databases, scripts, rows, strict=True):
+        assert stopped, sql
+        assert sql.startswith(tokenizer.decode(script[:cap - END_WINDOW]).strip()), sql
+        check_own_database(sql, database, constraint, scoped=True)

@@ -23,6 +23,7 @@ from tokenizer_families import FAMILIES, build
 
 from experiments.config import LossOn, ModelConfig, load_config
 from experiments.data.sources import sample_dir
+from experiments.decoding.closing_tokens import ids_of
 from experiments.decoding.constraint import ConstraintUnusable, SchemaConstraint
 from experiments.decoding.generate import clean_generation, left_padded, newline_token_ids
 from experiments.decoding.token_bytes import ExactEncoder, TokenizerNotSupported, token_bytes
@@ -190,3 +191,19 @@ def test_the_models_eos_wins_over_a_tokenizer_eos_it_never_ends_on(family_root):
     assert tokenizer.pad_token_id == tokenizer.eos_token_id  # it has no pad: pad = EOS, labels still keep EOS
     same_as_bos = load_family("eos_is_bos", family_root)  # GPT-2's convention, with no model config saying otherwise
     assert same_as_bos.eos_token_id == same_as_bos.bos_token_id == same_as_bos.pad_token_id
+
+
+def test_every_family_has_the_tokens_that_close_a_bracket_and_a_string(tokenizer, constraint):
+    """Steering a row near the cap (decoding/closing_tokens.py) offers it `)` outside a string literal and the
+    closing quote inside one: each family spells both, the sets hold nothing that opens or escapes, and which set
+    applies follows the quotes written so far (a doubled quote inside a literal does not end it)."""
+    closing, spelled = constraint.closing, constraint.token_bytes
+    info = constraint.tokenizer_info
+    brackets, quotes, openers = ids_of(closing.brackets), ids_of(closing.quotes), ids_of(closing.openers)
+    assert set(info.tokenize_str(")")) <= set(brackets) and set(info.tokenize_str("'")) <= set(quotes)
+    assert all(spelled[i].strip(b" ").strip(b")") == b"" or spelled[i].strip(b" ").upper() == b"END"
+               for i in brackets)
+    assert all(not spelled[i].lstrip(b" ").startswith(b"''") and b"(" not in spelled[i] for i in quotes)
+    assert openers and all(b"(" in spelled[i] for i in openers)
+    assert closing.closers(b" SELECT a FROM t WHERE b = 'it''s") is closing.quotes
+    assert closing.closers(b" SELECT a FROM t WHERE b = 'it''s' AND c IN (1") is closing.brackets

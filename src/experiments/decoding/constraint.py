@@ -31,9 +31,13 @@ sees this as it always did (no stop token) and `SchemaConstraint.accepts` tells 
 `max_new_tokens`, the processor makes that rarer: in its last END_WINDOW tokens, a row whose query may end where it
 stands (the grammar accepting it, and the scope check too) is allowed only EOS, so a model looping through
 conditions ends with a whole query, not a cut one (`stats.forced_ends`; a greedy or sampled row then ends there,
-while beam search may drop such a beam for a better one). The cap is the longest training SQL plus a margin when
-training data exists (generate.new_tokens_cap), so only the longest queries the model ever learned can meet the
-window.
+while beam search may drop such a beam for a better one). A row in the window that cannot end yet is steered to an
+end (decoding/closing_tokens.py): where the grammar allows a token that closes something (a `)`,
+CASE's END, a string literal's closing quote) and the scope check lets it pass, the row is offered only those
+(`stats.closing_steers`), and a token that opens a bracket is taken away while anything else is allowed. So a model
+writing the digits of one number inside `max(`, or nesting a subquery in a copy of itself, closes what it opened
+and ends with a query rather than at the cap. The cap is the longest training SQL plus a margin when training data
+exists (generate.new_tokens_cap), so only the longest queries the model ever learned can meet the window.
 
 Greedy decoding overlaps the grammar with the model (`greedy=True`, one row per prompt, no sampling). The
 token generate will pick is the argmax of the scores the processor returns (custom processors run last, and greedy
@@ -69,6 +73,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from experiments.data.prompt import TABLE_NAME
+from experiments.decoding.closing_tokens import ClosingTokens, bitmask_of, ids_of
 from experiments.decoding.schema_grammar import (
     Schema,
     SchemaKind,
@@ -84,7 +89,7 @@ from experiments.model.tokenization import encode_target
 
 SCOPE_LOOKAHEAD = 7  # tokens tried beyond the `need` best in one top-k on the device
 SCOPE_MAX_CHECKS = 256  # a row's allowed tokens tried before scoping leaves it to the grammar
-END_WINDOW = 16  # the last tokens before max_new_tokens in which a query that may end there is ended
+END_WINDOW = 24  # the last tokens before max_new_tokens: a query that may end is ended, one that may not is steered
 
 
 class ConstraintUnusable(RuntimeError):
@@ -109,6 +114,7 @@ class ConstraintStats:
     scope_seconds: float = 0.0  # of mask_seconds: the scope check
     overlapped_steps: int = 0  # greedy steps whose masks were filled while the model ran (see the module docstring)
     forced_ends: int = 0  # rows allowed only EOS near max_new_tokens (a beam may be dropped instead of ending)
+    closing_steers: int = 0  # rows allowed only closing tokens near max_new_tokens, summed over steps
 
     @property
     def seconds_per_token(self) -> float | None:
@@ -139,6 +145,7 @@ class SchemaConstraint:
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.token_bytes = token_bytes(tokenizer)
         self.tokenizer_info = llguidance_tokenizer(tokenizer, self.eos_token_id, self.token_bytes)
+        self.closing = ClosingTokens.of(self.token_bytes, self.tokenizer_info.vocab_size)
         self.stats = ConstraintStats(tokenizer_seconds=time.perf_counter() - started)
         self.stop_token_ids = frozenset(int(i) for i in stop_token_ids) | {self.eos_token_id}
         self.table_name = table_name
@@ -279,7 +286,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
                 filled = self._take_prediction(generated)
             if filled is None:
                 self._advance(generated)
-        live, forced = filled or self._fill_masks(self.matchers, self.bitmask, self.history.shape[1])
+        live, forced, steered = filled or self._fill_masks(self.matchers, self.bitmask, self.history.shape[1])
         scores = self._apply(scores)
         if any(self.scoped):
             scores = self._check_scope(scores)
@@ -290,6 +297,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
         stats.steps += 1
         stats.masked_tokens += live
         stats.forced_ends += len(forced)
+        stats.closing_steers += steered
         return scores
 
     def _start(self, input_ids: torch.Tensor) -> None:
@@ -368,21 +376,44 @@ class SchemaLogitsProcessor(LogitsProcessor):
         return parents
 
     def _fill_masks(self, matchers: list[llguidance.LLMatcher | None], bitmask: torch.Tensor | None,
-                    step: int) -> tuple[int, list[int]]:
+                    step: int) -> tuple[int, list[int], int]:
         """Bitmask rows for generated token `step`: the grammar's next tokens for live rows, EOS alone for finished
-        ones and, near max_new_tokens, for rows whose query may end here (the scope check agreeing). Returns how
-        many rows are live, and those given EOS alone so."""
+        ones and, near max_new_tokens, for rows whose query may end here (the scope check agreeing), closing tokens
+        for the others where one is allowed (see the module docstring). Returns how many rows are live, those given
+        EOS alone, and how many were given closing tokens alone."""
         assert bitmask is not None
         live = [(matcher, row) for row, matcher in enumerate(matchers) if matcher is not None]
         if live:
             llguidance.torch.fill_next_token_bitmask_par(self.constraint.executor, live, bitmask)
-        ending = [row for matcher, row in live if matcher.is_accepting() and self._may_end(row)] \
-            if self.end_from is not None and step >= self.end_from else []
+        ending, steered = [], 0
+        if self.end_from is not None and step >= self.end_from:
+            ending = [row for matcher, row in live if matcher.is_accepting() and self._may_end(row)]
+            steered = sum(self._steer_to_close(row, bitmask[row]) for _, row in live if row not in ending)
         eos = self.constraint.eos_token_id
         for row in [*(row for row, matcher in enumerate(matchers) if matcher is None), *ending]:
             bitmask[row].zero_()
             bitmask[row, eos // 32] = _bit(eos % 32)
-        return len(live), ending
+        return len(live), ending, steered
+
+    def _steer_to_close(self, row: int, words: torch.Tensor) -> bool:
+        """Narrow a row's allowed tokens (its bitmask `words`, changed in place) to the closing tokens among them
+        that the scope check lets pass, if any (True); else only take away the tokens that open a bracket, if
+        anything else stays allowed."""
+        closing = self.constraint.closing
+        text = self.texts[row] if self.scoped[row] else b"".join(
+            self.constraint.token_bytes[token] for token in self.history[row].tolist())
+        closers = ids_of(words & closing.closers(text))
+        if closers and self.scoped[row]:
+            scope = self.prompt_scopes[row // self.rows_per_prompt]
+            reading = self.readings[row] or ScopeReading(scope, _row_text(text))
+            closers = [token for token in closers if self._in_scope(reading, text, token)]
+        if closers:
+            words.copy_(bitmask_of(closers, words.shape[0]))
+            return True
+        others = words & ~closing.openers
+        if bool(others.any()):
+            words.copy_(others)
+        return False
 
     def _may_end(self, row: int) -> bool:
         """Whether the scope check lets the row's query end where it stands (always, for a row it does not follow):
@@ -394,7 +425,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
         return reading.violation(text, complete=True) is None
 
     def _fill_masks_in_mode(self, inference_mode: bool, matchers: list[llguidance.LLMatcher | None],
-                            bitmask: torch.Tensor | None, step: int) -> tuple[int, list[int]]:
+                            bitmask: torch.Tensor | None, step: int) -> tuple[int, list[int], int]:
         """_fill_masks on the background thread, in generate's inference mode (thread-local in torch): the bitmask
         was made in it."""
         with torch.inference_mode(inference_mode):
@@ -425,7 +456,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
                                                          matchers, self.spare_bitmask, self.history.shape[1])
         self.pending = before
 
-    def _take_prediction(self, generated: torch.Tensor) -> tuple[int, list[int]] | None:
+    def _take_prediction(self, generated: torch.Tensor) -> tuple[int, list[int], int] | None:
         """What `_fill_masks` returned for the masks filled in the background if every live row got its predicted
         token; else None, with the rows rolled back to before the prediction (to be advanced as usual)."""
         pending, self.pending = self.pending, None

@@ -138,7 +138,8 @@ class Decoding:
             out.update(grammar_tokenizer_seconds=stats.tokenizer_seconds, grammar_compile_seconds=stats.compile_seconds,
                        grammars_compiled=stats.grammars, grammar_mask_seconds=stats.mask_seconds,
                        grammar_masked_tokens=stats.masked_tokens, grammar_rejected_tokens=stats.rejected_tokens,
-                       grammar_overlapped_steps=stats.overlapped_steps, grammar_forced_ends=stats.forced_ends)
+                       grammar_overlapped_steps=stats.overlapped_steps, grammar_forced_ends=stats.forced_ends,
+                       grammar_closing_steers=stats.closing_steers)
             if constraint_scoped(self.constraint):
                 out.update(scope_checks=stats.scope_checks, scope_rejected_tokens=stats.scope_rejected_tokens,
                            scope_dead_ends=stats.scope_dead_ends, scope_seconds=stats.scope_seconds)

@@ -48,7 +48,8 @@ _INFER_SUMMARY = {"infer_seconds": "time/generation_s", "grammar_tokenizer_secon
 _INFER_COUNTS = {"examples": "count/test_examples", "max_new_tokens": "count/max_new_tokens",
                  "grammars_compiled": "count/grammars_compiled", "generated_tokens": "count/generated_tokens",
                  "scope_rejected_tokens": "count/scope_rejected_tokens", "scope_dead_ends": "count/scope_dead_ends",
-                 "grammar_forced_ends": "count/grammar_forced_ends", "prefilled_in_chunks": "count/prefilled_in_chunks"}
+                 "grammar_forced_ends": "count/grammar_forced_ends", "prefilled_in_chunks": "count/prefilled_in_chunks",
+                 "grammar_closing_steers": "count/grammar_closing_steers"}
 
 _EVAL_COUNTS = {"n": "count/scored_examples", "missing_predictions": "count/missing_predictions",
                 "gold_errors": "count/gold_errors", "unknown_prediction_ids": "count/unknown_prediction_ids",

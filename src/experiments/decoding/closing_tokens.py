@@ -1,0 +1,68 @@
+"""The tokens that close what a query holds open, so that a row nearing max_new_tokens can be steered to an end.
+
+A model that loops (digits of one number, subqueries nested in copies of themselves) is cut at the cap with a
+bracket or a string still open: no grammar bound ends it in time, because every bound is looser than the tokens
+left. Near the cap, decoding/constraint.py offers such a row only the tokens that close something, when the grammar
+allows one: a `)` (or several, or CASE's END) outside a string literal, the literal's closing quote inside one. It
+also takes away tokens that open a bracket while anything else is allowed. The sets are int32 bitmask words, as
+llguidance fills them (bit j of word w: token 32w + j).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+_QUOTE = b"'"
+
+
+@dataclass(frozen=True)
+class ClosingTokens:
+    """Bitmask words over the vocabulary: `brackets` close brackets or a CASE (`)`, `))`, ` END`, after optional
+    spaces), `quotes` end a string literal (`'`, `')`: a quote, not the doubled quote that escapes one, then only
+    `)`s), `openers` hold a `(`."""
+
+    brackets: torch.Tensor
+    quotes: torch.Tensor
+    openers: torch.Tensor
+
+    @classmethod
+    def of(cls, spelled: list[bytes], vocab: int) -> ClosingTokens:
+        """The sets for a tokenizer whose token i is spelled `spelled[i]` (special tokens never belong to one)."""
+        brackets, quotes, openers = [], [], []
+        for index, text in enumerate(spelled[:vocab]):
+            bare = text.lstrip(b" ")
+            if not bare:
+                continue
+            if set(bare) == {ord(")")} or bare.upper() == b"END":
+                brackets.append(index)
+            elif bare.startswith(_QUOTE) and not bare.startswith(_QUOTE * 2) and set(bare[1:]) <= {ord(")")}:
+                quotes.append(index)
+            if b"(" in text:
+                openers.append(index)
+        words = (vocab + 31) // 32
+        return cls(bitmask_of(brackets, words), bitmask_of(quotes, words), bitmask_of(openers, words))
+
+    def closers(self, text: bytes) -> torch.Tensor:
+        """The closing tokens for a query whose generated text so far is `text`: inside a string literal (an odd
+        number of single quotes: a doubled quote inside a literal keeps the count even) only its closing quote,
+        which a `)` there is not."""
+        return self.quotes if text.count(_QUOTE) % 2 else self.brackets
+
+
+def bitmask_of(ids: list[int], words: int) -> torch.Tensor:
+    """int32 bitmask words with the bits of `ids` set."""
+    mask = torch.zeros(words, dtype=torch.int64)
+    for index in ids:
+        mask[index // 32] |= 1 << (index % 32)
+    return torch.where(mask >= 1 << 31, mask - (1 << 32), mask).to(torch.int32)
+
+
+def ids_of(words: torch.Tensor) -> list[int]:
+    """The token ids whose bits are set in int32 bitmask `words`."""
+    ids = []
+    for word in words.nonzero().flatten().tolist():
+        value = int(words[word]) & 0xFFFFFFFF
+        ids.extend(32 * word + bit for bit in range(32) if value >> bit & 1)
+    return ids
