@@ -196,14 +196,20 @@ def test_the_models_eos_wins_over_a_tokenizer_eos_it_never_ends_on(family_root):
 def test_every_family_has_the_tokens_that_close_a_bracket_and_a_string(tokenizer, constraint):
     """Steering a row near the cap (decoding/closing_tokens.py) offers it `)` outside a string literal and the
     closing quote inside one: each family spells both, the sets hold nothing that opens or escapes, and which set
-    applies follows the quotes written so far (a doubled quote inside a literal does not end it)."""
+    applies follows the quotes written so far (a doubled quote inside a literal does not end it). What it takes
+    away where nothing closes: `(`, AND and the like, and a number's next digit (not a digit inside a string)."""
     closing, spelled = constraint.closing, constraint.token_bytes
     info = constraint.tokenizer_info
-    brackets, quotes, openers = ids_of(closing.brackets), ids_of(closing.quotes), ids_of(closing.openers)
+    brackets, quotes, lengthening = ids_of(closing.brackets), ids_of(closing.quotes), ids_of(closing.lengthening)
     assert set(info.tokenize_str(")")) <= set(brackets) and set(info.tokenize_str("'")) <= set(quotes)
     assert all(spelled[i].strip(b" ").strip(b")") == b"" or spelled[i].strip(b" ").upper() == b"END"
                for i in brackets)
     assert all(not spelled[i].lstrip(b" ").startswith(b"''") and b"(" not in spelled[i] for i in quotes)
-    assert openers and all(b"(" in spelled[i] for i in openers)
+    assert set(info.tokenize_str("(")) | set(info.tokenize_str(" AND")) <= set(lengthening)
+    assert all(b"(" in spelled[i] or spelled[i].strip(b" ").upper() in {b"AND", b"OR", b",", b"||", b"+", b"-", b"*",
+                                                                        b"/", b"%"} for i in lengthening)
+    digits = set(ids_of(closing.digits))
+    assert set(info.tokenize_str("7")) <= digits and not digits & set(ids_of(closing.lengthening_after(b"T1.a = 'x7")))
+    assert digits <= set(ids_of(closing.lengthening_after(b"T1.a = 7")))
     assert closing.closers(b" SELECT a FROM t WHERE b = 'it''s") is closing.quotes
     assert closing.closers(b" SELECT a FROM t WHERE b = 'it''s' AND c IN (1") is closing.brackets

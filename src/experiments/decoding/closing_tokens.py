@@ -3,9 +3,11 @@
 A model that loops (digits of one number, subqueries nested in copies of themselves) is cut at the cap with a
 bracket or a string still open: no grammar bound ends it in time, because every bound is looser than the tokens
 left. Near the cap, decoding/constraint.py offers such a row only the tokens that close something, when the grammar
-allows one: a `)` (or several, or CASE's END) outside a string literal, the literal's closing quote inside one. It
-also takes away tokens that open a bracket while anything else is allowed. The sets are int32 bitmask words, as
-llguidance fills them (bit j of word w: token 32w + j).
+allows one: a `)` (or several, or CASE's END) outside a string literal, the literal's closing quote inside one.
+Where none is allowed, it takes away the tokens that make the query longer without bringing it nearer an end, as
+long as anything else is allowed: a `(`, another predicate, operand or item (AND, OR, an operator, a comma), and a
+number's next digit (SmolLM2 writes a digit a token). The sets are int32 bitmask words, as llguidance fills them
+(bit j of word w: token 32w + j).
 """
 
 from __future__ import annotations
@@ -15,22 +17,25 @@ from dataclasses import dataclass
 import torch
 
 _QUOTE = b"'"
+_EXTENDING = {b"AND", b"OR", b",", b"||", b"+", b"-", b"*", b"/", b"%"}  # another predicate, operand or item follows
 
 
 @dataclass(frozen=True)
 class ClosingTokens:
     """Bitmask words over the vocabulary: `brackets` close brackets or a CASE (`)`, `))`, ` END`, after optional
     spaces), `quotes` end a string literal (`'`, `')`: a quote, not the doubled quote that escapes one, then only
-    `)`s), `openers` hold a `(`."""
+    `)`s), `lengthening` hold a `(` or are a word that another predicate, operand or item follows (` AND`, ` OR`,
+    an operator, a comma), `digits` are digits alone (a number's next ones, after a digit)."""
 
     brackets: torch.Tensor
     quotes: torch.Tensor
-    openers: torch.Tensor
+    lengthening: torch.Tensor
+    digits: torch.Tensor
 
     @classmethod
     def of(cls, spelled: list[bytes], vocab: int) -> ClosingTokens:
         """The sets for a tokenizer whose token i is spelled `spelled[i]` (special tokens never belong to one)."""
-        brackets, quotes, openers = [], [], []
+        brackets, quotes, lengthening, digits = [], [], [], []
         for index, text in enumerate(spelled[:vocab]):
             bare = text.lstrip(b" ")
             if not bare:
@@ -39,16 +44,30 @@ class ClosingTokens:
                 brackets.append(index)
             elif bare.startswith(_QUOTE) and not bare.startswith(_QUOTE * 2) and set(bare[1:]) <= {ord(")")}:
                 quotes.append(index)
-            if b"(" in text:
-                openers.append(index)
+            if b"(" in text or bare.upper() in _EXTENDING:
+                lengthening.append(index)
+            if text.isdigit():
+                digits.append(index)
         words = (vocab + 31) // 32
-        return cls(bitmask_of(brackets, words), bitmask_of(quotes, words), bitmask_of(openers, words))
+        return cls(*(bitmask_of(ids, words) for ids in (brackets, quotes, lengthening, digits)))
 
     def closers(self, text: bytes) -> torch.Tensor:
-        """The closing tokens for a query whose generated text so far is `text`: inside a string literal (an odd
-        number of single quotes: a doubled quote inside a literal keeps the count even) only its closing quote,
-        which a `)` there is not."""
-        return self.quotes if text.count(_QUOTE) % 2 else self.brackets
+        """The closing tokens for a query whose generated text so far is `text`: inside a string literal only its
+        closing quote, which a `)` there is not."""
+        return self.quotes if _inside_string(text) else self.brackets
+
+    def lengthening_after(self, text: bytes) -> torch.Tensor:
+        """The tokens that would make a query whose text so far is `text` longer without bringing it nearer an end:
+        `lengthening` and, after a digit outside a string literal, `digits`."""
+        if text[-1:].isdigit() and not _inside_string(text):
+            return self.lengthening | self.digits
+        return self.lengthening
+
+
+def _inside_string(text: bytes) -> bool:
+    """Whether `text` stops inside a single-quoted literal: an odd number of quotes (a doubled quote inside a literal
+    keeps the count even)."""
+    return text.count(_QUOTE) % 2 == 1
 
 
 def bitmask_of(ids: list[int], words: int) -> torch.Tensor:

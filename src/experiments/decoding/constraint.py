@@ -34,10 +34,12 @@ conditions ends with a whole query, not a cut one (`stats.forced_ends`; a greedy
 while beam search may drop such a beam for a better one). A row in the window that cannot end yet is steered to an
 end (decoding/closing_tokens.py): where the grammar allows a token that closes something (a `)`,
 CASE's END, a string literal's closing quote) and the scope check lets it pass, the row is offered only those
-(`stats.closing_steers`), and a token that opens a bracket is taken away while anything else is allowed. So a model
-writing the digits of one number inside `max(`, or nesting a subquery in a copy of itself, closes what it opened
-and ends with a query rather than at the cap. The cap is the longest training SQL plus a margin when training data
-exists (generate.new_tokens_cap), so only the longest queries the model ever learned can meet the window.
+(`stats.closing_steers`); where none is, the tokens that lengthen the query without bringing it nearer an end (a
+`(`, AND, OR, an operator, a comma, a number's next digit) are taken away while anything else is allowed. So a model
+writing the digits of one number inside `max(`, nesting a subquery in a copy of itself or chaining conditions closes
+what it opened and ends with a query rather than at the cap. The cap is the longest training SQL plus a margin when
+training data exists (generate.new_tokens_cap), so only the longest queries the model ever learned can meet the
+window.
 
 Greedy decoding overlaps the grammar with the model (`greedy=True`, one row per prompt, no sampling). The
 token generate will pick is the argmax of the scores the processor returns (custom processors run last, and greedy
@@ -397,8 +399,8 @@ class SchemaLogitsProcessor(LogitsProcessor):
 
     def _steer_to_close(self, row: int, words: torch.Tensor) -> bool:
         """Narrow a row's allowed tokens (its bitmask `words`, changed in place) to the closing tokens among them
-        that the scope check lets pass, if any (True); else only take away the tokens that open a bracket, if
-        anything else stays allowed."""
+        that the scope check lets pass, if any (True); else only take away the tokens that would lengthen the
+        query (closing_tokens.py), if anything else stays allowed."""
         closing = self.constraint.closing
         text = self.texts[row] if self.scoped[row] else b"".join(
             self.constraint.token_bytes[token] for token in self.history[row].tolist())
@@ -410,7 +412,7 @@ class SchemaLogitsProcessor(LogitsProcessor):
         if closers:
             words.copy_(bitmask_of(closers, words.shape[0]))
             return True
-        others = words & ~closing.openers
+        others = words & ~closing.lengthening_after(text)
         if bool(others.any()):
             words.copy_(others)
         return False
