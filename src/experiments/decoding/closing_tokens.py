@@ -5,9 +5,9 @@ bracket or a string still open: no grammar bound ends it in time, because every 
 left. Near the cap, decoding/constraint.py offers such a row only the tokens that close something, when the grammar
 allows one: a `)` (or several, or CASE's END) outside a string literal, the literal's closing quote inside one.
 Where none is allowed, it takes away the tokens that make the query longer without bringing it nearer an end, as
-long as anything else is allowed: a `(`, another predicate, operand or item (AND, OR, an operator, a comma), and a
-number's next digit (SmolLM2 writes a digit a token). The sets are int32 bitmask words, as llguidance fills them
-(bit j of word w: token 32w + j).
+long as anything else is allowed: a `(`, another predicate, operand or item (AND, OR, an operator, a comma), more
+than one space, and a number's next digit (SmolLM2 writes a digit a token). The sets are int32 bitmask words, as
+llguidance fills them (bit j of word w: token 32w + j).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ _EXTENDING = {b"AND", b"OR", b",", b"||", b"+", b"-", b"*", b"/", b"%"}  # anoth
 class ClosingTokens:
     """Bitmask words over the vocabulary: `brackets` close brackets or a CASE (`)`, `))`, ` END`, after optional
     spaces), `quotes` end a string literal (`'`, `')`: a quote, not the doubled quote that escapes one, then only
-    `)`s), `lengthening` hold a `(` or are a word that another predicate, operand or item follows (` AND`, ` OR`,
-    an operator, a comma), `digits` are digits alone (a number's next ones, after a digit)."""
+    `)`s), `lengthening` hold a `(`, are a word that another predicate, operand or item follows (` AND`, ` OR`,
+    an operator, a comma) or are two or more spaces, `digits` are digits alone (a number's next ones, after a
+    digit)."""
 
     brackets: torch.Tensor
     quotes: torch.Tensor
@@ -38,13 +39,11 @@ class ClosingTokens:
         brackets, quotes, lengthening, digits = [], [], [], []
         for index, text in enumerate(spelled[:vocab]):
             bare = text.lstrip(b" ")
-            if not bare:
-                continue
             if set(bare) == {ord(")")} or bare.upper() == b"END":
                 brackets.append(index)
             elif bare.startswith(_QUOTE) and not bare.startswith(_QUOTE * 2) and set(bare[1:]) <= {ord(")")}:
                 quotes.append(index)
-            if b"(" in text or bare.upper() in _EXTENDING:
+            if b"(" in text or bare.upper() in _EXTENDING or (len(text) > 1 and text.isspace()):
                 lengthening.append(index)
             if text.isdigit():
                 digits.append(index)
