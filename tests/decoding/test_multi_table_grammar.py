@@ -123,6 +123,7 @@ PROBES = [  # Spider's SQL features (and BIRD's habits), each a query SQLite acc
     "T1.year > 1990 THEN T1.concert_id ELSE 0 END = T2.stadium_id JOIN singer AS T3 ON T3.age = T1.year",
     "SELECT T3.name FROM concert AS T1 JOIN stadium AS T2 ON T1.stadium_id = T2.stadium_id AND CASE T1.year WHEN 1 "
     "THEN 1 ELSE 0 END JOIN singer AS T3 ON T3.age = T1.year",
+    "SELECT age - -1 FROM singer WHERE age-1 > 2*-1 AND age- -3 < abs(-1) - abs(-2) OR age -  -4 = 0",  # minus, minus
 ]
 REJECTED = [
     "SELECT name FROM singers",  # unknown table
@@ -149,6 +150,8 @@ REJECTED = [
     "ATTACH DATABASE 'other.db' AS other",
     "CREATE TABLE t (a)",
     "SELECT name FROM singer -- comment",
+    "SELECT name FROM singer WHERE age = 1 --1 AND age = 2",  # a minus then a negative number: SQLite's comment
+    "SELECT age--1 FROM singer",
     "SELECT load_extension('x')",  # not a function the grammar knows
     "SELECTname FROM singer",  # words run together
     "SELECT name FROMsinger",

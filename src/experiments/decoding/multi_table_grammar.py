@@ -21,7 +21,8 @@ reads an unknown double-quoted identifier as a string), so only bare and qualifi
 
 One statement: an optional leading space (SentencePiece writes the SQL on its own as '▁SE' 'LECT'), the query, an
 optional `;`, an optional newline (inference stops at one), then EOS. No other statement, no write, no PRAGMA or
-ATTACH, no comment, no WITH, no window function. Spaces between words are 1 to MAX_SPACES spaces or tabs.
+ATTACH, no comment (a minus is never followed at once by a negative number: SQLite reads `a --1` as `a` and a
+comment), no WITH, no window function. Spaces between words are 1 to MAX_SPACES spaces or tabs.
 
 Bounded, so that a model caught in a loop must end its query (as the WikiSQL grammar is): every list has a
 maximum length (MAX_* below), an ON condition at most MAX_ON_CONDITIONS predicates and a FROM at most one join per
@@ -82,7 +83,8 @@ CAST_TYPES: tuple[str, ...] = ("REAL", "INTEGER", "INT", "TEXT", "NUMERIC", "FLO
 BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ALIAS_PATTERN = r"[A-Za-z][0-9]{0,2}"
 COLUMN_ALIAS_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,29}"
-NUMBER_PATTERN = r"-?([0-9]{1,30}(\.[0-9]{0,22})?|\.[0-9]{1,22})([eE][+-]?[0-9]{1,3})?"
+UNSIGNED_PATTERN = r"([0-9]{1,30}(\.[0-9]{0,22})?|\.[0-9]{1,22})([eE][+-]?[0-9]{1,3})?"
+NUMBER_PATTERN = "-?" + UNSIGNED_PATTERN
 INTEGER_PATTERN = r"[0-9]{1,9}"
 
 
@@ -146,7 +148,7 @@ def _level_rules(level: int, max_joins: int) -> list[str]:
     deepest level has none."""
     n, deeper = level, level + 1
     inner = level < MAX_DEPTH
-    arith = "WS? ARITH WS?"
+    arith = "WS? ARITH WS?"  # but minus, below
     comma, word_or, word_and = 'WS? "," WS?', 'WS "OR"i WS', 'WS "AND"i WS'
     word_and_or = 'WS ("AND"i | "OR"i) WS'
     rules = [
@@ -172,15 +174,19 @@ def _level_rules(level: int, max_joins: int) -> list[str]:
         f' | expr{n} WS "IS"i WS ("NOT"i WS)? expr{n}'
         + (f' | expr{n} WS ("NOT"i WS)? "IN"i WS? "(" WS? (query{deeper} | '
            f'{_repeat(f"expr{deeper}", comma, MAX_IN_VALUES)}) WS? ")"' if inner else ""),
-        f"expr{n}: {_repeat(f'term{n}', arith, MAX_ARITHMETIC + 1)}",
-        f"term{n}: column | literal" + (
-            "".join(f' | FUNCTION{group} WS? "(" WS? {_arguments(f"bool{deeper}", comma, arity)} WS? ")"'
-                    for group, arity in enumerate(FUNCTION_ARITIES))
+        # an operator followed at once by a negative number would be SQLite's comment: `a --1` reads as `a`
+        f'expr{n}: term{n} (({arith} | WS? "-" WS) term{n} | WS? "-" unsigned{n}){{0,{MAX_ARITHMETIC}}}',
+        f"unsigned{n}: column | unsigned_literal" + (f" | call{n}" if inner else ""),
+        f"term{n}: column | literal" + (f" | call{n}" if inner else ""),
+    ]
+    if inner:
+        rules.append(f"call{n}: " + (
+            " | ".join(f'FUNCTION{group} WS? "(" WS? {_arguments(f"bool{deeper}", comma, arity)} WS? ")"'
+                       for group, arity in enumerate(FUNCTION_ARITIES))
             + f' | "(" WS? bool{deeper} WS? ")" | "(" WS? query{deeper} WS? ")"'
             f' | "CAST"i WS? "(" WS? expr{deeper} WS "AS"i WS CAST_TYPE WS? ")"'
             f' | "CASE"i WS (expr{deeper} WS)? ("WHEN"i WS bool{deeper} WS "THEN"i WS expr{deeper} WS)'
-            f'{{1,{MAX_WHENS}}} ("ELSE"i WS expr{deeper} WS)? "END"i' if inner else ""),
-    ]
+            f'{{1,{MAX_WHENS}}} ("ELSE"i WS expr{deeper} WS)? "END"i'))
     return rules
 
 
@@ -202,6 +208,7 @@ def database_grammar(database: Database, max_string_chars: int = MAX_STRING_CHAR
         'setop: "UNION"i (WS "ALL"i)? | "INTERSECT"i | "EXCEPT"i',
         'join: (("INNER"i | "CROSS"i | "LEFT"i (WS "OUTER"i)?) WS)? "JOIN"i',
         'literal: NUMBER | STRING | "NULL"i | "TRUE"i | "FALSE"i',
+        'unsigned_literal: UNSIGNED | STRING | "NULL"i | "TRUE"i | "FALSE"i',
         'limit: WS "LIMIT"i WS INTEGER (WS? "," WS? INTEGER | WS "OFFSET"i WS INTEGER)?',
         *(f"FUNCTION{group}: /({'|'.join(_spelled(f) for f in names)})/"
           for group, names in enumerate(FUNCTION_ARITIES.values())),
@@ -212,8 +219,9 @@ def database_grammar(database: Database, max_string_chars: int = MAX_STRING_CHAR
         f"ALIAS: /{ALIAS_PATTERN}/",
         f'COLUMN_ALIAS: /{COLUMN_ALIAS_PATTERN}|"[^"\\n]{{1,30}}"/',
         r"CMP: /=|==|!=|<>|<|<=|>|>=/",
-        r"ARITH: /[-+*\/%]|\|\|/",
+        r"ARITH: /[+*\/%]|\|\|/",
         f"NUMBER: /{NUMBER_PATTERN}/",
+        f"UNSIGNED: /{UNSIGNED_PATTERN}/",
         f"INTEGER: /{INTEGER_PATTERN}/",
         f"STRING: /'([^'\\n]|''){string}'|\"([^\"\\n]|\"\"){string}\"/",
         f"WS: /{space}/",
