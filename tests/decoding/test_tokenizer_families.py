@@ -210,7 +210,12 @@ def test_every_family_has_the_tokens_that_close_a_bracket_and_a_string(tokenizer
         b"AND", b"OR", b",", b"||", b"+", b"-", b"*", b"/", b"%"} for i in lengthening)
     assert not set(info.tokenize_str(" ")) & set(lengthening)  # one space, before a number in byte-level BPE
     digits = set(ids_of(closing.digits))
-    assert set(info.tokenize_str("7")) <= digits and not digits & set(ids_of(closing.lengthening_after(b"T1.a = 'x7")))
-    assert digits <= set(ids_of(closing.lengthening_after(b"T1.a = 7")))
-    assert closing.closers(b" SELECT a FROM t WHERE b = 'it''s") is closing.quotes
-    assert closing.closers(b" SELECT a FROM t WHERE b = 'it''s' AND c IN (1") is closing.brackets
+    assert set(info.tokenize_str("7")) <= digits
+    texts = [" SELECT a FROM t WHERE b = 'it''s", " SELECT a FROM t WHERE b = 'it''s' AND c IN (1",
+             " SELECT a FROM t WHERE b = 'x7", " SELECT a FROM t WHERE b = 7", ""]
+    for text in texts:  # one row at a time, as each is tokenised (rows of one length)
+        inside, after_digit = closing.read(torch.tensor([info.tokenize_str(text)], dtype=torch.long).reshape(1, -1))
+        assert bool(inside) is (text.count("'") % 2 == 1), text
+        assert bool(after_digit) is (text[-1:].isdigit() and not bool(inside)), text
+        assert torch.equal(closing.closers(inside)[0], closing.quotes if inside else closing.brackets)
+        assert (digits <= set(ids_of(closing.lengthening_after(after_digit)[0]))) is bool(after_digit), text

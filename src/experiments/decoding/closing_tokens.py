@@ -26,12 +26,15 @@ class ClosingTokens:
     spaces), `quotes` end a string literal (`'`, `')`: a quote, not the doubled quote that escapes one, then only
     `)`s), `lengthening` hold a `(`, are a word that another predicate, operand or item follows (` AND`, ` OR`,
     an operator, a comma) or are two or more spaces, `digits` are digits alone (a number's next ones, after a
-    digit)."""
+    digit). Per token id, to read rows of generated tokens at once: `quotes_in` (single quotes it spells) and
+    `ends_in_digit`."""
 
     brackets: torch.Tensor
     quotes: torch.Tensor
     lengthening: torch.Tensor
     digits: torch.Tensor
+    quotes_in: torch.Tensor
+    ends_in_digit: torch.Tensor
 
     @classmethod
     def of(cls, spelled: list[bytes], vocab: int) -> ClosingTokens:
@@ -48,25 +51,30 @@ class ClosingTokens:
             if text.isdigit():
                 digits.append(index)
         words = (vocab + 31) // 32
-        return cls(*(bitmask_of(ids, words) for ids in (brackets, quotes, lengthening, digits)))
+        ids = max(vocab, len(spelled))
+        quotes_in = torch.tensor([text.count(_QUOTE) for text in spelled] + [0] * (ids - len(spelled)))
+        ends_in_digit = torch.tensor([text[-1:].isdigit() for text in spelled] + [False] * (ids - len(spelled)))
+        return cls(*(bitmask_of(ids, words) for ids in (brackets, quotes, lengthening, digits)), quotes_in,
+                   ends_in_digit)
 
-    def closers(self, text: bytes) -> torch.Tensor:
-        """The closing tokens for a query whose generated text so far is `text`: inside a string literal only its
-        closing quote, which a `)` there is not."""
-        return self.quotes if _inside_string(text) else self.brackets
+    def read(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For rows of generated token ids (rows x steps): whether each stops inside a string literal (an odd number
+        of single quotes: a doubled quote inside a literal keeps the count even), and whether it stops after a
+        digit outside one."""
+        inside = self.quotes_in[generated].sum(dim=1) % 2 == 1
+        if generated.shape[1] == 0:
+            return inside, torch.zeros_like(inside)
+        return inside, self.ends_in_digit[generated[:, -1]] & ~inside
 
-    def lengthening_after(self, text: bytes) -> torch.Tensor:
-        """The tokens that would make a query whose text so far is `text` longer without bringing it nearer an end:
+    def closers(self, inside: torch.Tensor) -> torch.Tensor:
+        """Each row's closing tokens (rows x words): inside a string literal only its closing quote, which a `)`
+        there is not."""
+        return torch.where(inside[:, None], self.quotes, self.brackets)
+
+    def lengthening_after(self, after_digit: torch.Tensor) -> torch.Tensor:
+        """Each row's tokens that would make its query longer without bringing it nearer an end (rows x words):
         `lengthening` and, after a digit outside a string literal, `digits`."""
-        if text[-1:].isdigit() and not _inside_string(text):
-            return self.lengthening | self.digits
-        return self.lengthening
-
-
-def _inside_string(text: bytes) -> bool:
-    """Whether `text` stops inside a single-quoted literal: an odd number of quotes (a doubled quote inside a literal
-    keeps the count even)."""
-    return text.count(_QUOTE) % 2 == 1
+        return self.lengthening | torch.where(after_digit[:, None], self.digits, torch.zeros_like(self.digits))
 
 
 def bitmask_of(ids: list[int], words: int) -> torch.Tensor:
