@@ -32,14 +32,14 @@ sees this as it always did (no stop token) and `SchemaConstraint.accepts` tells 
 stands (the grammar accepting it, and the scope check too) is allowed only EOS, so a model looping through
 conditions ends with a whole query, not a cut one (`stats.forced_ends`; a greedy or sampled row then ends there,
 while beam search may drop such a beam for a better one). A row in the window that cannot end yet is steered to an
-end (decoding/closing_tokens.py): where the grammar allows a token that closes something (a `)`,
-CASE's END, a string literal's closing quote) and the scope check lets it pass, the row is offered only those
+end (decoding/closing_tokens.py): where the grammar allows a token that closes something (a `)`, CASE's END, a
+string literal's closing quote) and the scope check lets it pass, the row is offered only those
 (`stats.closing_steers`); where none is, the tokens that lengthen the query without bringing it nearer an end (a
-`(`, AND, OR, an operator, a comma, a number's next digit) are taken away while anything else is allowed. So a model
-writing the digits of one number inside `max(`, nesting a subquery in a copy of itself or chaining conditions closes
-what it opened and ends with a query rather than at the cap. The cap is the longest training SQL plus a margin when
-training data exists (generate.new_tokens_cap), so only the longest queries the model ever learned can meet the
-window.
+`(`, AND, OR, an operator, a comma, more spaces, a number's next digit) are taken away while anything else is
+allowed. So a model writing the digits of one number inside `max(`, nesting a subquery in a copy of itself or
+chaining conditions closes what it opened and ends with a query rather than at the cap. The cap is the longest
+training SQL plus a margin when training data exists (generate.new_tokens_cap), so only the longest queries the
+model ever learned can meet the window.
 
 Greedy decoding overlaps the grammar with the model (`greedy=True`, one row per prompt, no sampling). The
 token generate will pick is the argmax of the scores the processor returns (custom processors run last, and greedy
