@@ -51,9 +51,9 @@ class ClosingTokens:
             if text.isdigit():
                 digits.append(index)
         words = (vocab + 31) // 32
-        ids = max(vocab, len(spelled))
-        quotes_in = torch.tensor([text.count(_QUOTE) for text in spelled] + [0] * (ids - len(spelled)))
-        ends_in_digit = torch.tensor([text[-1:].isdigit() for text in spelled] + [False] * (ids - len(spelled)))
+        padding = max(vocab, len(spelled)) - len(spelled)  # ids past the spelled ones: none of either
+        quotes_in = torch.tensor([text.count(_QUOTE) for text in spelled] + [0] * padding)
+        ends_in_digit = torch.tensor([text[-1:].isdigit() for text in spelled] + [False] * padding)
         return cls(*(bitmask_of(ids, words) for ids in (brackets, quotes, lengthening, digits)), quotes_in,
                    ends_in_digit)
 

@@ -415,10 +415,8 @@ class SchemaLogitsProcessor(LogitsProcessor):
         for position, (row, has_closers) in enumerate(zip(rows, closers.any(dim=1).tolist(), strict=True)):
             ids = ids_of(closers[position]) if has_closers else []
             if ids and self.scoped[row]:
-                text = self.texts[row]
-                reading = self.readings[row] or ScopeReading(self.prompt_scopes[row // self.rows_per_prompt],
-                                                             _row_text(text))
-                ids = [token for token in ids if self._in_scope(reading, text, token)]
+                reading = self._last_reading(row)
+                ids = [token for token in ids if self._in_scope(reading, self.texts[row], token)]
             if ids:
                 bitmask[row] = bitmask_of(ids, words.shape[1])
                 steered += 1
@@ -435,9 +433,13 @@ class SchemaLogitsProcessor(LogitsProcessor):
         a query that names a table it has not bound yet must go on, not be ended out of scope."""
         if not self.scoped[row]:
             return True
-        text = _row_text(self.texts[row])
-        reading = self.readings[row] or ScopeReading(self.prompt_scopes[row // self.rows_per_prompt], text)
-        return reading.violation(text, complete=True) is None
+        return self._last_reading(row).violation(_row_text(self.texts[row]), complete=True) is None
+
+    def _last_reading(self, row: int) -> ScopeReading:
+        """The row's last reading, or a fresh one of its text (not stored: this may run on the background thread,
+        and a reading checks any text, continuing its own or not)."""
+        return self.readings[row] or ScopeReading(self.prompt_scopes[row // self.rows_per_prompt],
+                                                  _row_text(self.texts[row]))
 
     def _fill_masks_in_mode(self, inference_mode: bool, matchers: list[llguidance.LLMatcher | None],
                             bitmask: torch.Tensor | None, step: int) -> tuple[int, list[int], int]:
