@@ -24,7 +24,7 @@ from experiments.data.schema import Database
 from experiments.data.schema_prompt import build_schema_prompt
 from experiments.data.sources import spider_sample_dir
 from experiments.data.spider import load_spider
-from experiments.decoding.constraint import END_WINDOW, ConstraintUnusable, SchemaConstraint
+from experiments.decoding.constraint import END_WINDOW, ConstraintStats, ConstraintUnusable, SchemaConstraint
 from experiments.decoding.generate import Decoding, generate_sql, left_padded, newline_token_ids
 from experiments.decoding.guided import EXECUTES, NONE_EXECUTES
 from experiments.decoding.schema_grammar import CHECK_DATABASE
@@ -260,6 +260,26 @@ class Scripted:
         return scores
 
 
+def scripted_runs(model, tokenizer, prompts: list[str], databases: list[Database], scripts: list[list[int]], cap: int,
+                  greedy: bool) -> dict[bool, tuple[list[tuple[str, bool]], ConstraintStats]]:
+    """Each row's (SQL, stopped) and the constraint's stats when `model` writes the scripts under the grammar and
+    scope check, up to `cap` new tokens: not told the cap (False), and told it (True)."""
+    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
+    stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
+    runs = {}
+    for told in (False, True):
+        constrained = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=True)
+        processors = [Scripted(scripts, input_ids.shape[1]),
+                      *constrained.logits_processor(databases, greedy=greedy, max_new_tokens=cap if told else None)]
+        with torch.inference_mode():
+            sequences = model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=cap,
+                                       eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                                       do_sample=False, logits_processor=processors)
+        rows = [generated_sql(tokenizer, row.tolist(), set(stop_ids))[:2] for row in sequences[:, input_ids.shape[1]:]]
+        runs[told] = (rows, constrained.stats)
+    return runs
+
+
 @pytest.mark.parametrize("greedy", [False, True], ids=["step_by_step", "greedy_overlap"])
 @pytest.mark.parametrize("window_starts", [0, 1], ids=["where_a_query_may_end", "just_after"])
 def test_a_query_still_open_near_the_token_cap_is_ended_where_it_can_end(tiny_model, tokenizer, constraint, questions,
@@ -277,19 +297,9 @@ def test_a_query_still_open_near_the_token_cap_is_ended_where_it_can_end(tiny_mo
     ends = [j for j in range(1, len(scripts[1])) if constraint.accepts(databases[1], tokenizer.decode(scripts[1][:j]))]
     cap = next(j for j in ends if j >= 20 and j + 1 not in ends) + window_starts + END_WINDOW
     assert len(scripts[0]) < cap - END_WINDOW and all(len(script) > cap for script in scripts[1:])
-    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
-    stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
-    runs = {}
-    for told in (False, True):
-        constrained = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=True)
-        processors = [Scripted(scripts, input_ids.shape[1]),
-                      *constrained.logits_processor(databases, greedy=greedy, max_new_tokens=cap if told else None)]
-        with torch.inference_mode():
-            sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=cap,
-                                            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                                            do_sample=False, logits_processor=processors)
-        rows = [generated_sql(tokenizer, row.tolist(), set(stop_ids))[:2] for row in sequences[:, input_ids.shape[1]:]]
-        runs[told] = (rows, constrained.stats.forced_ends)
+    runs = {told: (rows, stats.forced_ends)
+            for told, (rows, stats) in scripted_runs(tiny_model, tokenizer, prompts, databases, scripts, cap,
+                                                     greedy).items()}
     assert runs[False] == ([(sqls[0], True)] + [(mock, False) for mock, _ in runs[False][0][1:]], 0)
     rows, ended = runs[True]
     assert rows[0] == (sqls[0], True) and ended == len(databases) - 1
@@ -378,19 +388,7 @@ def test_a_looping_query_is_steered_to_close_what_it_opened_and_end_before_the_c
     sqls = [LOOPS[loop].format(t=d.tables[0].name, c=d.tables[0].columns[0].name) for d in databases]
     scripts = [encode_target(tokenizer, p, sql) for p, sql in zip(prompts, sqls, strict=True)]
     cap = 60
-    input_ids, attention = left_padded([encode_prompt(tokenizer, p) for p in prompts], tokenizer.pad_token_id)
-    stop_ids = [tokenizer.eos_token_id, *newline_token_ids(tokenizer)]
-    runs = {}
-    for told in (False, True):
-        constrained = SchemaConstraint(tokenizer, stop_token_ids=stop_ids, multi_table=True)
-        processors = [Scripted(scripts, input_ids.shape[1]),
-                      *constrained.logits_processor(databases, greedy=greedy, max_new_tokens=cap if told else None)]
-        with torch.inference_mode():
-            sequences = tiny_model.generate(input_ids=input_ids, attention_mask=attention, max_new_tokens=cap,
-                                            eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
-                                            do_sample=False, logits_processor=processors)
-        rows = [generated_sql(tokenizer, row.tolist(), set(stop_ids))[:2] for row in sequences[:, input_ids.shape[1]:]]
-        runs[told] = (rows, constrained.stats)
+    runs = scripted_runs(tiny_model, tokenizer, prompts, databases, scripts, cap, greedy)
     cut, stats = runs[False]
     assert all(not stopped for _, stopped in cut) and stats.closing_steers == 0, cut
     rows, stats = runs[True]
