@@ -8,8 +8,12 @@
 #   call 1: carry .whl .device .gguf (pa only): install the wheels as benchmarks/device_setup.sh does, cp .gguf/pa /tmp/g/
 #   call 2: carry .gguf (pb only): cp .gguf/pb /tmp/g/
 #   call 3: carry .gguf (pc only): bash benchmarks/multi_table_device_call.sh   (REPEATS=1 for a shorter overhead run)
+# Or in two calls: xz -c the GGUF (90.5 MB), split it at 32,000,000 bytes into .gx/xaa and .gx/xb, and carry the wheels
+# without bitsandbytes (quantization=none here) in .wl: call 1 carries .wl .device .gx/xaa and installs them, call 2
+# carries .gx/xb and runs `cat /tmp/g/xaa .gx/xb | xz -d > /tmp/smol.gguf` before this script.
 set -uo pipefail
-cat /tmp/g/pa /tmp/g/pb .gguf/pc > /tmp/smol.gguf && ls -l /tmp/smol.gguf
+[ -s /tmp/smol.gguf ] || cat /tmp/g/pa /tmp/g/pb .gguf/pc > /tmp/smol.gguf
+ls -l /tmp/smol.gguf
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false NCCL_NVLS_ENABLE=0
 export OUT_DIR=/tmp/mt_real
 common=(experiment=spider_baseline model=smollm2_135m data=spider_sample device=cuda tracking=none
