@@ -39,6 +39,8 @@ which names exist, not which table an alias stands for), run beside it on each r
   is refused, and so is none (at the JOIN, ON or clause after it): a model that skipped the alias otherwise went on
   joining to the token cap. Not applied while an
   enclosing query's FROM is still to come (it may bind the alias), nor to other alias names (`T01`, `a`).
+  Likewise a source the select list qualifies by its table's name takes no alias (`SELECT fitness_class.name FROM
+  fitness_class AS T1` is refused at `AS`): the name stays bound.
 - A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
   after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
 - As early as the text is certain to break a rule, so that the model is not led into a word only a refused token
@@ -512,11 +514,14 @@ class _Reader:
                     query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
             return True  # a table name (or one still being written)
         if query.source == "table" and word == "as" and not token.open:
+            _check_name_kept(query)
             query.source = "alias"
             return True
         if query.source in ("table", "alias") and token.kind in ("word", "quoted") and word not in KEYWORDS:
             if query.source == "table" and token.open and any(k.startswith(word) for k in FROM_WORDS | CLAUSE_WORDS):
                 return True  # `A` may still become AS
+            if query.source == "table":
+                _check_name_kept(query)  # an alias without AS
             alias = _name(token)
             _check_alias_number(query, alias, _closed(token))
             if _closed(token) or _taken_as_written(query, alias):
@@ -742,6 +747,18 @@ def _owed_numbered_alias(query: _Query) -> tuple[str, frozenset[str]] | None:
         return None
     alias = f"t{owed}"
     return alias, frozenset(ref.column for ref in query.waiting if ref.qualifier == alias and ref.column is not None)
+
+
+def _check_name_kept(query: _Query) -> None:
+    """A source the select list qualifies by its table's name takes no alias (`SELECT fitness_class.name FROM
+    fitness_class AS T1` hides the name): refused at the alias, unless the name is bound already or an enclosing
+    query's FROM is still to come. SQLite would accept a later source binding the name again; models that aliased it
+    instead joined on to the token cap looking for it."""
+    if query.pending is None or _unfinished(query.parent):
+        return
+    name = query.pending[0]
+    if name and name not in query.bindings and any(ref.qualifier == name for ref in query.waiting):
+        raise ScopeViolation(f"the select list names {name!r}: an alias would hide it")
 
 
 def _taken_as_written(query: _Query, alias: str) -> bool:
