@@ -65,6 +65,10 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
     (f"{OWES_T2} JOIN singer AS s ON T3.singer_id = s.singer_id", f"{OWES_T2} JOIN singer AS s", "alias 's' leaves"),
     (f"{OWES_T2} JOIN singer ON T3.singer_id = singer.singer_id", f"{OWES_T2} JOIN singer ON",
      "singer takes no alias"),  # at `ON`: no alias is two letters long
+    # ...and a bare select-list column no source has comes from the next source after one between
+    ("SELECT name FROM singer_in_concert AS T1 JOIN concert AS T2 ON T1.concert_id = T2.concert_id JOIN concert AS "
+     "T3 ON T2.concert_id = T3.concert_id", "SELECT name FROM singer_in_concert AS T1 JOIN concert AS T2 ON "
+     "T1.concert_id = T2.concert_id JOIN co", "the next source must have 'name'"),
     # a bare select-list column is ambiguous once two tables read have it, whatever the FROM goes on to join or
     # alias: refused at the second table's name, once every table it may become has the column (`s` may still
     # become singer_in_concert, which has no name)

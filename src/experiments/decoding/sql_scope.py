@@ -40,7 +40,9 @@ which names exist, not which table an alias stands for), run beside it on each r
   joining to the token cap. Not applied while an
   enclosing query's FROM is still to come (it may bind the alias), nor to other alias names (`T01`, `a`).
   Likewise a source the select list qualifies by its table's name takes no alias (`SELECT fitness_class.name FROM
-  fitness_class AS T1` is refused at `AS`): the name stays bound.
+  fitness_class AS T1` is refused at `AS`): the name stays bound. And a bare select-list column that no source
+  read so far has comes from the next source once one source past the first lacks it (`SELECT name FROM policy AS
+  T1 JOIN claim AS T2 ... JOIN claim` is refused at the second `claim`).
 - A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
   after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
 - As early as the text is certain to break a rule, so that the model is not led into a word only a refused token
@@ -509,6 +511,7 @@ class _Reader:
                 name = _name(token)
                 tables = self._tables_it_may_become(name, _closed(token))
                 self._check_numbered_source(query, tables)
+                _check_bare_source(query, tables, self.schema)
                 self._check_source_ambiguity(query, name, tables)
                 if _closed(token):
                     query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
@@ -747,6 +750,30 @@ def _owed_numbered_alias(query: _Query) -> tuple[str, frozenset[str]] | None:
         return None
     alias = f"t{owed}"
     return alias, frozenset(ref.column for ref in query.waiting if ref.qualifier == alias and ref.column is not None)
+
+
+BARE_SOURCES_BETWEEN = 1  # sources a join may go through before it reads a bare select-list column's table
+
+
+def _check_bare_source(query: _Query, tables: list[str], schema: ScopeSchema) -> None:
+    """A bare select-list column no source read so far has (`SELECT name FROM policy AS T1 JOIN claim AS T2 ...`)
+    must come from the next source once BARE_SOURCES_BETWEEN sources past the first lack it, as the numbered aliases
+    must: refused at the next source's name once no table it may still become has one of those columns. Not while
+    a derived table (whose columns are not known) or an enclosing query's FROM still to come may supply it, nor for
+    a column an enclosing query reads."""
+    if len(query.bindings) < 1 + BARE_SOURCES_BETWEEN or not tables or query.unnamed_derived or \
+            _unfinished(query.parent) or any(columns is WILDCARD for columns in query.bindings.values()):
+        return
+    scopes = []  # this query's and the enclosing ones' bound columns: a bare column any of them has is supplied
+    scope: _Query | None = query
+    while scope is not None:
+        scopes.extend(columns for columns in scope.bindings.values() if columns is not None)
+        scope = scope.parent
+    missing = {ref.column for ref in query.waiting if ref.qualifier is None and ref.column and not ref.open
+               and ref.column not in query.column_aliases and not any(ref.column in columns for columns in scopes)}
+    if missing and not any(missing & schema.tables.get(table, frozenset()) for table in tables):
+        raise ScopeViolation(f"the next source must have {', '.join(sorted(missing))!r}, which the select list "
+                             "uses and no source has")
 
 
 def _check_name_kept(query: _Query) -> None:
