@@ -92,10 +92,10 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
     ("SELECT T3.name FROM singer AS T1 WHERE age > 1", "SELECT T3.name FROM singer AS T1 WH",
      "'t3' is not a table or alias"),
     # a table behind an alias is hidden: one the select list names keeps its name (refused at the alias)
-    ("SELECT singer.name FROM singer AS T1", "SELECT singer.name FROM singer AS ", "an alias would hide it"),
+    ("SELECT singer.name FROM singer AS T1", "SELECT singer.name FROM singer A", "an alias would hide it"),
     ("SELECT singer.name FROM singer s", "SELECT singer.name FROM singer s", "an alias would hide it"),
     ("SELECT singer.name FROM singer_in_concert AS T1 JOIN singer AS T2 ON T1.singer_id = T2.singer_id",
-     "SELECT singer.name FROM singer_in_concert AS T1 JOIN singer AS ", "'singer': an alias would hide it"),
+     "SELECT singer.name FROM singer_in_concert AS T1 JOIN singer A", "'singer': an alias would hide it"),
     ("SELECT theme FROM singer WHERE singer_id IN (SELECT singer_id FROM singer_in_concert)",
      "SELECT theme FROM singer WH", "'theme'"),
     (f"SELECT count(*) {JOIN} WHERE capacity > 1 AND T1.location = 'x'",

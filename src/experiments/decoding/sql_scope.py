@@ -40,7 +40,7 @@ which names exist, not which table an alias stands for), run beside it on each r
   joining to the token cap. Not applied while an
   enclosing query's FROM is still to come (it may bind the alias), nor to other alias names (`T01`, `a`).
   Likewise a source the select list qualifies by its table's name takes no alias (`SELECT fitness_class.name FROM
-  fitness_class AS T1` is refused at `AS`): the name stays bound. And a bare select-list column that no source
+  fitness_class AS T1` is refused at `A`): the name stays bound. And a bare select-list column that no source
   read so far has comes from the next source once one source past the first lacks it (`SELECT name FROM policy AS
   T1 JOIN claim AS T2 ... JOIN claim` is refused at the second `claim`).
 - A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
@@ -516,6 +516,8 @@ class _Reader:
                 if _closed(token):
                     query.pending, query.source = (name, self.schema.tables.get(name, frozenset())), "table"
             return True  # a table name (or one still being written)
+        if query.source == "table" and word and token.open and _may_become_only_as(word):
+            _check_name_kept(query)  # refused at `A`: no token after it could pass
         if query.source == "table" and word == "as" and not token.open:
             _check_name_kept(query)
             query.source = "alias"
@@ -774,6 +776,11 @@ def _check_bare_source(query: _Query, tables: list[str], schema: ScopeSchema) ->
     if missing and not any(missing & schema.tables.get(table, frozenset()) for table in tables):
         raise ScopeViolation(f"the next source must have {', '.join(sorted(missing))!r}, which the select list "
                              "uses and no source has")
+
+
+def _may_become_only_as(word: str) -> bool:
+    """Whether a word being written after a FROM source may become AS and no other keyword there (`A`, `AS`)."""
+    return "as".startswith(word) and not any(k.startswith(word) for k in (FROM_WORDS | CLAUSE_WORDS) - {"as"})
 
 
 def _check_name_kept(query: _Query) -> None:
