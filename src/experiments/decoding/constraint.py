@@ -503,13 +503,12 @@ class SchemaLogitsProcessor(LogitsProcessor):
         need = 1 if self.rows_per_prompt == 1 else 2 * self.rows_per_prompt
         top = min(scores.shape[1], need + SCOPE_LOOKAHEAD)
         values, indices = scores[rows].topk(top, dim=1)
-        values, indices = values.cpu(), indices.cpu()
+        ranked = zip(indices.tolist(), values.tolist(), strict=True)  # one copy to the host for all rows
         masked_rows: list[int] = []
         masked_ids: list[int] = []
-        for position, row in enumerate(rows):
+        for row, (row_ids, row_values) in zip(rows, ranked, strict=True):
             scope = self.prompt_scopes[row // self.rows_per_prompt]
-            candidates = [t for t, v in zip(indices[position].tolist(), values[position].tolist(), strict=True)
-                          if v != float("-inf")]
+            candidates = [t for t, v in zip(row_ids, row_values, strict=True) if v != float("-inf")]
             reading = self._reading(row, scope)
             passed, refused = self._try(reading, self.texts[row], candidates, need)
             if passed < need and len(candidates) == top:  # more may be allowed below the top-k
