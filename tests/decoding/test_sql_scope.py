@@ -124,6 +124,40 @@ def test_a_column_out_of_scope_is_refused_where_the_text_first_shows_it(concerts
     assert reason in scope_violation(concerts, refused, complete=refused == sql)
 
 
+SET_OPERATION_WIDTHS = [  # (query, the first prefix refused): cores of a set operation with unequal select lists
+    ("SELECT name, age FROM singer INTERSECT SELECT name FROM singer",
+     "SELECT name, age FROM singer INTERSECT SELECT name FR"),  # fewer: at the word that can only become FROM
+    ("SELECT name FROM singer UNION SELECT name, age FROM singer", "SELECT name FROM singer UNION SELECT name,"),
+    ("SELECT T2.name, count(*) FROM singer AS T1 JOIN singer AS T2 ON T1.singer_id = T2.singer_id EXCEPT SELECT "
+     "T2.name FROM singer AS T2", "SELECT T2.name, count(*) FROM singer AS T1 JOIN singer AS T2 ON T1.singer_id = "
+     "T2.singer_id EXCEPT SELECT T2.name FR"),
+    ("SELECT 1, 2 UNION SELECT 3", None),  # a core without FROM: where it ends
+]
+
+
+@pytest.mark.parametrize("sql,first_refused", SET_OPERATION_WIDTHS)
+def test_a_set_operation_of_unequal_select_lists_is_refused_where_the_text_first_shows_it(concerts, sql,
+                                                                                         first_refused, tmp_path):
+    conn = concerts_database(tmp_path / "concerts.sqlite")
+    with pytest.raises(sqlite3.OperationalError, match="do not have the same number of result columns"):
+        conn.execute(sql)
+    conn.close()
+    refused = first_refused_prefix(concerts, sql)
+    assert refused == (first_refused or sql)
+    assert "result columns" in scope_violation(concerts, refused, complete=refused == sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM singer UNION SELECT name FROM singer",  # a star's columns are not counted
+    "SELECT name FROM singer UNION SELECT T1.* FROM singer AS T1",
+    "SELECT name, age * 2 FROM singer EXCEPT SELECT name, max(age, 3) FROM singer",  # `*` and commas inside items
+    "SELECT name FROM singer WHERE age IN (SELECT age FROM singer UNION SELECT capacity FROM stadium)",
+    "SELECT frpm.CDSCode FROM frpm UNION SELECT name FROM singer",
+])
+def test_a_set_operation_of_equal_select_lists_passes(concerts, sql):
+    assert first_refused_prefix(concerts, sql) is None
+
+
 def test_a_query_repeating_itself_is_refused_where_the_repeat_is_complete(concerts, tmp_path):
     """A model that starts to loop writes the same span again and again to the token cap (`OR X OR X OR ...`, a
     subquery nested in a copy of itself); SQLite would run it, but no gold query of the sample repeats even one token

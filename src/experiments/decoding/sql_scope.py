@@ -45,6 +45,9 @@ which names exist, not which table an alias stands for), run beside it on each r
   T1 JOIN claim AS T2 ... JOIN claim` is refused at the second `claim`).
 - A subquery standing for a value (in an expression: after IN, a comparison, in a select list; not in FROM, not
   after EXISTS) returns one column: a second one is refused at its comma (SQLite: "sub-select returns 2 columns").
+  Each later core of a set operation has as many select items as the first (SQLite: "SELECTs to the left and right
+  of INTERSECT do not have the same number of result columns"): one more is refused at its comma, one fewer at
+  FROM (at its `FR` after an operand already) or where a core without FROM ends; not where a `*` stands.
 - As early as the text is certain to break a rule, so that the model is not led into a word only a refused token
   could follow (a dead end, after which the row is left to the grammar): an aggregate's name where aggregates are
   refused once it can be no other name (`ORDER BY cou` when no column starts so); a bare column still being
@@ -152,6 +155,12 @@ class _Query:
     on_depth: int = 0
     on_between: bool = False
     on_cases: int = 0
+    # the select list's items at the query's own parenthesis depth (commas there + 1), whether one is a `*` (its
+    # columns are not counted), and for a later core of a set operation the first core's count (None: not known)
+    depth: int = 0
+    items: int = 1
+    star: bool = False
+    set_items: int | None = None
 
 
 @dataclass
@@ -392,7 +401,7 @@ class _Reader:
             self.stack.append(_Paren(subquery, self.query, one_column, self._min_max_call(i),
                                      aggregate=self._subquery_aggregate(i)))
             if subquery:
-                self.query = _Query(parent=self.query, exists=exists)
+                self.query = _Query(parent=self.query, exists=exists, depth=len(self.stack))
                 return i + 2
             return i + 1
         if token.text == ")":
@@ -404,6 +413,13 @@ class _Reader:
         if token.text == "," and self.stack and self.stack[-1].one_column and self.query is not None and \
                 self.query.clause == "select" and not self.query.from_done:
             raise ScopeViolation("a subquery standing for a value returns one column")
+        if token.text == "," and self.query is not None and self.query.clause == "select" and \
+                not self.query.from_done and len(self.stack) == self.query.depth:
+            self.query.items += 1
+            _check_set_items(self.query, ending=False)
+        if token.text == "*" and self.query is not None and self.query.clause == "select" and \
+                len(self.stack) == self.query.depth and _starts_item(self._peek(i - 1)):
+            self.query.star = True
         if word == "select" and not token.open:
             if self.query is None:
                 self.query = _Query(parent=None)
@@ -420,12 +436,17 @@ class _Reader:
         if word in CLAUSE_WORDS and self._starts_clause(query, token):
             self._finish_from(query)
             if word in SET_OPERATIONS:
-                self.query = _Query(parent=query.parent, aggregates=True)
+                first = query.set_items if query.set_items is not None or query.star else query.items
+                self.query = _Query(parent=query.parent, aggregates=True, depth=query.depth,
+                                    set_items=None if query.star else first)
                 query.aggregates = True
             else:
                 query.clause = word
                 query.aggregates |= word in ("group", "having")
             return i + 1
+        if query.clause == "select" and len(self.stack) == query.depth and (word == "from" and not token.open or (
+                token.open and len(word) > 1 and "from".startswith(word) and _ends_operand_before(self._peek(i - 1)))):
+            _check_set_items(query, ending=True)  # FROM, or a word that can only become it (after an operand)
         if word == "from" and not token.open and query.clause == "select":
             query.clause, query.source = "from", ""
             return i + 1
@@ -652,6 +673,8 @@ class _Reader:
                 self._reference(query, _Ref(qualifier, "", True))
             elif column.text == "*":
                 self._reference(query, _Ref(qualifier, None, False))
+                if query.clause == "select" and len(self.stack) == query.depth:
+                    query.star = True
             elif column.kind in ("word", "quoted"):
                 self._reference(query, _Ref(qualifier, _name(column), not _closed(column)))
             return i + 3
@@ -719,6 +742,8 @@ class _Reader:
         if query.from_done:
             return
         self._bind_pending(query)
+        if not query.from_done and query.clause == "select":
+            _check_set_items(query, ending=True)  # a core without FROM
         query.from_done = True
         waiting, query.waiting = query.waiting, []
         for ref in waiting:
@@ -776,6 +801,27 @@ def _check_bare_source(query: _Query, tables: list[str], schema: ScopeSchema) ->
     if missing and not any(missing & schema.tables.get(table, frozenset()) for table in tables):
         raise ScopeViolation(f"the next source must have {', '.join(sorted(missing))!r}, which the select list "
                              "uses and no source has")
+
+
+def _starts_item(previous: _Token | None) -> bool:
+    """Whether a `*` after `previous` is a select item (`SELECT *`, `, *`, `T1.*`), not a multiplication."""
+    return previous is not None and (previous.text in (",", ".") or previous.text.lower() in ("select", "distinct",
+                                                                                              "all"))
+
+
+def _ends_operand_before(previous: _Token | None) -> bool:
+    return previous is not None and _ends_operand(previous)
+
+
+def _check_set_items(query: _Query, ending: bool) -> None:
+    """A later core of a set operation has as many select items as the first (SQLite: "SELECTs to the left and
+    right of UNION do not have the same number of result columns"): more refused at the comma, fewer where the
+    select list ends (`ending`: at FROM, or at the word that can only become it). Not where a `*` stands."""
+    if query.set_items is None or query.star:
+        return
+    if query.items > query.set_items or (ending and query.items < query.set_items):
+        raise ScopeViolation(f"the set operation's first SELECT has {query.set_items} result columns, this one "
+                             f"{query.items}{'' if ending else ' or more'}")
 
 
 def _may_become_only_as(word: str) -> bool:
