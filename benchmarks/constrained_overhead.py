@@ -2,8 +2,10 @@
 grammar alone and the grammar + scope check (multi-table data), each with the grammar's masks filled after every
 step ("serial") and while the model runs (the default, decoding.constraint's greedy overlap). Same model, adapter,
 prompts, batches and token cap as the run's infer stage; grammars compiled before timing (their compile time is
-reported apart); the variants interleaved, `--repeats` times, medians compared. Also checks that each overlapped
-variant writes exactly its serial twin's SQL. Prints a Markdown table and writes JSON.
+reported apart); the variants interleaved, `--repeats` times, medians compared, in all and per decode step (a batch
+runs until its longest row ends: a row that loops to the token cap under one variant, not another, lengthens the
+whole batch's decoding). Also checks that each overlapped variant writes exactly its serial twin's SQL. Prints a
+Markdown table and writes JSON.
 
     python benchmarks/constrained_overhead.py --run /tmp/mt_real/longer --out F.json OVERRIDES
       (OVERRIDES: the run's own, e.g. experiment=spider_baseline model=smollm2_135m data=spider_sample
@@ -88,16 +90,22 @@ def main() -> None:
             row = results["variants"].setdefault(name, {"seconds": [], "generated_tokens": tokens})
             row["seconds"].append(seconds)
             row.update(decoding.summary())
+            row.setdefault("step_ms", []).append(seconds / max(decoding.decode_steps, 1) * 1000)
             texts[name] = [g.sql for g in out]
-            print(f"repeat {repeat} {name}: {seconds:.2f} s, {tokens} tokens", flush=True)
+            print(f"repeat {repeat} {name}: {seconds:.2f} s, {tokens} tokens, {decoding.decode_steps} decode steps",
+                  flush=True)
     free = results["variants"].get("free")
     free_median = statistics.median(free["seconds"]) if free else None
     print(f"| decoding | masks filled | s (median of {args.repeats}; min-max) | x free | generated tokens "
-          "| grammar compile s | mask ms/token | same SQL as serial |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| decode steps | ms per step (median) | x free per step | grammar compile s | mask ms/token "
+          "| same SQL as serial |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    free_step = statistics.median(free["step_ms"]) if free else None
     for name, row in results["variants"].items():
         row["median_seconds"] = statistics.median(row["seconds"])
         row["x_free"] = row["median_seconds"] / free_median if free_median else None
+        row["median_step_ms"] = statistics.median(row["step_ms"])
+        row["x_free_per_step"] = row["median_step_ms"] / free_step if free_step else None
         twin = name + "_serial"
         if twin in texts:
             row["same_sql_as_serial"] = sum(a == b for a, b in zip(texts[name], texts[twin], strict=True)) / len(
@@ -106,7 +114,8 @@ def main() -> None:
         per_token = row["grammar_mask_seconds"] / masked * 1000 if masked else None
         filled = "-" if name == "free" else ("after each step" if name.endswith("_serial") else "while the model runs")
         print(f"| {name} | {filled} | {row['median_seconds']:.2f} ({min(row['seconds']):.2f}-{max(row['seconds']):.2f})"
-              f" | {row['x_free']:.2f} | {row['generated_tokens']} | "
+              f" | {row['x_free']:.2f} | {row['generated_tokens']} | {row.get('decode_steps', '-')} | "
+              f"{row['median_step_ms']:.1f} | {row['x_free_per_step']:.2f} | "
               f"{row.get('grammar_compile_seconds', 0):.2f} | "
               f"{'-' if per_token is None else f'{per_token:.3f}'} | {row.get('same_sql_as_serial', '-')} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,9 @@ class Decoding:
     # (decoding.prefill; 0: one prefill per batch); prefilled_in_chunks counts the batches that were
     prefill_chunk_rows: int = 64
     prefilled_in_chunks: int = 0
+    # decode steps over all batches: a batch runs until its longest row ends, so one row looping to the token cap
+    # costs every row of its batch the steps to the cap (what constrained decoding's wall time compares)
+    decode_steps: int = 0
     # the sliced prefill's cache has room for the answer, written in place (decoding.prefill.PreallocatedLayer); false
     # only to measure what that buys (benchmarks/profile_generation.py)
     preallocated_cache: bool = True
@@ -147,6 +150,8 @@ class Decoding:
             out["guidance_seconds"] = self.guidance_seconds
         if self.prefilled_in_chunks:
             out["prefilled_in_chunks"] = self.prefilled_in_chunks
+        if self.decode_steps:
+            out["decode_steps"] = self.decode_steps
         return out
 
 
@@ -237,6 +242,7 @@ def generate_sql(model, tokenizer, prompts: list[str], cfg: ExperimentConfig, de
             del prefilled, options  # the batch's KV cache goes before the next batch is prefilled
         sequences = out.sequences if hasattr(out, "sequences") else out
         new_tokens = sequences[:real * k, longest:].cpu()  # the filler rows of a padded last batch are dropped
+        decoding.decode_steps += new_tokens.shape[1]
         batch = batch[:real]
         texts = []
         for row in range(new_tokens.shape[0]):

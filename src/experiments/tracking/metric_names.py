@@ -49,7 +49,7 @@ _INFER_COUNTS = {"examples": "count/test_examples", "max_new_tokens": "count/max
                  "grammars_compiled": "count/grammars_compiled", "generated_tokens": "count/generated_tokens",
                  "scope_rejected_tokens": "count/scope_rejected_tokens", "scope_dead_ends": "count/scope_dead_ends",
                  "grammar_forced_ends": "count/grammar_forced_ends", "prefilled_in_chunks": "count/prefilled_in_chunks",
-                 "grammar_closing_steers": "count/grammar_closing_steers"}
+                 "grammar_closing_steers": "count/grammar_closing_steers", "decode_steps": "count/decode_steps"}
 
 _EVAL_COUNTS = {"n": "count/scored_examples", "missing_predictions": "count/missing_predictions",
                 "gold_errors": "count/gold_errors", "unknown_prediction_ids": "count/unknown_prediction_ids",
