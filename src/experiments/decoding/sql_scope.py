@@ -742,7 +742,7 @@ class _Reader:
         if query.from_done:
             return
         self._bind_pending(query)
-        if not query.from_done and query.clause == "select":
+        if query.clause == "select":
             _check_set_items(query, ending=True)  # a core without FROM
         query.from_done = True
         waiting, query.waiting = query.waiting, []
