@@ -24,6 +24,19 @@ def concerts() -> ScopeSchema:
     return ScopeSchema(CONCERTS)
 
 
+def assert_refused_where_sqlite_fails(schema: ScopeSchema, sql: str, sqlite_error: str, first_refused: str | None,
+                                      reason: str, path) -> None:
+    """SQLite refuses `sql` (its error matching `sqlite_error`) on an empty database of the schema's tables, and the
+    check first refuses it at `first_refused` (None: only the whole query), giving a reason that holds `reason`."""
+    conn = concerts_database(path)
+    with pytest.raises(sqlite3.OperationalError, match=sqlite_error):
+        conn.execute(sql)
+    conn.close()
+    refused = first_refused_prefix(schema, sql)
+    assert refused == (first_refused or sql)
+    assert reason in scope_violation(schema, refused, complete=refused == sql)
+
+
 def first_refused_prefix(schema: ScopeSchema, sql: str) -> str | None:
     """The first prefix of `sql` (by character) the check refuses, the whole query read as complete last."""
     for cut in range(1, len(sql) + 1):
@@ -115,13 +128,8 @@ SCOPE_ERRORS = [  # (query, the first prefix refused, why): each one SQLite refu
 @pytest.mark.parametrize("sql,first_refused,reason", SCOPE_ERRORS)
 def test_a_column_out_of_scope_is_refused_where_the_text_first_shows_it(concerts, sql, first_refused, reason,
                                                                       tmp_path):
-    conn = concerts_database(tmp_path / "concerts.sqlite")
-    with pytest.raises(sqlite3.OperationalError, match="no such column|ambiguous|sub-select returns"):
-        conn.execute(sql)
-    conn.close()
-    refused = first_refused_prefix(concerts, sql)
-    assert refused == (first_refused or sql)
-    assert reason in scope_violation(concerts, refused, complete=refused == sql)
+    assert_refused_where_sqlite_fails(concerts, sql, "no such column|ambiguous|sub-select returns", first_refused,
+                                      reason, tmp_path / "concerts.sqlite")
 
 
 SET_OPERATION_WIDTHS = [  # (query, the first prefix refused): cores of a set operation with unequal select lists
@@ -138,13 +146,8 @@ SET_OPERATION_WIDTHS = [  # (query, the first prefix refused): cores of a set op
 @pytest.mark.parametrize("sql,first_refused", SET_OPERATION_WIDTHS)
 def test_a_set_operation_of_unequal_select_lists_is_refused_where_the_text_first_shows_it(concerts, sql,
                                                                                          first_refused, tmp_path):
-    conn = concerts_database(tmp_path / "concerts.sqlite")
-    with pytest.raises(sqlite3.OperationalError, match="do not have the same number of result columns"):
-        conn.execute(sql)
-    conn.close()
-    refused = first_refused_prefix(concerts, sql)
-    assert refused == (first_refused or sql)
-    assert "result columns" in scope_violation(concerts, refused, complete=refused == sql)
+    assert_refused_where_sqlite_fails(concerts, sql, "do not have the same number of result columns", first_refused,
+                                      "result columns", tmp_path / "concerts.sqlite")
 
 
 @pytest.mark.parametrize("sql", [
@@ -333,13 +336,9 @@ def concerts_database(path) -> sqlite3.Connection:
 @pytest.mark.parametrize("sql,first_refused", AGGREGATE_MISUSE)
 def test_an_aggregate_where_sqlite_refuses_one_is_refused_as_soon_as_it_is_certain(concerts, sql, first_refused,
                                                                                   tmp_path):
-    conn = concerts_database(tmp_path / "concerts.sqlite")
-    with pytest.raises(sqlite3.OperationalError, match="misuse of aggregate|not allowed in the GROUP BY"):
-        conn.execute(sql)
-    conn.close()
-    refused = first_refused_prefix(concerts, sql)
-    assert refused == first_refused
-    assert "aggregate" in scope_violation(concerts, refused, complete=refused == sql)
+    assert first_refused is not None
+    assert_refused_where_sqlite_fails(concerts, sql, "misuse of aggregate|not allowed in the GROUP BY", first_refused,
+                                      "aggregate", tmp_path / "concerts.sqlite")
 
 
 AGGREGATES_ALLOWED = [
